@@ -1,0 +1,71 @@
+//! Printing answers as the vault CLI does: a Key/Value table, or JSON with
+//! `-format=json`.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+pub fn json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+/// A value as a table cell: strings bare, everything else as JSON.
+pub fn cell(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => "n/a".to_owned(),
+        Value::Array(items) if items.iter().all(Value::is_string) => format!(
+            "[{}]",
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+pub fn table(rows: &[(String, String)]) {
+    let width = rows
+        .iter()
+        .map(|(key, _)| key.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    println!("{:<width$}    Value", "Key");
+    println!("{:<width$}    -----", "---");
+    for (key, value) in rows {
+        println!("{key:<width$}    {value}");
+    }
+}
+
+pub fn map_table(map: &Map<String, Value>) {
+    let mut rows: Vec<(String, String)> = map
+        .iter()
+        .map(|(key, value)| (key.clone(), cell(value)))
+        .collect();
+    rows.sort();
+    table(&rows);
+}
+
+pub fn header(title: &str) {
+    let bar = "=".repeat(title.len() + 2);
+    println!("{bar} {title} {bar}");
+}
+
+pub fn keys(value: &Value) {
+    println!("Keys\n----");
+    if let Some(keys) = value.pointer("/data/keys").and_then(Value::as_array) {
+        for key in keys {
+            println!("{}", cell(key));
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The server's configuration file: HCL shaped like Vault's. Each field's doc comment
+//! is its reference. An unknown key or a bad value is an error that names the key
+//! and its line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::duration;
+use crate::hcl::{self, Kind};
+
+/// Vault's default for `default_lease_ttl` and `max_lease_ttl`: 768 hours.
+pub const DEFAULT_LEASE_TTL: u64 = 768 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Invalid { path: String, source: hcl::Error },
+}
+
+/// Everything `coffer server --config FILE` reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `storage "raft" { ... }`: where and as which node this server stores data.
+    pub storage: Storage,
+    /// `listener "tcp" { ... }` blocks: the client API's addresses (at least one).
+    pub listeners: Vec<Listener>,
+    /// `api_addr`: the address other nodes and clients are told to use for this
+    /// node's API.
+    pub api_addr: Option<String>,
+    /// `cluster_addr`: the address of this node's cluster (Raft) listener.
+    pub cluster_addr: Option<String>,
+    /// `cluster_name`: a name shown by `sys/health`; generated at init if unset.
+    pub cluster_name: Option<String>,
+    /// `default_lease_ttl`: TTL of tokens and leases that ask for none (default 768h).
+    pub default_lease_ttl: u64,
+    /// `max_lease_ttl`: the longest any token or lease may live (default 768h).
+    pub max_lease_ttl: u64,
+    /// `log_level`: trace, debug, info, warn or error (default info).
+    pub log_level: Option<String>,
+    /// `disable_mlock`: accepted for Vault compatibility; coffer never swaps keys to
+    /// disk because it holds them only in zeroizing memory and relies on the
+    /// systemd unit's `MemorySwapMax=0`.
+    pub disable_mlock: bool,
+    /// `telemetry { ... }`.
+    pub telemetry: Telemetry,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Storage {
+    /// `path`: the data directory (created with mode 0700 if missing).
+    pub path: PathBuf,
+    /// `node_id`: this node's name in the cluster (default: the host name).
+    pub node_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// `address`: host:port to listen on (default `127.0.0.1:8200`).
+    pub address: SocketAddr,
+    /// `tls_disable`: serve plain HTTP. TLS is on by default, as in Vault.
+    pub tls_disable: bool,
+    /// `tls_cert_file`: PEM certificate chain, required unless `tls_disable`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `tls_key_file`: PEM private key, required unless `tls_disable`.
+    pub tls_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Telemetry {
+    /// `unauthenticated_metrics_access`: serve `sys/metrics` without a token.
+    pub unauthenticated_metrics_access: bool,
+    /// `disable_hostname`: accepted for Vault compatibility (metric names never
+    /// carry the host name in coffer).
+    pub disable_hostname: bool,
+    /// `prometheus_retention_time`: accepted for Vault compatibility (coffer's
+    /// metrics are always current).
+    pub prometheus_retention_time: Option<u64>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|source| Error::Invalid {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, hcl::Error> {
+        let body = hcl::parse(text)?;
+        let mut storage = None;
+        let mut listeners = Vec::new();
+        let mut config = Config {
+            storage: Storage {
+                path: PathBuf::new(),
+                node_id: String::new(),
+            },
+            listeners: Vec::new(),
+            api_addr: None,
+            cluster_addr: None,
+            cluster_name: None,
+            default_lease_ttl: DEFAULT_LEASE_TTL,
+            max_lease_ttl: DEFAULT_LEASE_TTL,
+            log_level: None,
+            disable_mlock: false,
+            telemetry: Telemetry::default(),
+        };
+        for attribute in &body.attributes {
+            let value = &attribute.value;
+            match attribute.key.as_str() {
+                "api_addr" => config.api_addr = Some(string(value, "api_addr")?),
+                "cluster_addr" => config.cluster_addr = Some(string(value, "cluster_addr")?),
+                "cluster_name" => config.cluster_name = Some(string(value, "cluster_name")?),
+                "default_lease_ttl" => {
+                    config.default_lease_ttl = duration_value(value, "default_lease_ttl")?
+                }
+                "max_lease_ttl" => config.max_lease_ttl = duration_value(value, "max_lease_ttl")?,
+                "log_level" => {
+                    let level = string(value, "log_level")?;
+                    if !["trace", "debug", "info", "warn", "error"].contains(&level.as_str()) {
+                        return Err(hcl::Error::new(
+                            value.line,
+                            format!(
+                                "log_level must be trace, debug, info, warn or error, not {level:?}"
+                            ),
+                        ));
+                    }
+                    config.log_level = Some(level);
+                }
+                "disable_mlock" => config.disable_mlock = boolean(value, "disable_mlock")?,
+                "ui" => {
+                    if boolean(value, "ui")? {
+                        return Err(hcl::Error::new(
+                            attribute.line,
+                            "ui = true: coffer has no web UI; remove the key",
+                        ));
+                    }
+                }
+                other => return Err(unknown(attribute.line, other, "the top level")),
+            }
+        }
+        for block in &body.blocks {
+            match block.ident.as_str() {
+                "storage" => {
+                    if storage.is_some() {
+                        return Err(hcl::Error::new(
+                            block.line,
+                            "only one storage block is allowed",
+                        ));
+                    }
+                    storage = Some(parse_storage(block)?);
+                }
+                "listener" => listeners.push(parse_listener(block)?),
+                "telemetry" => config.telemetry = parse_telemetry(block)?,
+                other => {
+                    return Err(hcl::Error::new(
+                        block.line,
+                        format!("unknown block {other:?}"),
+                    ));
+                }
+            }
+        }
+        config.storage = storage.ok_or_else(|| {
+            hcl::Error::new(1, "a storage \"raft\" { path = \"...\" } block is required")
+        })?;
+        if listeners.is_empty() {
+            return Err(hcl::Error::new(
+                1,
+                "at least one listener \"tcp\" block is required",
+            ));
+        }
+        config.listeners = listeners;
+        if config.default_lease_ttl > config.max_lease_ttl {
+            return Err(hcl::Error::new(
+                1,
+                "default_lease_ttl must not be greater than max_lease_ttl",
+            ));
+        }
+        Ok(config)
+    }
+}
+
+fn parse_storage(block: &hcl::Block) -> Result<Storage, hcl::Error> {
+    let kind = single_label(block, "storage")?;
+    if kind != "raft" {
+        return Err(hcl::Error::new(
+            block.line,
+            format!("unsupported storage type {kind:?}: coffer stores through \"raft\""),
+        ));
+    }
+    let mut path = None;
+    let mut node_id = None;
+    for attribute in &block.body.attributes {
+        match attribute.key.as_str() {
+            "path" => path = Some(PathBuf::from(string(&attribute.value, "path")?)),
+            "node_id" => node_id = Some(string(&attribute.value, "node_id")?),
+            other => return Err(unknown(attribute.line, other, "storage \"raft\"")),
+        }
+    }
+    if let Some(nested) = block.body.blocks.first() {
+        return Err(hcl::Error::new(
+            nested.line,
+            format!("unknown block {:?} in storage \"raft\"", nested.ident),
+        ));
+    }
+    let path = path.ok_or_else(|| hcl::Error::new(block.line, "storage \"raft\" needs a path"))?;
+    let node_id = match node_id {
+        Some(node_id) if !node_id.is_empty() => node_id,
+        Some(_) => return Err(hcl::Error::new(block.line, "node_id must not be empty")),
+        None => default_node_id(),
+    };
+    Ok(Storage { path, node_id })
+}
+
+fn default_node_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "node1".to_owned())
+}
+
+fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
+    let kind = single_label(block, "listener")?;
+    if kind != "tcp" {
+        return Err(hcl::Error::new(
+            block.line,
+            format!("unsupported listener type {kind:?}: use \"tcp\""),
+        ));
+    }
+    let mut listener = Listener {
+        address: SocketAddr::from(([127, 0, 0, 1], 8200)),
+        tls_disable: false,
+        tls_cert_file: None,
+        tls_key_file: None,
+    };
+    for attribute in &block.body.attributes {
+        let value = &attribute.value;
+        match attribute.key.as_str() {
+            "address" => {
+                let text = string(value, "address")?;
+                listener.address = text.parse().map_err(|_| {
+                    hcl::Error::new(
+                        value.line,
+                        format!("address {text:?} is not a host:port such as 127.0.0.1:8200"),
+                    )
+                })?;
+            }
+            "tls_disable" => listener.tls_disable = boolean(value, "tls_disable")?,
+            "tls_cert_file" => {
+                listener.tls_cert_file = Some(PathBuf::from(string(value, "tls_cert_file")?))
+            }
+            "tls_key_file" => {
+                listener.tls_key_file = Some(PathBuf::from(string(value, "tls_key_file")?))
+            }
+            other => return Err(unknown(attribute.line, other, "listener \"tcp\"")),
+        }
+    }
+    if !listener.tls_disable
+        && (listener.tls_cert_file.is_none() || listener.tls_key_file.is_none())
+    {
+        return Err(hcl::Error::new(
+            block.line,
+            "listener \"tcp\": tls_cert_file and tls_key_file are required unless tls_disable = true",
+        ));
+    }
+    Ok(listener)
+}
+
+fn parse_telemetry(block: &hcl::Block) -> Result<Telemetry, hcl::Error> {
+    if !block.labels.is_empty() {
+        return Err(hcl::Error::new(block.line, "telemetry takes no label"));
+    }
+    let mut telemetry = Telemetry::default();
+    for attribute in &block.body.attributes {
+        let value = &attribute.value;
+        match attribute.key.as_str() {
+            "unauthenticated_metrics_access" => {
+                telemetry.unauthenticated_metrics_access =
+                    boolean(value, "unauthenticated_metrics_access")?
+            }
+            "disable_hostname" => telemetry.disable_hostname = boolean(value, "disable_hostname")?,
+            "prometheus_retention_time" => {
+                telemetry.prometheus_retention_time =
+                    Some(duration_value(value, "prometheus_retention_time")?)
+            }
+            other => return Err(unknown(attribute.line, other, "telemetry")),
+        }
+    }
+    Ok(telemetry)
+}
+
+fn single_label<'a>(block: &'a hcl::Block, ident: &str) -> Result<&'a str, hcl::Error> {
+    match block.labels.as_slice() {
+        [label] => Ok(label),
+        _ => Err(hcl::Error::new(
+            block.line,
+            format!("{ident} takes exactly one type label, as in {ident} \"raft\""),
+        )),
+    }
+}
+
+fn unknown(line: usize, key: &str, place: &str) -> hcl::Error {
+    hcl::Error::new(line, format!("unknown key {key:?} in {place}"))
+}
+
+fn string(value: &hcl::Value, key: &str) -> Result<String, hcl::Error> {
+    match &value.kind {
+        Kind::String(text) => Ok(text.clone()),
+        _ => Err(hcl::Error::new(
+            value.line,
+            format!("{key} must be a string, not {}", value.type_name()),
+        )),
+    }
+}
+
+/// Vault's HCL accepts `true`, `"true"`, `1` and `"1"` for booleans.
+fn boolean(value: &hcl::Value, key: &str) -> Result<bool, hcl::Error> {
+    let parsed = match &value.kind {
+        Kind::Bool(flag) => Some(*flag),
+        Kind::String(text) => match text.as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        },
+        Kind::Number(number) => match number.as_u64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        _ => None,
+    };
+    parsed.ok_or_else(|| hcl::Error::new(value.line, format!("{key} must be true or false")))
+}
+
+fn duration_value(value: &hcl::Value, key: &str) -> Result<u64, hcl::Error> {
+    duration::from_json(&value.to_json())
+        .map_err(|error| hcl::Error::new(value.line, format!("{key}: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VAULT_SHAPED: &str = r#"
+storage "raft" {
+  path    = "/var/lib/coffer"
+  node_id = "n1"
+}
+listener "tcp" {
+  address     = "127.0.0.1:8200"
+  tls_disable = true
+}
+api_addr     = "http://127.0.0.1:8200"
+cluster_addr = "http://127.0.0.1:8201"
+"#;
+
+    #[test]
+    fn the_issue_example_parses_unchanged() {
+        let config = Config::parse(VAULT_SHAPED).unwrap();
+        assert_eq!(config.storage.path, PathBuf::from("/var/lib/coffer"));
+        assert_eq!(config.storage.node_id, "n1");
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(
+            config.listeners[0].address,
+            "127.0.0.1:8200".parse().unwrap()
+        );
+        assert!(config.listeners[0].tls_disable);
+        assert_eq!(config.api_addr.as_deref(), Some("http://127.0.0.1:8200"));
+        assert_eq!(config.max_lease_ttl, DEFAULT_LEASE_TTL);
+    }
+
+    #[test]
+    fn optional_settings() {
+        let config = Config::parse(&format!(
+            "{VAULT_SHAPED}\ndefault_lease_ttl = \"1h\"\nmax_lease_ttl = \"24h\"\ndisable_mlock = true\ntelemetry {{\n unauthenticated_metrics_access = true\n}}\nlistener \"tcp\" {{\n address = \"127.0.0.1:8300\"\n tls_cert_file = \"/c.pem\"\n tls_key_file = \"/k.pem\"\n}}\n"
+        ))
+        .unwrap();
+        assert_eq!(config.default_lease_ttl, 3600);
+        assert_eq!(config.max_lease_ttl, 86400);
+        assert!(config.telemetry.unauthenticated_metrics_access);
+        assert_eq!(config.listeners.len(), 2);
+        assert!(!config.listeners[1].tls_disable);
+    }
+
+    #[track_caller]
+    fn error(text: &str, line: usize, fragment: &str) {
+        let error = Config::parse(text).unwrap_err();
+        assert_eq!(error.line, line, "{error}");
+        assert!(error.message.contains(fragment), "{error}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        error(
+            &VAULT_SHAPED.replace("address ", "adress "),
+            7,
+            "unknown key \"adress\" in listener",
+        );
+        error(
+            &VAULT_SHAPED.replace("node_id = \"n1\"", "node_id = 1"),
+            4,
+            "node_id must be a string",
+        );
+        error(
+            &VAULT_SHAPED.replace("tls_disable = true", "tls_disable = \"maybe\""),
+            8,
+            "tls_disable must be true or false",
+        );
+        error(
+            &VAULT_SHAPED.replace("127.0.0.1:8200\"\n  tls", "localhost\"\n  tls"),
+            7,
+            "not a host:port",
+        );
+        error(
+            &format!("{VAULT_SHAPED}\nfoo = 1\n"),
+            13,
+            "unknown key \"foo\"",
+        );
+        error(
+            &format!("{VAULT_SHAPED}\nmax_lease_ttl = \"forever\"\n"),
+            13,
+            "max_lease_ttl",
+        );
+        error(
+            &VAULT_SHAPED.replace("\"raft\"", "\"consul\""),
+            2,
+            "unsupported storage type",
+        );
+        error(
+            &VAULT_SHAPED.replace("  tls_disable = true\n", ""),
+            6,
+            "tls_cert_file and tls_key_file are required",
+        );
+        error("listener \"tcp\" {\n tls_disable = true\n}\n", 1, "storage");
+        error(
+            &format!("{VAULT_SHAPED}\nseal \"awskms\" {{}}\n"),
+            13,
+            "unknown block \"seal\"",
+        );
+        error(&format!("{VAULT_SHAPED}\nui = true\n"), 13, "no web UI");
+        error("storage \"raft\" {\n path = \n}\n", 2, "syntax error");
+    }
+}

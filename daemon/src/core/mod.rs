@@ -1,0 +1,576 @@
+//! The core: the seal state and the one request pipeline every door calls.
+//!
+//! [`Core::handle`] (the doors' `Handler`) runs, for every request:
+//! validate the path -> answer the unauthenticated `sys/` endpoints (health, seal
+//! status, init, unseal, leader) -> refuse with 503 while sealed -> authenticate
+//! the token -> authorize with the token's ACL (inside each route, which knows
+//! whether a write is a `create` or an `update`) -> route to `sys/`, `auth/token/`
+//! or a mount -> wrap the reply in Vault's envelope. The audit issue inserts its
+//! request and response records around the authorize-and-route step.
+
+pub mod error;
+pub mod fields;
+pub mod reply;
+mod sys;
+mod token_api;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use coffer_protocols::{
+    ErrorCode, Handler, LogicalResponse, Observation, Operation, Request, Response, ResponseBody,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::barrier::{Barrier, Keyring};
+use crate::kv::{v1::KvV1, v2::KvV2};
+use crate::locks::Stripes;
+use crate::metrics::Metrics;
+use crate::mounts::MountTable;
+use crate::policy::acl::Capability;
+use crate::policy::{Acl, Decision, ROOT_POLICY};
+use crate::policy_store::PolicyStore;
+use crate::seal::{self, SealConfig, Submitted};
+use crate::storage::Backend;
+use crate::tokens::{NewToken, SALT_PATH, TokenEntry, TokenStore};
+use error::{ApiError, ApiResult};
+use reply::Reply;
+
+/// The longest logical path accepted.
+const MAX_PATH_LEN: usize = 4096;
+const CLUSTER_PATH: &str = "core/cluster";
+
+/// Server-wide settings the core needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cluster_name: Option<String>,
+    pub api_addr: Option<String>,
+    pub cluster_addr: Option<String>,
+    pub default_lease_ttl: u64,
+    pub max_lease_ttl: u64,
+    pub unauthenticated_metrics_access: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cluster_name: None,
+            api_addr: None,
+            cluster_addr: None,
+            default_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
+            max_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
+            unauthenticated_metrics_access: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub id: String,
+}
+
+/// Everything that exists only while unsealed. Dropping it (sealing) drops the
+/// keyring, whose keys are wiped.
+pub(crate) struct Unsealed {
+    pub barrier: Arc<Barrier>,
+    pub tokens: TokenStore,
+    pub policies: PolicyStore,
+    pub mounts: MountTable,
+    pub kv_locks: Stripes,
+    pub cluster: ClusterInfo,
+}
+
+enum State {
+    Uninitialized,
+    Sealed(SealConfig),
+    Unsealed(SealConfig, Arc<Unsealed>),
+}
+
+/// The seal state as `sys/seal-status` and `sys/health` report it.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub initialized: bool,
+    pub sealed: bool,
+    pub shares: u8,
+    pub threshold: u8,
+    pub progress: usize,
+    pub nonce: String,
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// What `sys/init` returns to the operator, once.
+pub struct InitOutput {
+    pub shares: Vec<Zeroizing<Vec<u8>>>,
+    pub root_token: Zeroizing<String>,
+}
+
+/// The authenticated caller of a request.
+pub(crate) struct Caller {
+    pub token: TokenEntry,
+    pub acl: Arc<Acl>,
+}
+
+impl Caller {
+    /// Checks `capability` on `path`; `sudo` routes also need the sudo capability.
+    pub fn authorize(
+        &self,
+        path: &str,
+        capability: Capability,
+        data: &Map<String, Value>,
+        sudo: bool,
+    ) -> ApiResult<Decision> {
+        let decision = self.acl.check(path, capability, data);
+        if !decision.allowed || (sudo && !decision.sudo) {
+            return Err(ApiError::denied());
+        }
+        Ok(decision)
+    }
+}
+
+/// A route's answer with what the envelope needs to know.
+pub(crate) struct Routed {
+    pub reply: Reply,
+    pub mount_type: &'static str,
+    /// `sys/` answers copy `data` to the top level, as Vault does.
+    pub flatten: bool,
+}
+
+pub struct Core {
+    backend: Arc<dyn Backend>,
+    settings: Settings,
+    state: RwLock<State>,
+    progress: Mutex<seal::Progress>,
+    transitions: tokio::sync::Mutex<()>,
+    metrics: Metrics,
+}
+
+impl Core {
+    /// A core over `backend`, sealed (or uninitialized).
+    pub fn new(backend: Arc<dyn Backend>, settings: Settings) -> Result<Core, seal::Error> {
+        let state = match seal::read_config(backend.as_ref())? {
+            Some(config) => State::Sealed(config),
+            None => State::Uninitialized,
+        };
+        Ok(Core {
+            backend,
+            settings,
+            state: RwLock::new(state),
+            progress: Mutex::new(seal::Progress::default()),
+            transitions: tokio::sync::Mutex::new(()),
+            metrics: Metrics::new(),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set_state(&self, state: State) {
+        *self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
+    }
+
+    fn lock_progress(&self) -> std::sync::MutexGuard<'_, seal::Progress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn unsealed(&self) -> ApiResult<Arc<Unsealed>> {
+        match &*self.read_state() {
+            State::Unsealed(_, unsealed) => Ok(unsealed.clone()),
+            _ => Err(ApiError::sealed()),
+        }
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        !matches!(&*self.read_state(), State::Unsealed(..))
+    }
+
+    pub fn status(&self) -> Status {
+        let progress = self.lock_progress();
+        let (initialized, sealed, config, cluster) = match &*self.read_state() {
+            State::Uninitialized => (false, true, None, None),
+            State::Sealed(config) => (true, true, Some(config.clone()), None),
+            State::Unsealed(config, unsealed) => (
+                true,
+                false,
+                Some(config.clone()),
+                Some(unsealed.cluster.clone()),
+            ),
+        };
+        Status {
+            initialized,
+            sealed,
+            shares: config.as_ref().map_or(0, |config| config.secret_shares),
+            threshold: config.as_ref().map_or(0, |config| config.secret_threshold),
+            progress: if sealed { progress.count() } else { 0 },
+            nonce: if sealed {
+                progress.nonce().to_owned()
+            } else {
+                String::new()
+            },
+            cluster,
+        }
+    }
+
+    /// Initializes a new server: seal keys, keyring, the built-in policy, an empty
+    /// mount table and a root token, all in one atomic write. The server stays
+    /// sealed, as Vault's does. `root_token` chooses the root token's value (the dev
+    /// server's `--dev-root-token`).
+    pub async fn initialize(
+        &self,
+        shares: u8,
+        threshold: u8,
+        root_token: Option<String>,
+    ) -> ApiResult<InitOutput> {
+        let _transition = self.transitions.lock().await;
+        if !matches!(&*self.read_state(), State::Uninitialized) {
+            return Err(ApiError::invalid("coffer is already initialized"));
+        }
+        let initialized = seal::initialize(shares, threshold)?;
+        let barrier = Arc::new(Barrier::new(self.backend.clone(), initialized.keyring));
+        let mut batch = barrier.batch();
+        for (path, value) in initialized.records {
+            batch.put_raw(&path, value);
+        }
+        let salt = TokenStore::new_salt()?;
+        batch.put(SALT_PATH, &salt)?;
+        PolicyStore::add_default(&mut batch)?;
+        MountTable::add_empty(&mut batch)?;
+        let cluster_id = crate::mounts::uuid_v4()?;
+        let cluster_name = self
+            .settings
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| format!("coffer-cluster-{}", &cluster_id[..8]));
+        batch.put_json(
+            CLUSTER_PATH,
+            &ClusterInfo {
+                name: cluster_name,
+                id: cluster_id,
+            },
+        )?;
+        let tokens = TokenStore::new(barrier.clone(), salt);
+        let (token, _) = tokens.prepare(
+            NewToken {
+                policies: vec![ROOT_POLICY.into()],
+                display_name: "root".into(),
+                path: "auth/token/root".into(),
+                ..NewToken::default()
+            },
+            root_token,
+            &mut batch,
+        )?;
+        barrier.commit(batch).await?;
+        let config = seal::read_config(self.backend.as_ref())?
+            .ok_or_else(|| ApiError::internal(&"seal configuration missing after init"))?;
+        self.set_state(State::Sealed(config));
+        Ok(InitOutput {
+            shares: initialized.shares,
+            root_token: token,
+        })
+    }
+
+    /// Adds one key share; unseals once the threshold is reached.
+    pub async fn submit_unseal_share(&self, share: Zeroizing<Vec<u8>>) -> ApiResult<()> {
+        let _transition = self.transitions.lock().await;
+        let config = match &*self.read_state() {
+            State::Uninitialized => return Err(ApiError::invalid("coffer is not initialized")),
+            State::Unsealed(..) => return Err(ApiError::invalid("coffer is already unsealed")),
+            State::Sealed(config) => config.clone(),
+        };
+        let submitted = self
+            .lock_progress()
+            .submit(&config, share)
+            .map_err(|error| ApiError::invalid(error.to_string()))?;
+        let Submitted::Complete(key) = submitted else {
+            return Ok(());
+        };
+        let keyring = seal::open(self.backend.as_ref(), &key)?;
+        let unsealed = self.open(keyring)?;
+        self.set_state(State::Unsealed(config, Arc::new(unsealed)));
+        tracing::info!("unsealed");
+        Ok(())
+    }
+
+    pub fn reset_unseal(&self) {
+        self.lock_progress().reset();
+    }
+
+    fn open(&self, keyring: Keyring) -> ApiResult<Unsealed> {
+        let barrier = Arc::new(Barrier::new(self.backend.clone(), keyring));
+        let salt = barrier
+            .get(SALT_PATH)?
+            .ok_or_else(|| ApiError::internal(&"token salt missing from storage"))?;
+        let cluster: ClusterInfo = barrier
+            .get_json(CLUSTER_PATH)?
+            .ok_or_else(|| ApiError::internal(&"cluster info missing from storage"))?;
+        Ok(Unsealed {
+            tokens: TokenStore::new(barrier.clone(), Zeroizing::new(salt.to_vec())),
+            policies: PolicyStore::new(barrier.clone()),
+            mounts: MountTable::load(barrier.clone())?,
+            kv_locks: Stripes::new(),
+            cluster,
+            barrier,
+        })
+    }
+
+    /// Seals: forgets every key. Requests already running finish with the keys they
+    /// hold; new ones get 503.
+    pub async fn seal(&self) {
+        let _transition = self.transitions.lock().await;
+        let sealed = match &*self.read_state() {
+            State::Unsealed(config, _) => Some(config.clone()),
+            _ => None,
+        };
+        if let Some(config) = sealed {
+            self.set_state(State::Sealed(config));
+            self.lock_progress().reset();
+            tracing::info!("sealed");
+        }
+    }
+
+    /// Revokes expired and used-up tokens; a no-op while sealed.
+    pub async fn tidy(&self) {
+        let Ok(unsealed) = self.unsealed() else {
+            return;
+        };
+        match unsealed.tokens.tidy().await {
+            Ok(0) => {}
+            Ok(revoked) => tracing::info!(revoked, "revoked expired tokens"),
+            Err(error) => tracing::warn!(%error, "token tidy failed"),
+        }
+    }
+
+    pub fn render_metrics(&self) -> String {
+        let status = self.status();
+        self.metrics.render(status.sealed, status.initialized)
+    }
+
+    async fn process(&self, request: &Request, route: &mut Option<String>) -> ApiResult<Routed> {
+        let path = validate_path(&request.path)?;
+        if request.wrap_ttl.is_some() {
+            return Err(ApiError::invalid(
+                "response wrapping (X-Vault-Wrap-TTL) is not supported by coffer",
+            ));
+        }
+        if let Some(answer) = sys::unauthenticated(self, request, path, route).await {
+            return answer;
+        }
+        let unsealed = self.unsealed()?;
+        let caller = self.authenticate(&unsealed, request).await?;
+        let result = self
+            .dispatch(&unsealed, request, path, &caller, route)
+            .await;
+        if caller.token.exhausted
+            && let Err(error) = unsealed.tokens.revoke_tree(&caller.token.hash).await
+        {
+            tracing::warn!(%error, "revoking a used-up token failed; tidy will retry");
+        }
+        result
+    }
+
+    async fn authenticate(&self, unsealed: &Unsealed, request: &Request) -> ApiResult<Caller> {
+        let token = request.token.as_ref().ok_or_else(ApiError::denied)?;
+        let mut entry = unsealed
+            .tokens
+            .lookup(token.expose())?
+            .ok_or_else(ApiError::denied)?;
+        if entry.num_uses > 0 {
+            entry = unsealed
+                .tokens
+                .take_use(&entry.hash)
+                .await?
+                .ok_or_else(ApiError::denied)?;
+        }
+        let acl = unsealed
+            .policies
+            .acl(&entry.policies)
+            .map_err(|error| ApiError::internal(&error))?;
+        Ok(Caller { token: entry, acl })
+    }
+
+    async fn dispatch(
+        &self,
+        unsealed: &Unsealed,
+        request: &Request,
+        path: &str,
+        caller: &Caller,
+        route: &mut Option<String>,
+    ) -> ApiResult<Routed> {
+        if path == "sys" || path.starts_with("sys/") {
+            return sys::handle(self, unsealed, request, path, caller, route).await;
+        }
+        if path == "auth/token" || path.starts_with("auth/token/") {
+            *route = Some("auth/token/".into());
+            return token_api::handle(self, unsealed, request, path, caller).await;
+        }
+        let Some((mount, rest)) = unsealed.mounts.resolve(path) else {
+            return Err(ApiError::no_route(path));
+        };
+        *route = Some(mount.path.clone());
+        let capability = match request.operation {
+            Operation::Read => Capability::Read,
+            Operation::List => Capability::List,
+            Operation::Delete => Capability::Delete,
+            Operation::Patch => Capability::Patch,
+            Operation::Write => {
+                let exists = match mount.kv_version() {
+                    Some(2) => KvV2 {
+                        barrier: &unsealed.barrier,
+                        mount: &mount,
+                        locks: &unsealed.kv_locks,
+                    }
+                    .exists(&rest)?,
+                    _ => KvV1 {
+                        barrier: &unsealed.barrier,
+                        mount: &mount,
+                    }
+                    .exists(&rest)?,
+                };
+                if exists {
+                    Capability::Update
+                } else {
+                    Capability::Create
+                }
+            }
+        };
+        caller.authorize(path, capability, &request.data, false)?;
+        let reply = match mount.kv_version() {
+            Some(2) => {
+                KvV2 {
+                    barrier: &unsealed.barrier,
+                    mount: &mount,
+                    locks: &unsealed.kv_locks,
+                }
+                .handle(request.operation, &rest, &request.data)
+                .await?
+            }
+            Some(_) => {
+                KvV1 {
+                    barrier: &unsealed.barrier,
+                    mount: &mount,
+                }
+                .handle(request.operation, &rest, &request.data)
+                .await?
+            }
+            None => return Err(ApiError::no_route(path)),
+        };
+        Ok(Routed {
+            reply,
+            mount_type: "kv",
+            flatten: false,
+        })
+    }
+
+    fn envelope(request: &Request, routed: Routed) -> ResponseBody {
+        let logical = |mut response: LogicalResponse| {
+            response.request_id = request.id.clone();
+            response.mount_type = routed.mount_type.to_owned();
+            response.flatten_data = routed.flatten;
+            ResponseBody::Logical(Box::new(response))
+        };
+        match routed.reply {
+            Reply::Data(data) => logical(LogicalResponse::with_data(data)),
+            Reply::Envelope(envelope) => logical(*envelope),
+            Reply::List(keys) if keys.is_empty() => ResponseBody::Error {
+                code: ErrorCode::NotFound,
+                messages: Vec::new(),
+                data: None,
+            },
+            Reply::List(keys) => {
+                let mut data = Map::new();
+                data.insert("keys".into(), Value::from(keys));
+                logical(LogicalResponse::with_data(data))
+            }
+            Reply::NoContent => ResponseBody::NoContent,
+            Reply::Raw(status, body) => ResponseBody::Raw { status, body },
+            Reply::Text(content_type, body) => ResponseBody::Text { content_type, body },
+        }
+    }
+}
+
+impl Handler for Core {
+    async fn handle(&self, request: Request) -> Response {
+        let mut route = None;
+        let body = match self.process(&request, &mut route).await {
+            Ok(routed) => Core::envelope(&request, routed),
+            Err(error) => {
+                let data = error.data.map(|mut envelope| {
+                    envelope.request_id = request.id.clone();
+                    envelope
+                });
+                ResponseBody::Error {
+                    code: error.code,
+                    messages: error.messages,
+                    data,
+                }
+            }
+        };
+        Response::new(route, body)
+    }
+
+    fn observe(&self, observation: Observation<'_>) {
+        self.metrics.observe(&observation);
+    }
+}
+
+/// Refuses paths that could escape their mount or confuse storage keys.
+fn validate_path(path: &str) -> ApiResult<&str> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(ApiError::invalid(format!(
+            "path is longer than {MAX_PATH_LEN} bytes"
+        )));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "path contains a NUL or another control character",
+        ));
+    }
+    if path.starts_with('/') {
+        return Err(ApiError::invalid("path must not start with '/'"));
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(ApiError::invalid(
+            "path must not contain '.' or '..' segments",
+        ));
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_escape_are_refused() {
+        for bad in [
+            "secret/../sys/seal",
+            "..",
+            "secret/./x",
+            "secret/x\0y",
+            "/secret/x",
+            "secret/\nx",
+        ] {
+            assert!(validate_path(bad).is_err(), "{bad:?}");
+        }
+        for good in ["secret/data/a.b", "secret/data/..a", "sys/health", ""] {
+            assert!(validate_path(good).is_ok(), "{good:?}");
+        }
+        assert!(validate_path(&"a".repeat(MAX_PATH_LEN + 1)).is_err());
+    }
+}

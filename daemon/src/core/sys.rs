@@ -1,0 +1,746 @@
+//! The `sys/` endpoints: seal lifecycle, health, mounts, policies, capabilities,
+//! key rotation and metrics.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use coffer_protocols::{Operation, Request};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use super::error::{ApiError, ApiResult};
+use super::fields::Fields;
+use super::reply::Reply;
+use super::{Caller, Core, Routed, Unsealed};
+use crate::mounts::{self, MountConfig, MountEntry};
+use crate::policy::acl::Capability;
+use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
+use crate::policy_store;
+use crate::tokens::now_seconds;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn raw(status: u16, body: Value) -> Routed {
+    Routed {
+        reply: Reply::Raw(status, body),
+        mount_type: "system",
+        flatten: false,
+    }
+}
+
+fn system(reply: Reply) -> Routed {
+    Routed {
+        reply,
+        mount_type: "system",
+        flatten: true,
+    }
+}
+
+/// The endpoints that work without a token and while sealed. `None` when `path`
+/// is not one of them.
+pub(super) async fn unauthenticated(
+    core: &Core,
+    request: &Request,
+    path: &str,
+    route: &mut Option<String>,
+) -> Option<ApiResult<Routed>> {
+    let operation = request.operation;
+    let data = &request.data;
+    let answer = match (path, operation) {
+        ("sys/health", Operation::Read) => health(core, data),
+        ("sys/seal-status", Operation::Read) => Ok(raw(200, seal_status(core))),
+        ("sys/init", Operation::Read) => {
+            Ok(raw(200, json!({"initialized": core.status().initialized})))
+        }
+        ("sys/init", Operation::Write) => init(core, data).await,
+        ("sys/unseal", Operation::Write) => unseal(core, data).await,
+        ("sys/leader", Operation::Read) => leader(core),
+        ("sys/metrics", Operation::Read) if core.settings.unauthenticated_metrics_access => {
+            metrics(core, data)
+        }
+        ("sys/health" | "sys/seal-status" | "sys/init" | "sys/unseal" | "sys/leader", _) => {
+            Err(ApiError::unsupported(path, operation.as_str()))
+        }
+        _ => return None,
+    };
+    *route = Some(path.to_owned());
+    Some(answer)
+}
+
+fn health(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
+    let fields = Fields::new(data);
+    let code = |key: &str, default: u16| -> ApiResult<u16> {
+        match fields.u64(key)? {
+            Some(code) if (100..600).contains(&code) => Ok(code as u16),
+            Some(_) => Err(ApiError::invalid(format!(
+                "{key} must be an HTTP status code"
+            ))),
+            None => Ok(default),
+        }
+    };
+    let status = core.status();
+    let http_status = if !status.initialized {
+        code("uninitcode", 501)?
+    } else if status.sealed {
+        code("sealedcode", 503)?
+    } else {
+        code("activecode", 200)?
+    };
+    let cluster = status.cluster.as_ref();
+    Ok(raw(
+        http_status,
+        json!({
+            "initialized": status.initialized,
+            "sealed": status.sealed,
+            "standby": false,
+            "performance_standby": false,
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
+            "server_time_utc": now_seconds(),
+            "version": VERSION,
+            "enterprise": false,
+            "cluster_name": cluster.map(|cluster| cluster.name.as_str()).unwrap_or(""),
+            "cluster_id": cluster.map(|cluster| cluster.id.as_str()).unwrap_or(""),
+        }),
+    ))
+}
+
+fn seal_status(core: &Core) -> Value {
+    let status = core.status();
+    let mut body = json!({
+        "type": "shamir",
+        "initialized": status.initialized,
+        "sealed": status.sealed,
+        "t": status.threshold,
+        "n": status.shares,
+        "progress": status.progress,
+        "nonce": status.nonce,
+        "version": VERSION,
+        "build_date": "",
+        "migration": false,
+        "recovery_seal": false,
+        "storage_type": "raft",
+    });
+    if let (Some(cluster), Value::Object(object)) = (&status.cluster, &mut body) {
+        object.insert("cluster_name".into(), json!(cluster.name));
+        object.insert("cluster_id".into(), json!(cluster.id));
+    }
+    body
+}
+
+async fn init(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
+    let fields = Fields::new(data);
+    for unsupported in ["pgp_keys", "root_token_pgp_key"] {
+        if fields.raw(unsupported).is_some() {
+            return Err(ApiError::invalid(format!(
+                "{unsupported} is not supported by coffer"
+            )));
+        }
+    }
+    for unsupported in ["recovery_shares", "recovery_threshold", "stored_shares"] {
+        if fields.u64(unsupported)?.unwrap_or(0) > 0 {
+            return Err(ApiError::invalid(format!(
+                "{unsupported} applies to auto-unseal, which this server is not configured for"
+            )));
+        }
+    }
+    let count = |key: &str| -> ApiResult<u8> {
+        let value = fields
+            .u64(key)?
+            .ok_or_else(|| ApiError::invalid(format!("{key} is required")))?;
+        u8::try_from(value).map_err(|_| ApiError::invalid(format!("{key} must be at most 255")))
+    };
+    let shares = count("secret_shares")?;
+    let threshold = count("secret_threshold")?;
+    let output = core.initialize(shares, threshold, None).await?;
+    let keys: Vec<String> = output.shares.iter().map(hex::encode).collect();
+    let keys_base64: Vec<String> = output
+        .shares
+        .iter()
+        .map(|share| base64::engine::general_purpose::STANDARD.encode(share.as_slice()))
+        .collect();
+    Ok(raw(
+        200,
+        json!({
+            "keys": keys,
+            "keys_base64": keys_base64,
+            "root_token": output.root_token.as_str(),
+        }),
+    ))
+}
+
+/// A key share as operators type it: hex or base64.
+fn decode_share(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let text = text.trim();
+    if let Ok(bytes) = hex::decode(text) {
+        return Some(Zeroizing::new(bytes));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()
+        .map(Zeroizing::new)
+}
+
+async fn unseal(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
+    let fields = Fields::new(data);
+    if fields.bool("migrate")?.unwrap_or(false) {
+        return Err(ApiError::invalid(
+            "seal migration is not supported by coffer",
+        ));
+    }
+    if fields.bool("reset")?.unwrap_or(false) {
+        core.reset_unseal();
+    } else {
+        let key = fields.string("key")?.ok_or_else(|| {
+            ApiError::invalid(
+                "'key' must be specified in request body as JSON, or 'reset' set to true",
+            )
+        })?;
+        let share = decode_share(&key)
+            .ok_or_else(|| ApiError::invalid("'key' must be a valid hex or base64 string"))?;
+        core.submit_unseal_share(share).await?;
+    }
+    Ok(raw(200, seal_status(core)))
+}
+
+fn leader(core: &Core) -> ApiResult<Routed> {
+    if core.is_sealed() {
+        return Err(ApiError::sealed());
+    }
+    let settings = &core.settings;
+    Ok(raw(
+        200,
+        json!({
+            "ha_enabled": true,
+            "is_self": true,
+            "active_time": "",
+            "leader_address": settings.api_addr.clone().unwrap_or_default(),
+            "leader_cluster_address": settings.cluster_addr.clone().unwrap_or_default(),
+            "performance_standby": false,
+            "performance_standby_last_remote_wal": 0,
+            "raft_committed_index": 0,
+            "raft_applied_index": 0,
+        }),
+    ))
+}
+
+fn metrics(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
+    match Fields::new(data).string("format")?.as_deref() {
+        Some("prometheus") => Ok(Routed {
+            reply: Reply::Text(
+                "text/plain; version=0.0.4; charset=utf-8",
+                core.render_metrics(),
+            ),
+            mount_type: "system",
+            flatten: false,
+        }),
+        _ => Err(ApiError::invalid(
+            "unsupported format: coffer serves metrics with ?format=prometheus",
+        )),
+    }
+}
+
+/// `sys/` paths that need the `sudo` capability besides the operation's own.
+fn requires_sudo(rest: &str) -> bool {
+    matches!(rest, "seal" | "rotate" | "audit" | "raw")
+        || [
+            "audit/",
+            "raw/",
+            "leases/revoke-prefix/",
+            "leases/revoke-force/",
+        ]
+        .iter()
+        .any(|prefix| rest.starts_with(prefix))
+}
+
+fn plain_capability(operation: Operation) -> Capability {
+    match operation {
+        Operation::Read => Capability::Read,
+        Operation::List => Capability::List,
+        Operation::Write => Capability::Update,
+        Operation::Patch => Capability::Patch,
+        Operation::Delete => Capability::Delete,
+    }
+}
+
+/// The authenticated `sys/` endpoints.
+pub(super) async fn handle(
+    core: &Core,
+    unsealed: &Unsealed,
+    request: &Request,
+    path: &str,
+    caller: &Caller,
+    route: &mut Option<String>,
+) -> ApiResult<Routed> {
+    let rest = path.strip_prefix("sys/").unwrap_or("");
+    let first = rest.split('/').next().unwrap_or("");
+    *route = Some(format!("sys/{first}"));
+    let operation = request.operation;
+    let data = &request.data;
+
+    // The UI mount lookup authorizes by the mount's rules, not its own path.
+    if let Some(mount_path) = rest.strip_prefix("internal/ui/mounts") {
+        if operation != Operation::Read {
+            return Err(ApiError::unsupported(path, operation.as_str()));
+        }
+        return ui_mounts(unsealed, caller, mount_path.trim_start_matches('/'));
+    }
+
+    caller.authorize(path, plain_capability(operation), data, requires_sudo(rest))?;
+    let unsupported = || ApiError::unsupported(path, operation.as_str());
+    match first {
+        "seal" if operation == Operation::Write => {
+            core.seal().await;
+            Ok(system(Reply::NoContent))
+        }
+        "rotate" if operation == Operation::Write => {
+            unsealed.barrier.rotate().await?;
+            Ok(system(Reply::NoContent))
+        }
+        "key-status" if operation == Operation::Read => {
+            let (term, installed) = unsealed.barrier.key_status();
+            Ok(system(Reply::data(json!({
+                "term": term,
+                "install_time": humantime::format_rfc3339_nanos(installed).to_string(),
+                "encryptions": 0,
+            }))))
+        }
+        "mounts" => mounts_route(unsealed, rest, operation, data).await,
+        "auth" => auth_route(rest, operation),
+        "policies" => policies_route(unsealed, rest, operation, data, false).await,
+        "policy" => policies_route(unsealed, rest, operation, data, true).await,
+        "capabilities-self" if operation == Operation::Write => {
+            capabilities(&caller.acl, data).map(system)
+        }
+        "capabilities" if operation == Operation::Write => {
+            let token = Fields::new(data)
+                .string("token")?
+                .ok_or_else(|| ApiError::invalid("missing token"))?;
+            let entry = unsealed
+                .tokens
+                .lookup(&token)?
+                .ok_or_else(|| ApiError::invalid("invalid token"))?;
+            capabilities(acl_of(unsealed, &entry.policies)?.as_ref(), data).map(system)
+        }
+        "capabilities-accessor" if operation == Operation::Write => {
+            let accessor = Fields::new(data)
+                .string("accessor")?
+                .ok_or_else(|| ApiError::invalid("missing accessor"))?;
+            let entry = unsealed
+                .tokens
+                .lookup_accessor(&accessor)?
+                .ok_or_else(|| ApiError::invalid("invalid accessor"))?;
+            capabilities(acl_of(unsealed, &entry.policies)?.as_ref(), data).map(system)
+        }
+        "metrics" if operation == Operation::Read => metrics(core, data),
+        "health"
+        | "seal-status"
+        | "init"
+        | "unseal"
+        | "leader"
+        | "seal"
+        | "rotate"
+        | "key-status"
+        | "capabilities-self"
+        | "capabilities"
+        | "capabilities-accessor"
+        | "metrics" => Err(unsupported()),
+        _ => Err(ApiError::no_route(path)),
+    }
+}
+
+fn acl_of(unsealed: &Unsealed, policies: &[String]) -> ApiResult<std::sync::Arc<policy::Acl>> {
+    unsealed
+        .policies
+        .acl(policies)
+        .map_err(|error| ApiError::internal(&error))
+}
+
+fn capabilities(acl: &policy::Acl, data: &Map<String, Value>) -> ApiResult<Reply> {
+    let fields = Fields::new(data);
+    let mut paths = fields.string_list("paths")?.unwrap_or_default();
+    if let Some(path) = fields.string("path")? {
+        paths.push(path);
+    }
+    if paths.is_empty() {
+        return Err(ApiError::invalid("missing path or paths"));
+    }
+    let mut answer = Map::new();
+    for path in &paths {
+        answer.insert(path.clone(), json!(acl.capabilities(path)));
+    }
+    if let Some(first) = paths.first() {
+        answer.insert("capabilities".into(), json!(acl.capabilities(first)));
+    }
+    Ok(Reply::Data(answer))
+}
+
+fn mount_json(entry: &MountEntry) -> Value {
+    json!({
+        "type": entry.kind,
+        "description": entry.description,
+        "accessor": entry.accessor,
+        "uuid": entry.uuid,
+        "config": {
+            "default_lease_ttl": entry.config.default_lease_ttl,
+            "max_lease_ttl": entry.config.max_lease_ttl,
+            "force_no_cache": false,
+        },
+        "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
+        "local": entry.local,
+        "seal_wrap": entry.seal_wrap,
+        "external_entropy_access": false,
+        "plugin_version": "",
+        "running_plugin_version": format!("v{VERSION}+builtin.coffer"),
+        "running_sha256": "",
+    })
+}
+
+fn system_mount_json() -> Value {
+    json!({
+        "type": "system",
+        "description": "system endpoints used for control, policy and debugging",
+        "accessor": "system",
+        "uuid": "",
+        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
+        "options": Value::Null,
+        "local": false,
+        "seal_wrap": true,
+        "external_entropy_access": false,
+        "plugin_version": "",
+        "running_plugin_version": format!("v{VERSION}+builtin.coffer"),
+        "running_sha256": "",
+    })
+}
+
+fn token_auth_json() -> Value {
+    json!({
+        "type": "token",
+        "description": "token based credentials",
+        "accessor": "auth_token",
+        "uuid": "",
+        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false, "token_type": "default-service"},
+        "options": Value::Null,
+        "local": false,
+        "seal_wrap": false,
+        "external_entropy_access": false,
+    })
+}
+
+/// Maps a requested engine type to what coffer serves: `(kind, options)`.
+fn engine_type(
+    kind: &str,
+    options: BTreeMap<String, String>,
+) -> ApiResult<(String, BTreeMap<String, String>)> {
+    let mut options = options;
+    match kind {
+        "kv" | "generic" => {
+            let version = options
+                .get("version")
+                .cloned()
+                .unwrap_or_else(|| "1".into());
+            match version.as_str() {
+                "1" | "2" => {}
+                _ => return Err(ApiError::invalid("kv version must be 1 or 2")),
+            }
+            options.insert("version".into(), version);
+            Ok(("kv".into(), options))
+        }
+        "kv-v2" => {
+            options.insert("version".into(), "2".into());
+            Ok(("kv".into(), options))
+        }
+        "kv-v1" => {
+            options.insert("version".into(), "1".into());
+            Ok(("kv".into(), options))
+        }
+        other => Err(ApiError::invalid(format!(
+            "unsupported secrets engine type {:?}; coffer serves kv (v1 and v2)",
+            other.chars().take(64).collect::<String>()
+        ))),
+    }
+}
+
+fn mount_config(fields: &Fields<'_>) -> ApiResult<MountConfig> {
+    let mut config = MountConfig::default();
+    if let Some(object) = fields.object("config")? {
+        let inner = Fields::new(object);
+        config.default_lease_ttl = inner.duration("default_lease_ttl")?.unwrap_or(0);
+        config.max_lease_ttl = inner.duration("max_lease_ttl")?.unwrap_or(0);
+    }
+    Ok(config)
+}
+
+fn mount_error(error: mounts::Error) -> ApiError {
+    match error {
+        mounts::Error::Barrier(inner) => ApiError::from(inner),
+        mounts::Error::Random(inner) => ApiError::from(inner),
+        other => ApiError::invalid(other.to_string()),
+    }
+}
+
+async fn mounts_route(
+    unsealed: &Unsealed,
+    rest: &str,
+    operation: Operation,
+    data: &Map<String, Value>,
+) -> ApiResult<Routed> {
+    let target = rest
+        .strip_prefix("mounts")
+        .unwrap_or("")
+        .trim_start_matches('/');
+    if target.is_empty() {
+        return match operation {
+            Operation::Read => {
+                let mut listing = Map::new();
+                for entry in unsealed.mounts.entries().iter() {
+                    listing.insert(entry.path.clone(), mount_json(entry));
+                }
+                listing.insert("sys/".into(), system_mount_json());
+                Ok(system(Reply::Data(listing)))
+            }
+            _ => Err(ApiError::unsupported("sys/mounts", operation.as_str())),
+        };
+    }
+    let (mount_path, tune) = match target.strip_suffix("/tune") {
+        Some(path) => (path, true),
+        None => (target, false),
+    };
+    let mount_path = mounts::normalize_path(mount_path).map_err(mount_error)?;
+    let fields = Fields::new(data);
+    match (tune, operation) {
+        (false, Operation::Write) => {
+            fields.only(&[
+                "type",
+                "description",
+                "config",
+                "options",
+                "local",
+                "seal_wrap",
+                "external_entropy_access",
+                "plugin_name",
+                "plugin_version",
+            ])?;
+            let kind = fields
+                .string("type")?
+                .ok_or_else(|| ApiError::invalid("missing type"))?;
+            let options = fields.string_map("options")?.unwrap_or_default();
+            let (kind, options) = engine_type(&kind, options)?;
+            let config = mount_config(&fields)?;
+            let description = fields.string("description")?.unwrap_or_default();
+            unsealed
+                .mounts
+                .mount(mount_path, kind, description, config, options)
+                .await
+                .map_err(mount_error)?;
+            Ok(system(Reply::NoContent))
+        }
+        (false, Operation::Delete) => match unsealed.mounts.unmount(&mount_path).await {
+            Ok(_) | Err(mounts::Error::NotMounted(_)) => Ok(system(Reply::NoContent)),
+            Err(error) => Err(mount_error(error)),
+        },
+        (false, Operation::Read) => {
+            let entry = unsealed
+                .mounts
+                .get(&mount_path)
+                .ok_or_else(|| ApiError::invalid(format!("no mount at {mount_path:?}")))?;
+            Ok(system(Reply::data(mount_json(&entry))))
+        }
+        (true, Operation::Read) => {
+            let entry = unsealed
+                .mounts
+                .get(&mount_path)
+                .ok_or_else(|| ApiError::invalid(format!("no mount at {mount_path:?}")))?;
+            Ok(system(Reply::data(json!({
+                "default_lease_ttl": entry.config.default_lease_ttl,
+                "max_lease_ttl": entry.config.max_lease_ttl,
+                "force_no_cache": false,
+                "description": entry.description,
+                "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
+            }))))
+        }
+        (true, Operation::Write) => {
+            fields.only(&[
+                "default_lease_ttl",
+                "max_lease_ttl",
+                "description",
+                "options",
+            ])?;
+            let default_ttl = fields.duration("default_lease_ttl")?;
+            let max_ttl = fields.duration("max_lease_ttl")?;
+            let description = fields.string("description")?;
+            let options = fields.string_map("options")?;
+            let current = unsealed
+                .mounts
+                .get(&mount_path)
+                .ok_or_else(|| ApiError::invalid(format!("no mount at {mount_path:?}")))?;
+            if let Some(version) = options.as_ref().and_then(|options| options.get("version"))
+                && current.options.get("version") != Some(version)
+            {
+                return Err(ApiError::invalid(
+                    "changing a kv mount's version is not supported by coffer",
+                ));
+            }
+            unsealed
+                .mounts
+                .update(&mount_path, |entry| {
+                    if let Some(ttl) = default_ttl {
+                        entry.config.default_lease_ttl = ttl;
+                    }
+                    if let Some(ttl) = max_ttl {
+                        entry.config.max_lease_ttl = ttl;
+                    }
+                    if let Some(description) = description {
+                        entry.description = description;
+                    }
+                })
+                .await
+                .map_err(mount_error)?;
+            Ok(system(Reply::NoContent))
+        }
+        _ => Err(ApiError::unsupported(rest, operation.as_str())),
+    }
+}
+
+fn auth_route(rest: &str, operation: Operation) -> ApiResult<Routed> {
+    let target = rest.strip_prefix("auth").unwrap_or("").trim_matches('/');
+    match (target, operation) {
+        ("", Operation::Read) => {
+            let mut listing = Map::new();
+            listing.insert("token/".into(), token_auth_json());
+            Ok(system(Reply::Data(listing)))
+        }
+        ("token", Operation::Delete) => Err(ApiError::invalid(
+            "the token auth method cannot be disabled",
+        )),
+        (_, Operation::Write) => Err(ApiError::invalid(
+            "unsupported auth method: coffer serves the token auth method",
+        )),
+        _ => Err(ApiError::unsupported(rest, operation.as_str())),
+    }
+}
+
+fn policy_error(error: policy_store::Error) -> ApiError {
+    match error {
+        policy_store::Error::Barrier(inner) => ApiError::from(inner),
+        other => ApiError::invalid(other.to_string()),
+    }
+}
+
+/// `sys/policies/acl[/<name>]`, and the older `sys/policy[/<name>]` (`legacy`),
+/// which hvac's `create_or_update_policy` still uses.
+async fn policies_route(
+    unsealed: &Unsealed,
+    rest: &str,
+    operation: Operation,
+    data: &Map<String, Value>,
+    legacy: bool,
+) -> ApiResult<Routed> {
+    let name = if legacy {
+        rest.strip_prefix("policy")
+    } else {
+        rest.strip_prefix("policies/acl")
+    };
+    let Some(name) = name else {
+        return Err(ApiError::no_route(&format!("sys/{rest}")));
+    };
+    let name = name.trim_start_matches('/');
+    if name.is_empty() {
+        let names = unsealed.policies.list().map_err(policy_error)?;
+        return match operation {
+            Operation::List => Ok(system(Reply::List(names))),
+            Operation::Read if legacy => Ok(system(Reply::data(
+                json!({"keys": names, "policies": names}),
+            ))),
+            Operation::Read => Ok(system(Reply::List(names))),
+            _ => Err(ApiError::unsupported(rest, operation.as_str())),
+        };
+    }
+    let name =
+        policy::normalize_name(name).map_err(|error| ApiError::invalid(error.to_string()))?;
+    match operation {
+        Operation::Read => {
+            let found = unsealed.policies.get(&name).map_err(policy_error)?;
+            let Some(found) = found else {
+                return Err(ApiError::not_found());
+            };
+            let text_key = if legacy { "rules" } else { "policy" };
+            let mut answer = Map::new();
+            answer.insert("name".into(), json!(found.name));
+            answer.insert(text_key.into(), json!(found.raw));
+            Ok(system(Reply::Data(answer)))
+        }
+        Operation::Write => {
+            let fields = Fields::new(data);
+            let text = match fields.string("policy")? {
+                Some(text) => text,
+                None => fields
+                    .string("rules")?
+                    .ok_or_else(|| ApiError::invalid("'policy' parameter not supplied or empty"))?,
+            };
+            let text = decode_policy_text(text);
+            if name == ROOT_POLICY {
+                return Err(ApiError::invalid("cannot update the root policy"));
+            }
+            let parsed = policy::parse(&name, &text)
+                .map_err(|error| ApiError::invalid(error.to_string()))?;
+            unsealed.policies.put(&parsed).await.map_err(policy_error)?;
+            Ok(system(Reply::NoContent))
+        }
+        Operation::Delete => {
+            if name == DEFAULT_POLICY || name == ROOT_POLICY {
+                return Err(ApiError::invalid(format!(
+                    "cannot delete the {name} policy"
+                )));
+            }
+            unsealed
+                .policies
+                .delete(&name)
+                .await
+                .map_err(policy_error)?;
+            Ok(system(Reply::NoContent))
+        }
+        _ => Err(ApiError::unsupported(rest, operation.as_str())),
+    }
+}
+
+/// Vault accepts a policy body base64-encoded; plain text is used as is.
+fn decode_policy_text(text: String) -> String {
+    let trimmed = text.trim();
+    if !trimmed.is_empty()
+        && !trimmed.contains(char::is_whitespace)
+        && !trimmed.starts_with('{')
+        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(trimmed)
+        && let Ok(decoded) = String::from_utf8(bytes)
+    {
+        return decoded;
+    }
+    text
+}
+
+fn ui_mounts(unsealed: &Unsealed, caller: &Caller, path: &str) -> ApiResult<Routed> {
+    if path.is_empty() {
+        let mut secret = Map::new();
+        for entry in unsealed.mounts.entries().iter() {
+            if caller.acl.has_access_under(&entry.path) {
+                secret.insert(entry.path.clone(), mount_json(entry));
+            }
+        }
+        let mut auth = Map::new();
+        if caller.acl.has_access_under("auth/token/") {
+            auth.insert("token/".into(), token_auth_json());
+        }
+        return Ok(system(Reply::data(json!({"secret": secret, "auth": auth}))));
+    }
+    let Some((entry, _)) = unsealed.mounts.resolve(path) else {
+        return Err(ApiError::denied());
+    };
+    if !caller.acl.has_access_under(&entry.path) {
+        return Err(ApiError::denied());
+    }
+    let mut info = mount_json(&entry);
+    if let Value::Object(object) = &mut info {
+        object.insert("path".into(), json!(entry.path));
+    }
+    Ok(system(Reply::data(info)))
+}

@@ -1,0 +1,383 @@
+//! The `auth/token/` endpoints: create, look up, renew and revoke tokens.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use coffer_protocols::{Auth, LogicalResponse, Operation, Request};
+use serde_json::{Map, Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::fields::Fields;
+use super::reply::Reply;
+use super::{Caller, Core, Routed, Unsealed};
+use crate::policy::acl::Capability;
+use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
+use crate::tokens::{NewToken, RenewError, TokenEntry, now_seconds};
+
+fn routed(reply: Reply) -> Routed {
+    Routed {
+        reply,
+        mount_type: "token",
+        flatten: false,
+    }
+}
+
+fn rfc3339(seconds: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
+}
+
+/// The `data` of a token lookup. `id` is the token itself, only when the caller
+/// presented it.
+fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Map<String, Value> {
+    let now = now_seconds();
+    let mut data = json!({
+        "accessor": entry.accessor,
+        "creation_time": entry.creation_time,
+        "creation_ttl": entry.creation_ttl,
+        "display_name": entry.display_name,
+        "entity_id": "",
+        "expire_time": entry.expire_time.map(rfc3339),
+        "explicit_max_ttl": entry.explicit_max_ttl,
+        "id": id.unwrap_or(""),
+        "issue_time": rfc3339(entry.creation_time),
+        "meta": if entry.meta.is_empty() { Value::Null } else { json!(entry.meta) },
+        "num_uses": entry.num_uses,
+        "orphan": entry.parent.is_none(),
+        "path": entry.path,
+        "policies": entry.policies,
+        "renewable": entry.renewable && entry.expire_time.is_some(),
+        "ttl": entry.ttl_at(now),
+        "type": "service",
+    });
+    if entry.period > 0
+        && let Value::Object(object) = &mut data
+    {
+        object.insert("period".into(), json!(entry.period));
+    }
+    match data {
+        Value::Object(object) => object,
+        _ => Map::new(),
+    }
+}
+
+fn auth_block(entry: &TokenEntry, token: &str) -> Auth {
+    Auth {
+        client_token: token.to_owned(),
+        accessor: entry.accessor.clone(),
+        policies: entry.policies.clone(),
+        token_policies: entry.policies.clone(),
+        identity_policies: None,
+        metadata: (!entry.meta.is_empty()).then(|| {
+            entry
+                .meta
+                .iter()
+                .map(|(key, value)| (key.clone(), json!(value)))
+                .collect()
+        }),
+        lease_duration: entry.ttl_at(now_seconds()),
+        renewable: entry.renewable && entry.expire_time.is_some(),
+        entity_id: String::new(),
+        token_type: "service".into(),
+        orphan: entry.parent.is_none(),
+        mfa_requirement: None,
+        num_uses: entry.num_uses,
+    }
+}
+
+fn with_auth(auth: Auth, warnings: Option<Vec<String>>) -> Reply {
+    Reply::Envelope(Box::new(LogicalResponse {
+        auth: Some(auth),
+        warnings,
+        ..LogicalResponse::default()
+    }))
+}
+
+pub(super) async fn handle(
+    core: &Core,
+    unsealed: &Unsealed,
+    request: &Request,
+    path: &str,
+    caller: &Caller,
+) -> ApiResult<Routed> {
+    let endpoint = path
+        .strip_prefix("auth/token")
+        .unwrap_or("")
+        .trim_start_matches('/');
+    let operation = request.operation;
+    let data = &request.data;
+    let capability = match operation {
+        Operation::Read => Capability::Read,
+        Operation::List => Capability::List,
+        Operation::Write => Capability::Update,
+        Operation::Patch => Capability::Patch,
+        Operation::Delete => Capability::Delete,
+    };
+    let sudo = matches!(endpoint, "revoke-orphan" | "accessors" | "tidy");
+    let decision = caller.authorize(path, capability, data, sudo)?;
+    let fields = Fields::new(data);
+    let unsupported = || ApiError::unsupported(path, operation.as_str());
+    let reply = match (endpoint, operation) {
+        ("create" | "create-orphan", Operation::Write) => {
+            create(core, unsealed, caller, decision.sudo, endpoint, data).await?
+        }
+        (role, Operation::Write) if role.starts_with("create/") => {
+            return Err(ApiError::invalid("token roles are not supported by coffer"));
+        }
+        ("lookup", Operation::Write | Operation::Read) => {
+            let token = required(&fields, "token")?;
+            let entry = unsealed.tokens.lookup(&token)?.ok_or_else(bad_token)?;
+            Reply::Data(lookup_data(&entry, Some(&token)))
+        }
+        ("lookup-self", Operation::Read | Operation::Write) => {
+            let token = request.token.as_ref().map(|token| token.expose());
+            Reply::Data(lookup_data(&caller.token, token))
+        }
+        ("lookup-accessor", Operation::Write) => {
+            let accessor = required(&fields, "accessor")?;
+            let entry = unsealed
+                .tokens
+                .lookup_accessor(&accessor)?
+                .ok_or_else(bad_token)?;
+            Reply::Data(lookup_data(&entry, None))
+        }
+        ("renew", Operation::Write) => {
+            let token = required(&fields, "token")?;
+            let hash = unsealed.tokens.hash(&token);
+            renew(core, unsealed, &hash, &fields, &token).await?
+        }
+        ("renew-self", Operation::Write) => {
+            let token = request
+                .token
+                .as_ref()
+                .map(|token| token.expose().to_owned())
+                .unwrap_or_default();
+            renew(core, unsealed, &caller.token.hash, &fields, &token).await?
+        }
+        ("renew-accessor", Operation::Write) => {
+            let accessor = required(&fields, "accessor")?;
+            let entry = unsealed
+                .tokens
+                .lookup_accessor(&accessor)?
+                .ok_or_else(bad_token)?;
+            renew(core, unsealed, &entry.hash, &fields, "").await?
+        }
+        ("revoke", Operation::Write) => {
+            let token = required(&fields, "token")?;
+            let hash = unsealed.tokens.hash(&token);
+            unsealed.tokens.revoke_tree(&hash).await?;
+            Reply::NoContent
+        }
+        ("revoke-self", Operation::Write) => {
+            unsealed.tokens.revoke_tree(&caller.token.hash).await?;
+            Reply::NoContent
+        }
+        ("revoke-accessor", Operation::Write) => {
+            let accessor = required(&fields, "accessor")?;
+            if let Some(entry) = unsealed.tokens.lookup_accessor(&accessor)? {
+                unsealed.tokens.revoke_tree(&entry.hash).await?;
+            }
+            Reply::NoContent
+        }
+        ("revoke-orphan", Operation::Write) => {
+            let token = required(&fields, "token")?;
+            let hash = unsealed.tokens.hash(&token);
+            unsealed.tokens.revoke_orphan(&hash).await?;
+            Reply::NoContent
+        }
+        ("accessors", Operation::List) => Reply::List(unsealed.tokens.accessors()?),
+        ("tidy", Operation::Write) => {
+            unsealed.tokens.tidy().await?;
+            Reply::NoContent
+        }
+        ("roles", Operation::List) => Reply::List(Vec::new()),
+        (
+            "create" | "create-orphan" | "lookup" | "lookup-self" | "lookup-accessor" | "renew"
+            | "renew-self" | "renew-accessor" | "revoke" | "revoke-self" | "revoke-accessor"
+            | "revoke-orphan" | "accessors" | "tidy" | "roles",
+            _,
+        ) => return Err(unsupported()),
+        _ => return Err(ApiError::no_route(path)),
+    };
+    Ok(routed(reply))
+}
+
+fn bad_token() -> ApiError {
+    ApiError::new(coffer_protocols::ErrorCode::PermissionDenied, "bad token")
+}
+
+fn required(fields: &Fields<'_>, key: &str) -> ApiResult<String> {
+    fields
+        .string(key)?
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| ApiError::invalid(format!("missing {key}")))
+}
+
+fn sanitize_policies(policies: Vec<String>) -> Vec<String> {
+    let mut policies: Vec<String> = policies
+        .into_iter()
+        .map(|policy| policy.trim().to_ascii_lowercase())
+        .filter(|policy| !policy.is_empty())
+        .collect();
+    policies.sort();
+    policies.dedup();
+    policies
+}
+
+async fn create(
+    core: &Core,
+    unsealed: &Unsealed,
+    caller: &Caller,
+    sudo: bool,
+    endpoint: &str,
+    data: &Map<String, Value>,
+) -> ApiResult<Reply> {
+    let fields = Fields::new(data);
+    fields.only(&[
+        "id",
+        "policies",
+        "meta",
+        "no_parent",
+        "no_default_policy",
+        "renewable",
+        "ttl",
+        "explicit_max_ttl",
+        "display_name",
+        "num_uses",
+        "period",
+        "type",
+        "lease",
+    ])?;
+    let parent = &caller.token;
+    let privileged = parent.is_root() || sudo;
+    if let Some(kind) = fields.string("type")?
+        && kind != "service"
+        && kind != "default"
+    {
+        return Err(ApiError::invalid(
+            "only service tokens are supported by coffer",
+        ));
+    }
+    if fields.string("id")?.is_some() {
+        return Err(ApiError::invalid(
+            "choosing a token's value is not supported: tokens are generated",
+        ));
+    }
+    let orphan = endpoint == "create-orphan" || fields.bool("no_parent")?.unwrap_or(false);
+    if endpoint != "create-orphan" && orphan && !privileged {
+        return Err(ApiError::invalid(
+            "root or sudo privileges required to create orphan token",
+        ));
+    }
+
+    let requested = fields.string_list("policies")?.map(sanitize_policies);
+    let parent_policies: Vec<String> = parent
+        .policies
+        .iter()
+        .filter(|policy| *policy != DEFAULT_POLICY)
+        .cloned()
+        .collect();
+    let mut policies = requested.unwrap_or_else(|| parent_policies.clone());
+    for name in &policies {
+        policy::normalize_name(name).map_err(|error| ApiError::invalid(error.to_string()))?;
+    }
+    if !parent.is_root() {
+        if policies.iter().any(|name| name == ROOT_POLICY) {
+            return Err(ApiError::invalid(
+                "root tokens may only be created by a root token",
+            ));
+        }
+        if let Some(extra) = policies
+            .iter()
+            .find(|name| *name != DEFAULT_POLICY && !parent_policies.contains(name))
+        {
+            return Err(ApiError::invalid(format!(
+                "child policies must be a subset of the parent's: {extra:?} is not"
+            )));
+        }
+    }
+    if policies.iter().any(|name| name == ROOT_POLICY) {
+        policies = vec![ROOT_POLICY.into()];
+    } else if !fields.bool("no_default_policy")?.unwrap_or(false) {
+        policies.push(DEFAULT_POLICY.into());
+    }
+    let policies = sanitize_policies(policies);
+
+    let period = fields.duration("period")?.unwrap_or(0);
+    if period > 0 && !privileged {
+        return Err(ApiError::invalid(
+            "root or sudo privileges required to create periodic token",
+        ));
+    }
+    let explicit_max_ttl = fields.duration("explicit_max_ttl")?.unwrap_or(0);
+    let settings = core.settings();
+    let requested_ttl = match fields.duration("ttl")? {
+        Some(ttl) => Some(ttl),
+        None => fields.duration("lease")?,
+    };
+    let mut ttl = match requested_ttl {
+        Some(ttl) if ttl > 0 => ttl,
+        _ if period > 0 => period,
+        // A root parent making a root token without a TTL makes one that does not
+        // expire, as in Vault.
+        _ if parent.is_root() && policies == [ROOT_POLICY] && explicit_max_ttl == 0 => 0,
+        _ => settings.default_lease_ttl,
+    };
+    if explicit_max_ttl > 0 && (ttl == 0 || ttl > explicit_max_ttl) {
+        ttl = explicit_max_ttl;
+    }
+    if period == 0 && ttl > settings.max_lease_ttl {
+        ttl = settings.max_lease_ttl;
+    }
+    let display_name = match fields.string("display_name")? {
+        Some(name) if !name.is_empty() => {
+            let full: String = format!("token-{name}")
+                .chars()
+                .map(|character| {
+                    if character.is_ascii_alphanumeric() || character == '-' {
+                        character
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            full.trim_end_matches('-').to_owned()
+        }
+        _ => "token".to_owned(),
+    };
+    let new = NewToken {
+        policies,
+        meta: fields.string_map("meta")?.unwrap_or_default(),
+        display_name,
+        num_uses: fields.u64("num_uses")?.unwrap_or(0),
+        ttl,
+        explicit_max_ttl,
+        period,
+        renewable: fields.bool("renewable")?.unwrap_or(true),
+        parent: (!orphan).then(|| parent.hash.clone()),
+        path: format!("auth/token/{endpoint}"),
+    };
+    let (token, entry) = unsealed.tokens.create(new).await?;
+    Ok(with_auth(auth_block(&entry, &token), None))
+}
+
+async fn renew(
+    core: &Core,
+    unsealed: &Unsealed,
+    hash: &str,
+    fields: &Fields<'_>,
+    token: &str,
+) -> ApiResult<Reply> {
+    let increment = fields.duration("increment")?;
+    match unsealed
+        .tokens
+        .renew(hash, increment, core.settings().max_lease_ttl)
+        .await
+    {
+        Ok(Some(renewed)) => Ok(with_auth(
+            auth_block(&renewed.entry, token),
+            renewed.warning.map(|warning| vec![warning]),
+        )),
+        Ok(None) => Err(bad_token()),
+        Err(RenewError::NotRenewable) => Err(ApiError::invalid("token is not renewable")),
+        Err(RenewError::Barrier(error)) => Err(error.into()),
+    }
+}

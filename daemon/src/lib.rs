@@ -1,0 +1,22 @@
+//! coffer core: the seal, the barrier, tokens, policies, mounts and secret engines
+//! behind one request pipeline ([`core::Core`], which implements the doors'
+//! `Handler`).
+
+pub mod barrier;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod crypto;
+pub mod duration;
+pub mod hcl;
+pub mod kv;
+pub mod locks;
+pub mod metrics;
+pub mod mounts;
+pub mod policy;
+pub mod policy_store;
+pub mod seal;
+pub mod server;
+pub mod shamir;
+pub mod storage;
+pub mod tokens;

@@ -1,0 +1,74 @@
+//! The `coffer` binary: the server and the client command line.
+
+use clap::Parser;
+use coffer_daemon::cli::{ApiFailure, Cli, Command, normalize_args};
+use coffer_daemon::server;
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},hyper=warn,rustls=warn",
+            level.unwrap_or("info")
+        ))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse_from(normalize_args(std::env::args()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Error: cannot start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    let code = match cli.command {
+        Command::Server(args) => {
+            let options = server::Options {
+                config: args.config,
+                dev: args.dev,
+                dev_root_token: args.dev_root_token,
+                dev_listen: args.dev_listen,
+                data_dir: args.data_dir,
+            };
+            match server::load(&options) {
+                Ok((config, temporary)) => {
+                    init_logging(args.log_level.as_deref().or(config.log_level.as_deref()));
+                    let result = runtime.block_on(server::run(options, config));
+                    drop(temporary);
+                    match result {
+                        Ok(()) => 0,
+                        Err(error) => {
+                            eprintln!("Error: {error:#}");
+                            1
+                        }
+                    }
+                }
+                Err(error) => {
+                    eprintln!("Error: {error:#}");
+                    1
+                }
+            }
+        }
+        _ => match runtime.block_on(coffer_daemon::cli::run_client(cli)) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("{error:#}");
+                if error.downcast_ref::<ApiFailure>().is_some() {
+                    2
+                } else {
+                    1
+                }
+            }
+        },
+    };
+    drop(runtime);
+    std::process::exit(code);
+}

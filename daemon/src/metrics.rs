@@ -1,0 +1,166 @@
+//! Prometheus metrics: requests by transport, method, route and status, a latency
+//! histogram per route, and the seal state. Route labels come from the core's
+//! bounded route names (a mount path or a `sys/` endpoint), never from request
+//! paths, so the label set cannot grow with client input.
+
+use std::sync::Mutex;
+
+use coffer_protocols::Observation;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    transport: &'static str,
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    transport: &'static str,
+    route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~1.6 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 15))
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+    sealed: Gauge,
+    initialized: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let sealed = Gauge::default();
+        let initialized = Gauge::default();
+        let mut registry = Registry::with_prefix("coffer");
+        registry.register(
+            "requests",
+            "Requests answered, by transport, method, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a request, by transport and route",
+            latency.clone(),
+        );
+        registry.register("sealed", "1 when the server is sealed", sealed.clone());
+        registry.register(
+            "initialized",
+            "1 when the server has been initialized",
+            initialized.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            sealed,
+            initialized,
+        }
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, observation: &Observation<'_>) {
+        let route = bounded_route(observation.route);
+        self.requests
+            .get_or_create(&RequestLabels {
+                transport: observation.transport.as_str(),
+                method: bounded_method(observation.method).to_owned(),
+                route: route.clone(),
+                status: observation.status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&LatencyLabels {
+                transport: observation.transport.as_str(),
+                route,
+            })
+            .observe(observation.elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition, with the seal state as of now.
+    pub fn render(&self, sealed: bool, initialized: bool) -> String {
+        self.sealed.set(i64::from(sealed));
+        self.initialized.set(i64::from(initialized));
+        let mut text = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+/// Doors pass the core's route labels; anything else collapses to `other`.
+fn bounded_route(route: &str) -> String {
+    if route.len() <= 64 && route.chars().all(|c| c.is_ascii_graphic()) {
+        route.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+fn bounded_method(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "LIST" => method,
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_protocols::Transport;
+    use std::time::Duration;
+
+    #[test]
+    fn renders_requests_latency_and_seal_state() {
+        let metrics = Metrics::new();
+        metrics.observe(&Observation {
+            transport: Transport::Http,
+            route: "secret/",
+            method: "GET",
+            status: 200,
+            elapsed: Duration::from_millis(3),
+        });
+        metrics.observe(&Observation {
+            transport: Transport::Http,
+            route: "secret/",
+            method: "BREW",
+            status: 405,
+            elapsed: Duration::from_millis(1),
+        });
+        let text = metrics.render(true, true);
+        assert!(text.contains("coffer_requests_total{transport=\"http\",method=\"GET\",route=\"secret/\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("method=\"other\""), "{text}");
+        assert!(
+            text.contains("coffer_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("coffer_sealed 1"), "{text}");
+    }
+}

@@ -1,0 +1,272 @@
+//! `coffer server`: from configuration to serving listeners, the dev server's
+//! bootstrap, signals, and a clean shutdown (drain in-flight requests, then close
+//! storage).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use coffer_protocols::http::{self, Listener};
+use coffer_protocols::{Handler, Operation, Request, ResponseBody, Transport};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::config::{self, Config};
+use crate::core::{Core, Settings};
+use crate::storage::RocksBackend;
+
+/// How often expired tokens are revoked.
+const TIDY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What `coffer server` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub dev: bool,
+    pub dev_root_token: Option<String>,
+    pub dev_listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The dev server's configuration: one plain-HTTP listener on loopback.
+fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
+    let listen = options.dev_listen.as_deref().unwrap_or("127.0.0.1:8200");
+    let address: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--dev-listen {listen:?} is not a host:port"))?;
+    Ok(Config {
+        storage: config::Storage {
+            path: data_dir,
+            node_id: "dev".into(),
+        },
+        listeners: vec![config::Listener {
+            address,
+            tls_disable: true,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }],
+        api_addr: None,
+        cluster_addr: None,
+        cluster_name: None,
+        default_lease_ttl: config::DEFAULT_LEASE_TTL,
+        max_lease_ttl: config::DEFAULT_LEASE_TTL,
+        log_level: None,
+        disable_mlock: true,
+        telemetry: config::Telemetry::default(),
+    })
+}
+
+/// Creates the data directory readable by this user only.
+fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create data directory {}", path.display()))?;
+    }
+    let metadata = std::fs::metadata(path)
+        .with_context(|| format!("cannot read data directory {}", path.display()))?;
+    if !metadata.is_dir() {
+        bail!("data directory {} is not a directory", path.display());
+    }
+    if metadata.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "data directory is accessible to other users");
+    }
+    Ok(())
+}
+
+/// Loads the configuration the options describe; the dev server's temporary data
+/// directory (if any) lives as long as the returned guard.
+pub fn load(options: &Options) -> anyhow::Result<(Config, Option<tempfile::TempDir>)> {
+    if options.dev {
+        if options.config.is_some() {
+            bail!("--dev and --config cannot be used together");
+        }
+        return match &options.data_dir {
+            Some(path) => Ok((dev_config(options, path.clone())?, None)),
+            None => {
+                let temporary = tempfile::Builder::new()
+                    .prefix("coffer-dev-")
+                    .tempdir()
+                    .context("cannot create a temporary data directory")?;
+                Ok((
+                    dev_config(options, temporary.path().to_owned())?,
+                    Some(temporary),
+                ))
+            }
+        };
+    }
+    let Some(path) = &options.config else {
+        bail!("give --config FILE, or --dev for a development server");
+    };
+    let mut config = Config::load(path)?;
+    if let Some(data_dir) = &options.data_dir {
+        config.storage.path = data_dir.clone();
+    }
+    Ok((config, None))
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
+    prepare_data_dir(&config.storage.path)?;
+    let backend = Arc::new(RocksBackend::open(&config.storage.path)?);
+    let settings = Settings {
+        cluster_name: config.cluster_name.clone(),
+        api_addr: config.api_addr.clone(),
+        cluster_addr: config.cluster_addr.clone(),
+        default_lease_ttl: config.default_lease_ttl,
+        max_lease_ttl: config.max_lease_ttl,
+        unauthenticated_metrics_access: config.telemetry.unauthenticated_metrics_access,
+    };
+    let core = Arc::new(Core::new(backend, settings)?);
+
+    let mut listeners = Vec::new();
+    let mut addresses = Vec::new();
+    for listener in &config.listeners {
+        let tcp = TcpListener::bind(listener.address)
+            .await
+            .with_context(|| format!("cannot listen on {}", listener.address))?;
+        let tls = if listener.tls_disable {
+            None
+        } else {
+            match (&listener.tls_cert_file, &listener.tls_key_file) {
+                (Some(cert), Some(key)) => Some(http::tls_acceptor(cert, key)?),
+                _ => bail!(
+                    "listener {}: TLS needs tls_cert_file and tls_key_file",
+                    listener.address
+                ),
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        addresses.push(format!("{scheme}://{}", tcp.local_addr()?));
+        listeners.push(Listener { tcp, tls });
+    }
+
+    println!("==> coffer server started! Log data will stream in below:");
+    println!();
+    for address in &addresses {
+        println!("             Api Address: {address}");
+    }
+    println!(
+        "                 Storage: raft (path: {})",
+        config.storage.path.display()
+    );
+    println!(
+        "                 Version: coffer v{}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!();
+    if options.dev {
+        bootstrap_dev(&core, &options).await?;
+    } else {
+        let status = core.status();
+        if !status.initialized {
+            println!("The server is not initialized: run `coffer operator init`.");
+        } else {
+            println!("The server is sealed: run `coffer operator unseal`.");
+        }
+    }
+
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in listeners {
+        let core = core.clone();
+        let mut shutdown = shutdown.clone();
+        servers.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = shutdown.wait_for(|stopping| *stopping).await;
+            };
+            http::serve(listener, core, stop).await
+        }));
+    }
+    let tidy = {
+        let core = core.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TIDY_INTERVAL);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                core.tidy().await;
+            }
+        })
+    };
+
+    wait_for_shutdown_signal().await?;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = shutdown_sender.send(true);
+    for server in servers {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "listener failed"),
+            Err(error) => tracing::error!(%error, "listener task failed"),
+        }
+    }
+    tidy.abort();
+    let _ = tidy.await;
+    // The last reference to the core closes RocksDB.
+    drop(core);
+    tracing::info!("storage closed; goodbye");
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+            _ = hangup.recv() => tracing::info!("SIGHUP received: nothing to reload"),
+        }
+    }
+}
+
+/// Initializes, unseals and mounts `secret/` (KV v2) on a new dev data directory,
+/// and prints the unseal key and root token as Vault's dev server does.
+async fn bootstrap_dev(core: &Core, options: &Options) -> anyhow::Result<()> {
+    if core.status().initialized {
+        println!("The dev data directory is already initialized; it starts sealed.");
+        println!("Unseal it with the key printed when it was created: coffer operator unseal");
+        return Ok(());
+    }
+    let output = core
+        .initialize(1, 1, options.dev_root_token.clone())
+        .await
+        .map_err(|error| anyhow::anyhow!("dev init failed: {}", error.messages.join("; ")))?;
+    let Some(share) = output.shares.first().cloned() else {
+        bail!("dev init returned no key share");
+    };
+    let unseal_key = base64::engine::general_purpose::STANDARD.encode(share.as_slice());
+    core.submit_unseal_share(share)
+        .await
+        .map_err(|error| anyhow::anyhow!("dev unseal failed: {}", error.messages.join("; ")))?;
+    let mount = Request::new(Operation::Write, "sys/mounts/secret", Transport::Http)
+        .with_token(&output.root_token)
+        .with_data(
+            json!({"type": "kv", "options": {"version": "2"}, "description": "key/value secret storage"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+    let response = core.handle(mount).await;
+    if let ResponseBody::Error { messages, .. } = response.body {
+        bail!("dev mount of secret/ failed: {}", messages.join("; "));
+    }
+    println!("WARNING! dev mode is enabled! In this mode, coffer runs with one unseal key,");
+    println!("prints its root token, and keeps data in a throwaway directory unless");
+    println!("--data-dir is given. Do not run a dev server in production.");
+    println!();
+    println!("Unseal Key: {unseal_key}");
+    println!("Root Token: {}", output.root_token.as_str());
+    println!();
+    println!("Development mode should NOT be used in production installations!");
+    Ok(())
+}

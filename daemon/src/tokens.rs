@@ -1,0 +1,543 @@
+//! The token store. A token is stored only as an HMAC-SHA256 of it under a
+//! per-cluster salt (the entry's key); its accessor is a separate random id,
+//! indexed by its own HMAC. Children are indexed under their parent so revoking a
+//! parent revokes the whole tree. All records live behind the barrier.
+//!
+//! Storage layout:
+//! - `sys/token/id/<hmac(token)>`: the [`TokenEntry`]
+//! - `sys/token/accessor/<hmac("accessor:" + accessor)>`: [`AccessorIndex`]
+//! - `sys/token/parent/<parent hmac>/<child hmac>`: an empty marker
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::barrier::{self, Barrier, Batch};
+use crate::crypto;
+use crate::locks::Stripes;
+
+pub const SALT_PATH: &str = "core/token-salt";
+const ID_PREFIX: &str = "sys/token/id/";
+const ACCESSOR_PREFIX: &str = "sys/token/accessor/";
+const PARENT_PREFIX: &str = "sys/token/parent/";
+
+/// Service tokens carry Vault's prefix so tools that recognise Vault tokens (secret
+/// scanners, clients) treat them alike.
+pub const TOKEN_PREFIX: &str = "hvs.";
+const TOKEN_RANDOM_LEN: usize = 32;
+const ACCESSOR_LEN: usize = 24;
+
+pub fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
+}
+
+/// A stored token. The token itself is not here: only its HMAC.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenEntry {
+    pub hash: String,
+    pub accessor: String,
+    /// The parent's hash; `None` for orphans.
+    pub parent: Option<String>,
+    pub policies: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub display_name: String,
+    /// Uses left; 0 means unlimited.
+    pub num_uses: u64,
+    /// The last use was taken: the token is revoked when that request ends.
+    #[serde(default)]
+    pub exhausted: bool,
+    pub creation_time: u64,
+    /// The TTL the token was created with, in seconds (0: none).
+    pub creation_ttl: u64,
+    /// Unix seconds after which the token is invalid; `None`: never.
+    pub expire_time: Option<u64>,
+    pub explicit_max_ttl: u64,
+    pub period: u64,
+    pub renewable: bool,
+    pub path: String,
+}
+
+impl TokenEntry {
+    pub fn is_root(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|policy| policy == crate::policy::ROOT_POLICY)
+    }
+
+    pub fn is_valid_at(&self, now: u64) -> bool {
+        !self.exhausted && self.expire_time.is_none_or(|expiry| expiry > now)
+    }
+
+    /// Seconds left, 0 when the token never expires.
+    pub fn ttl_at(&self, now: u64) -> u64 {
+        self.expire_time
+            .map(|expiry| expiry.saturating_sub(now))
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessorIndex {
+    pub accessor: String,
+    pub token_hash: String,
+}
+
+/// What a new token should be.
+#[derive(Debug, Clone, Default)]
+pub struct NewToken {
+    pub policies: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub display_name: String,
+    pub num_uses: u64,
+    /// Seconds; 0 for a token that never expires.
+    pub ttl: u64,
+    pub explicit_max_ttl: u64,
+    pub period: u64,
+    pub renewable: bool,
+    pub parent: Option<String>,
+    pub path: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    #[error("token is not renewable")]
+    NotRenewable,
+    #[error(transparent)]
+    Barrier(#[from] barrier::Error),
+}
+
+/// What renewing did: the new entry and, when the requested TTL was cut, why.
+pub struct Renewed {
+    pub entry: TokenEntry,
+    pub warning: Option<String>,
+}
+
+pub struct TokenStore {
+    barrier: Arc<Barrier>,
+    salt: Zeroizing<Vec<u8>>,
+    locks: Stripes,
+}
+
+impl TokenStore {
+    pub fn new(barrier: Arc<Barrier>, salt: Zeroizing<Vec<u8>>) -> Self {
+        TokenStore {
+            barrier,
+            salt,
+            locks: Stripes::new(),
+        }
+    }
+
+    /// A fresh salt for a new cluster.
+    pub fn new_salt() -> Result<Zeroizing<Vec<u8>>, crypto::RandomError> {
+        Ok(Zeroizing::new(crypto::random_key::<32>()?.to_vec()))
+    }
+
+    pub fn hash(&self, token: &str) -> String {
+        crypto::hmac_sha256_hex(&self.salt, token.as_bytes())
+    }
+
+    fn accessor_key(&self, accessor: &str) -> String {
+        let hashed = crypto::hmac_sha256_hex(&self.salt, format!("accessor:{accessor}").as_bytes());
+        format!("{ACCESSOR_PREFIX}{hashed}")
+    }
+
+    /// Makes a token (or uses `id`, for the dev server's chosen root token) and adds
+    /// its records to `batch`. Returns the token, which is never stored.
+    pub fn prepare(
+        &self,
+        new: NewToken,
+        id: Option<String>,
+        batch: &mut Batch,
+    ) -> Result<(Zeroizing<String>, TokenEntry), barrier::Error> {
+        let token = match id {
+            Some(id) => Zeroizing::new(id),
+            None => Zeroizing::new(format!(
+                "{TOKEN_PREFIX}{}",
+                crypto::random_base62(TOKEN_RANDOM_LEN)?
+            )),
+        };
+        let now = now_seconds();
+        let entry = TokenEntry {
+            hash: self.hash(&token),
+            accessor: crypto::random_base62(ACCESSOR_LEN)?,
+            parent: new.parent,
+            policies: new.policies,
+            meta: new.meta,
+            display_name: new.display_name,
+            num_uses: new.num_uses,
+            exhausted: false,
+            creation_time: now,
+            creation_ttl: new.ttl,
+            expire_time: (new.ttl > 0).then(|| now + new.ttl),
+            explicit_max_ttl: new.explicit_max_ttl,
+            period: new.period,
+            renewable: new.renewable,
+            path: new.path,
+        };
+        self.add_records(&entry, batch)?;
+        Ok((token, entry))
+    }
+
+    fn add_records(&self, entry: &TokenEntry, batch: &mut Batch) -> Result<(), barrier::Error> {
+        batch.put_json(&format!("{ID_PREFIX}{}", entry.hash), entry)?;
+        batch.put_json(
+            &self.accessor_key(&entry.accessor),
+            &AccessorIndex {
+                accessor: entry.accessor.clone(),
+                token_hash: entry.hash.clone(),
+            },
+        )?;
+        if let Some(parent) = &entry.parent {
+            batch.put(&format!("{PARENT_PREFIX}{parent}/{}", entry.hash), b"")?;
+        }
+        Ok(())
+    }
+
+    pub async fn create(
+        &self,
+        new: NewToken,
+    ) -> Result<(Zeroizing<String>, TokenEntry), barrier::Error> {
+        let mut batch = self.barrier.batch();
+        let created = self.prepare(new, None, &mut batch)?;
+        self.barrier.commit(batch).await?;
+        Ok(created)
+    }
+
+    /// The valid entry for `token`; `None` if unknown, expired or used up.
+    pub fn lookup(&self, token: &str) -> Result<Option<TokenEntry>, barrier::Error> {
+        let hash = self.hash(token);
+        Ok(self
+            .entry(&hash)?
+            // The key lookup already matched; compare again in constant time so no
+            // code path compares a token-derived value by early exit.
+            .filter(|entry| crypto::constant_time_eq(entry.hash.as_bytes(), hash.as_bytes()))
+            .filter(|entry| entry.is_valid_at(now_seconds())))
+    }
+
+    /// The stored entry by hash, whatever its validity.
+    pub fn entry(&self, hash: &str) -> Result<Option<TokenEntry>, barrier::Error> {
+        self.barrier.get_json(&format!("{ID_PREFIX}{hash}"))
+    }
+
+    pub fn lookup_accessor(&self, accessor: &str) -> Result<Option<TokenEntry>, barrier::Error> {
+        let Some(index) = self
+            .barrier
+            .get_json::<AccessorIndex>(&self.accessor_key(accessor))?
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .entry(&index.token_hash)?
+            .filter(|entry| entry.is_valid_at(now_seconds())))
+    }
+
+    /// Every accessor, for `auth/token/accessors`.
+    pub fn accessors(&self) -> Result<Vec<String>, barrier::Error> {
+        let mut accessors = Vec::new();
+        for key in self.barrier.scan(ACCESSOR_PREFIX)? {
+            if let Some(index) = self.barrier.get_json::<AccessorIndex>(&key)? {
+                accessors.push(index.accessor);
+            }
+        }
+        accessors.sort();
+        Ok(accessors)
+    }
+
+    /// Takes one use of a limited-use token. Returns the entry as it now stands
+    /// (`exhausted` when that was the last use); `None` if the token went invalid
+    /// in the meantime.
+    pub async fn take_use(&self, hash: &str) -> Result<Option<TokenEntry>, barrier::Error> {
+        let _guard = self.locks.lock(hash).await;
+        let Some(mut entry) = self.entry(hash)? else {
+            return Ok(None);
+        };
+        if !entry.is_valid_at(now_seconds()) {
+            return Ok(None);
+        }
+        if entry.num_uses == 0 {
+            return Ok(Some(entry));
+        }
+        entry.num_uses -= 1;
+        if entry.num_uses == 0 {
+            entry.exhausted = true;
+        }
+        self.barrier
+            .put_json(&format!("{ID_PREFIX}{hash}"), &entry)
+            .await?;
+        Ok(Some(entry))
+    }
+
+    /// Revokes the token and all its descendants, atomically.
+    pub async fn revoke_tree(&self, hash: &str) -> Result<(), barrier::Error> {
+        let mut batch = self.barrier.batch();
+        let mut pending = vec![hash.to_owned()];
+        while let Some(current) = pending.pop() {
+            for child in self.barrier.list(&format!("{PARENT_PREFIX}{current}/"))? {
+                pending.push(child.trim_end_matches('/').to_owned());
+            }
+            self.delete_records(&current, &mut batch)?;
+        }
+        self.barrier.commit(batch).await
+    }
+
+    /// Revokes only the token; its children become orphans.
+    pub async fn revoke_orphan(&self, hash: &str) -> Result<(), barrier::Error> {
+        let mut batch = self.barrier.batch();
+        for child in self.barrier.list(&format!("{PARENT_PREFIX}{hash}/"))? {
+            let child = child.trim_end_matches('/');
+            if let Some(mut entry) = self.entry(child)? {
+                entry.parent = None;
+                batch.put_json(&format!("{ID_PREFIX}{child}"), &entry)?;
+            }
+        }
+        self.delete_records(hash, &mut batch)?;
+        self.barrier.commit(batch).await
+    }
+
+    fn delete_records(&self, hash: &str, batch: &mut Batch) -> Result<(), barrier::Error> {
+        if let Some(entry) = self.entry(hash)? {
+            batch.delete(&self.accessor_key(&entry.accessor));
+            if let Some(parent) = &entry.parent {
+                batch.delete(&format!("{PARENT_PREFIX}{parent}/{hash}"));
+            }
+        }
+        batch.delete(&format!("{ID_PREFIX}{hash}"));
+        batch.delete_prefix(&format!("{PARENT_PREFIX}{hash}/"));
+        Ok(())
+    }
+
+    /// Extends a token's life by `increment` seconds (default: its creation TTL),
+    /// never past its explicit max TTL or the system's `max_ttl` from creation.
+    /// A periodic token gets its period again.
+    pub async fn renew(
+        &self,
+        hash: &str,
+        increment: Option<u64>,
+        max_ttl: u64,
+    ) -> Result<Option<Renewed>, RenewError> {
+        let _guard = self.locks.lock(hash).await;
+        let now = now_seconds();
+        let Some(mut entry) = self.entry(hash)?.filter(|entry| entry.is_valid_at(now)) else {
+            return Ok(None);
+        };
+        if entry.expire_time.is_none() {
+            return Ok(Some(Renewed {
+                entry,
+                warning: None,
+            }));
+        }
+        if !entry.renewable {
+            return Err(RenewError::NotRenewable);
+        }
+        let wanted = if entry.period > 0 {
+            entry.period
+        } else {
+            increment
+                .filter(|seconds| *seconds > 0)
+                .unwrap_or(entry.creation_ttl)
+        };
+        let limit = if entry.explicit_max_ttl > 0 {
+            entry.explicit_max_ttl
+        } else if entry.period > 0 {
+            u64::MAX
+        } else {
+            max_ttl
+        };
+        let latest_expiry = entry.creation_time.saturating_add(limit);
+        let expiry = now.saturating_add(wanted).min(latest_expiry);
+        let warning = (expiry < now.saturating_add(wanted)).then(|| {
+            format!(
+                "TTL of {wanted}s exceeded the effective max_ttl; TTL value is capped to {}s",
+                expiry.saturating_sub(now)
+            )
+        });
+        entry.expire_time = Some(expiry);
+        self.barrier
+            .put_json(&format!("{ID_PREFIX}{hash}"), &entry)
+            .await?;
+        Ok(Some(Renewed { entry, warning }))
+    }
+
+    /// Revokes every expired or used-up token (and its descendants). Returns how
+    /// many trees were revoked.
+    pub async fn tidy(&self) -> Result<usize, barrier::Error> {
+        let now = now_seconds();
+        let mut revoked = 0;
+        for key in self.barrier.scan(ID_PREFIX)? {
+            let hash = &key[ID_PREFIX.len()..];
+            match self.entry(hash)? {
+                Some(entry) if !entry.is_valid_at(now) => {
+                    self.revoke_tree(hash).await?;
+                    revoked += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(revoked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::barrier::Keyring;
+    use crate::storage::{Backend, RocksBackend};
+
+    fn store() -> (tempfile::TempDir, Arc<dyn Backend>, TokenStore) {
+        let directory = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(RocksBackend::open(directory.path()).unwrap());
+        let keyring = Keyring::generate(crypto::random_key::<32>().unwrap()).unwrap();
+        let barrier = Arc::new(Barrier::new(backend.clone(), keyring));
+        let store = TokenStore::new(barrier, TokenStore::new_salt().unwrap());
+        (directory, backend, store)
+    }
+
+    fn new_token(ttl: u64, parent: Option<String>) -> NewToken {
+        NewToken {
+            policies: vec!["default".into()],
+            ttl,
+            renewable: true,
+            parent,
+            path: "auth/token/create".into(),
+            ..NewToken::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_stored_only_as_salted_hashes() {
+        let (_directory, backend, store) = store();
+        let (token, entry) = store.create(new_token(60, None)).await.unwrap();
+        assert!(token.starts_with(TOKEN_PREFIX));
+        assert_eq!(entry.hash, store.hash(&token));
+        assert_ne!(entry.hash, crypto::sha256_hex(token.as_bytes()));
+        for key in backend.scan("").unwrap() {
+            assert!(!key.contains(token.as_str()));
+            assert!(!key.contains(&entry.accessor));
+            let value = backend.get(&key).unwrap().unwrap();
+            assert!(
+                !value
+                    .windows(token.len())
+                    .any(|window| window == token.as_bytes())
+            );
+        }
+        assert_eq!(
+            store.lookup(&token).unwrap().unwrap().accessor,
+            entry.accessor
+        );
+        assert!(store.lookup("hvs.not-a-token").unwrap().is_none());
+        assert_eq!(
+            store
+                .lookup_accessor(&entry.accessor)
+                .unwrap()
+                .unwrap()
+                .hash,
+            entry.hash
+        );
+        // Another salt gives another hash for the same token.
+        let (_other_directory, _other_backend, other) = self::store();
+        assert_ne!(other.hash(&token), entry.hash);
+    }
+
+    #[tokio::test]
+    async fn revoking_a_parent_revokes_descendants_and_orphans_survive() {
+        let (_directory, _backend, store) = store();
+        let (parent, parent_entry) = store.create(new_token(600, None)).await.unwrap();
+        let (child, child_entry) = store
+            .create(new_token(600, Some(parent_entry.hash.clone())))
+            .await
+            .unwrap();
+        let (grandchild, _) = store
+            .create(new_token(600, Some(child_entry.hash.clone())))
+            .await
+            .unwrap();
+        let (orphan, _) = store.create(new_token(600, None)).await.unwrap();
+        store.revoke_tree(&parent_entry.hash).await.unwrap();
+        for revoked in [&parent, &child, &grandchild] {
+            assert!(store.lookup(revoked).unwrap().is_none());
+        }
+        assert!(
+            store
+                .lookup_accessor(&child_entry.accessor)
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.lookup(&orphan).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn revoke_orphan_keeps_children() {
+        let (_directory, _backend, store) = store();
+        let (_, parent_entry) = store.create(new_token(600, None)).await.unwrap();
+        let (child, _) = store
+            .create(new_token(600, Some(parent_entry.hash.clone())))
+            .await
+            .unwrap();
+        store.revoke_orphan(&parent_entry.hash).await.unwrap();
+        let survivor = store.lookup(&child).unwrap().unwrap();
+        assert_eq!(survivor.parent, None);
+    }
+
+    #[tokio::test]
+    async fn uses_run_out() {
+        let (_directory, _backend, store) = store();
+        let mut new = new_token(600, None);
+        new.num_uses = 2;
+        let (token, entry) = store.create(new).await.unwrap();
+        let first = store.take_use(&entry.hash).await.unwrap().unwrap();
+        assert_eq!((first.num_uses, first.exhausted), (1, false));
+        let last = store.take_use(&entry.hash).await.unwrap().unwrap();
+        assert!(last.exhausted);
+        assert!(store.lookup(&token).unwrap().is_none());
+        assert!(store.take_use(&entry.hash).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_refused_and_tidied() {
+        let (_directory, backend, store) = store();
+        let (token, entry) = store.create(new_token(600, None)).await.unwrap();
+        let mut expired = entry.clone();
+        expired.expire_time = Some(now_seconds() - 1);
+        let mut batch = store.barrier.batch();
+        batch
+            .put_json(&format!("{ID_PREFIX}{}", entry.hash), &expired)
+            .unwrap();
+        store.barrier.commit(batch).await.unwrap();
+        assert!(store.lookup(&token).unwrap().is_none());
+        assert_eq!(store.tidy().await.unwrap(), 1);
+        assert!(backend.scan("sys/token/").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn renew_is_capped_by_max_ttl() {
+        let (_directory, _backend, store) = store();
+        let (_, entry) = store.create(new_token(100, None)).await.unwrap();
+        let renewed = store
+            .renew(&entry.hash, Some(50), 1000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(renewed.entry.ttl_at(now_seconds()) <= 50);
+        assert!(renewed.warning.is_none());
+        let capped = store
+            .renew(&entry.hash, Some(5000), 1000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(capped.entry.ttl_at(now_seconds()) <= 1000);
+        assert!(capped.warning.is_some());
+
+        let mut fixed = new_token(100, None);
+        fixed.renewable = false;
+        let (_, fixed_entry) = store.create(fixed).await.unwrap();
+        assert!(matches!(
+            store.renew(&fixed_entry.hash, None, 1000).await,
+            Err(RenewError::NotRenewable)
+        ));
+    }
+}

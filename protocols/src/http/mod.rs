@@ -1,0 +1,261 @@
+//! The HTTP door: Vault's `/v1` API. Converts HTTP requests into neutral
+//! [`Request`]s in one place ([`to_neutral`]) and renders [`Response`]s back
+//! ([`render`]). Every path goes to the one handler; nothing is routed here.
+
+mod serve;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value};
+
+pub use serve::{Listener, ServeError, TlsError, serve, tls_acceptor};
+
+use crate::request::new_request_id;
+use crate::{ClientToken, ErrorCode, Handler, Observation, Operation, Request, Response};
+use crate::{ResponseBody, Transport};
+
+/// Request bodies up to this many bytes are accepted, as in Vault.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The peer address of a connection, put into each request's extensions by the
+/// serve loop.
+#[derive(Debug, Clone)]
+pub struct PeerAddress(pub String);
+
+/// The axum router of the HTTP door: one fallback that hands everything to `handler`.
+pub fn router<H: Handler>(handler: Arc<H>) -> Router {
+    Router::new().fallback(dispatch::<H>).with_state(handler)
+}
+
+async fn dispatch<H: Handler>(
+    State(handler): State<Arc<H>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let response = match to_neutral(request).await {
+        Ok(neutral) => handler.handle(neutral).await,
+        Err(refusal) => refusal,
+    };
+    handler.observe(Observation {
+        transport: Transport::Http,
+        route: response.route.as_deref().unwrap_or("invalid"),
+        method: &method,
+        status: response.http_status(),
+        elapsed: started.elapsed(),
+    });
+    render(response)
+}
+
+/// Builds the neutral request, or the error response that refuses it.
+pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Response> {
+    let (parts, body) = request.into_parts();
+    let Some(encoded_path) = parts.uri.path().strip_prefix("/v1/") else {
+        return Err(Response::error(
+            ErrorCode::NotFound,
+            "unsupported path: the API is served under /v1/",
+        ));
+    };
+    let path = percent_decode_str(encoded_path)
+        .decode_utf8()
+        .map_err(|_| Response::error(ErrorCode::InvalidRequest, "path is not valid UTF-8"))?
+        .into_owned();
+
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let list_requested = query
+        .iter()
+        .any(|(key, value)| key == "list" && value == "true");
+
+    let operation = match parts.method.as_str() {
+        "GET" if list_requested => Operation::List,
+        "GET" | "HEAD" => Operation::Read,
+        "POST" | "PUT" => Operation::Write,
+        "DELETE" => Operation::Delete,
+        "PATCH" => Operation::Patch,
+        "LIST" => Operation::List,
+        other => {
+            return Err(Response::error(
+                ErrorCode::UnsupportedOperation,
+                format!("unsupported HTTP method {other}"),
+            ));
+        }
+    };
+
+    let body = read_body(&parts.headers, body).await?;
+    let data = if body.iter().all(u8::is_ascii_whitespace) {
+        match operation {
+            Operation::Read | Operation::List | Operation::Delete => query
+                .into_iter()
+                .filter(|(key, _)| key != "list")
+                .map(|(key, value)| (key, Value::String(value)))
+                .collect(),
+            Operation::Write | Operation::Patch => Map::new(),
+        }
+    } else {
+        parse_object(&body)?
+    };
+
+    let mut neutral = Request {
+        id: new_request_id(),
+        operation,
+        path,
+        data,
+        token: client_token(&parts.headers)?,
+        transport: Transport::Http,
+        remote_address: parts
+            .extensions
+            .get::<PeerAddress>()
+            .map(|peer| peer.0.clone()),
+        wrap_ttl: None,
+    };
+    if let Some(wrap_ttl) = parts.headers.get("x-vault-wrap-ttl") {
+        neutral.wrap_ttl = Some(String::from_utf8_lossy(wrap_ttl.as_bytes()).into_owned());
+    }
+    Ok(neutral)
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        Response::error(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than the {MAX_BODY_BYTES}-byte limit"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(Response::error(
+            ErrorCode::InvalidRequest,
+            "failed to read the request body",
+        )),
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Response> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Response::error(
+            ErrorCode::InvalidRequest,
+            "the request body must be a JSON object",
+        )),
+        Err(error) => Err(Response::error(
+            ErrorCode::InvalidRequest,
+            format!(
+                "failed to parse JSON input: {} at line {} column {}",
+                json_error_kind(&error),
+                error.line(),
+                error.column()
+            ),
+        )),
+    }
+}
+
+/// serde_json's message can quote input; describe the error by its class only, so
+/// no part of a (possibly secret) body is echoed back or logged.
+fn json_error_kind(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "invalid data",
+        serde_json::error::Category::Eof => "unexpected end of input",
+    }
+}
+
+/// `X-Vault-Token`, or `Authorization: Bearer <token>`.
+fn client_token(headers: &HeaderMap) -> Result<Option<ClientToken>, Response> {
+    let invalid = || Response::error(ErrorCode::InvalidRequest, "malformed token header");
+    if let Some(value) = headers.get("x-vault-token") {
+        let token = value.to_str().map_err(|_| invalid())?.trim();
+        return Ok((!token.is_empty()).then(|| ClientToken::new(token.to_owned())));
+    }
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| invalid())?;
+        if let Some((scheme, token)) = value.split_once(' ')
+            && scheme.eq_ignore_ascii_case("bearer")
+        {
+            let token = token.trim();
+            return Ok((!token.is_empty()).then(|| ClientToken::new(token.to_owned())));
+        }
+    }
+    Ok(None)
+}
+
+/// Renders a neutral response as HTTP.
+pub fn render(response: Response) -> axum::response::Response {
+    match response.body {
+        ResponseBody::Logical(logical) => json(StatusCode::OK, &logical.to_json()),
+        ResponseBody::NoContent => {
+            with_common_headers(axum::response::Response::builder().status(StatusCode::NO_CONTENT))
+                .body(Body::empty())
+                .unwrap_or_default()
+        }
+        ResponseBody::Raw { status, body } => json(status_code(status), &body),
+        ResponseBody::Text { content_type, body } => with_common_headers(
+            axum::response::Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, content_type),
+        )
+        .body(Body::from(body))
+        .unwrap_or_default(),
+        ResponseBody::Error {
+            code,
+            messages,
+            data,
+        } => {
+            let mut document = match data {
+                Some(logical) => logical.to_json(),
+                None => Value::Object(Map::new()),
+            };
+            if let Value::Object(object) = &mut document {
+                object.insert(
+                    "errors".to_owned(),
+                    Value::Array(messages.into_iter().map(Value::String).collect()),
+                );
+            }
+            json(status_code(code.http_status()), &document)
+        }
+    }
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn json(status: StatusCode, document: &Value) -> axum::response::Response {
+    let body = serde_json::to_vec(document).unwrap_or_default();
+    with_common_headers(
+        axum::response::Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json"),
+    )
+    .body(Body::from(body))
+    .unwrap_or_default()
+}
+
+fn with_common_headers(builder: http::response::Builder) -> http::response::Builder {
+    // Secrets must not be cached by proxies or clients.
+    builder.header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
+}

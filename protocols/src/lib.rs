@@ -1,0 +1,16 @@
+//! coffer's neutral request/response types, the handler trait and the HTTP adapter.
+//!
+//! Every door (HTTP today; gRPC, the Unix socket and FUSE later) converts its wire
+//! format into [`Request`], calls [`Handler::handle`] and converts the [`Response`]
+//! back. This crate never sees the core's internals: the core implements [`Handler`].
+
+pub mod error;
+pub mod handler;
+pub mod http;
+pub mod request;
+pub mod response;
+
+pub use error::ErrorCode;
+pub use handler::{Handler, Observation};
+pub use request::{ClientToken, Operation, Request, Transport};
+pub use response::{Auth, LogicalResponse, Response, ResponseBody};

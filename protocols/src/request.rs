@@ -1,0 +1,122 @@
+//! The neutral request every door builds and the core handles.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// What the caller wants to do with a path. Doors map their verbs here; the core
+/// decides between Vault's `create` and `update` capabilities for [`Operation::Write`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Read,
+    List,
+    /// PUT or POST: `create` or `update`, decided by whether the target exists.
+    Write,
+    /// PATCH: a JSON merge-patch.
+    Patch,
+    Delete,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::List => "list",
+            Operation::Write => "update",
+            Operation::Patch => "patch",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// Which door a request came through; recorded in audit entries and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Http,
+    Grpc,
+    Unix,
+    Fuse,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Grpc => "grpc",
+            Transport::Unix => "unix",
+            Transport::Fuse => "fuse",
+        }
+    }
+}
+
+/// A client token as presented by the caller. Its `Debug` never shows the value,
+/// and the memory is wiped when it is dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientToken(zeroize::Zeroizing<String>);
+
+impl ClientToken {
+    pub fn new(token: String) -> Self {
+        ClientToken(zeroize::Zeroizing::new(token))
+    }
+
+    /// The token itself, for hashing and lookups only: never log or echo it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientToken {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("ClientToken(<redacted>)")
+    }
+}
+
+/// One operation on one logical path, as neutral as the doors can make it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// A fresh UUID, echoed as `request_id`.
+    pub id: String,
+    pub operation: Operation,
+    /// The logical path without `/v1/` or a leading slash, percent-decoded. The core
+    /// validates it (no `..`, no NUL) before anything else.
+    pub path: String,
+    /// The JSON body of a write, or the query parameters of a read.
+    pub data: Map<String, Value>,
+    pub token: Option<ClientToken>,
+    pub transport: Transport,
+    /// The peer address as the door saw it, for audit.
+    pub remote_address: Option<String>,
+    /// `X-Vault-Wrap-TTL`, if the client asked for response wrapping.
+    pub wrap_ttl: Option<String>,
+}
+
+impl Request {
+    /// A request with no data, token or peer: the starting point for doors and tests.
+    pub fn new(operation: Operation, path: impl Into<String>, transport: Transport) -> Self {
+        Request {
+            id: new_request_id(),
+            operation,
+            path: path.into(),
+            data: Map::new(),
+            token: None,
+            transport,
+            remote_address: None,
+            wrap_ttl: None,
+        }
+    }
+
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(ClientToken::new(token.to_owned()));
+        self
+    }
+
+    pub fn with_data(mut self, data: Map<String, Value>) -> Self {
+        self.data = data;
+        self
+    }
+}
+
+/// A random version-4 UUID string for request ids.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
