@@ -20,6 +20,19 @@ use crate::config::{self, Config};
 use crate::core::{Core, Settings};
 use crate::storage::RocksBackend;
 
+/// Prints a line to stdout, ignoring failures: a server must not stop because
+/// whoever started it closed its stdout.
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($argument:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($argument)*);
+    }};
+}
+
 /// How often expired tokens are revoked.
 const TIDY_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -149,28 +162,28 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         listeners.push(Listener { tcp, tls });
     }
 
-    println!("==> coffer server started! Log data will stream in below:");
-    println!();
+    say!("==> coffer server started! Log data will stream in below:");
+    say!();
     for address in &addresses {
-        println!("             Api Address: {address}");
+        say!("             Api Address: {address}");
     }
-    println!(
+    say!(
         "                 Storage: raft (path: {})",
         config.storage.path.display()
     );
-    println!(
+    say!(
         "                 Version: coffer v{}",
         env!("CARGO_PKG_VERSION")
     );
-    println!();
+    say!();
     if options.dev {
         bootstrap_dev(&core, &options).await?;
     } else {
         let status = core.status();
         if !status.initialized {
-            println!("The server is not initialized: run `coffer operator init`.");
+            say!("The server is not initialized: run `coffer operator init`.");
         } else {
-            println!("The server is sealed: run `coffer operator unseal`.");
+            say!("The server is sealed: run `coffer operator unseal`.");
         }
     }
 
@@ -233,8 +246,8 @@ async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
 /// and prints the unseal key and root token as Vault's dev server does.
 async fn bootstrap_dev(core: &Core, options: &Options) -> anyhow::Result<()> {
     if core.status().initialized {
-        println!("The dev data directory is already initialized; it starts sealed.");
-        println!("Unseal it with the key printed when it was created: coffer operator unseal");
+        say!("The dev data directory is already initialized; it starts sealed.");
+        say!("Unseal it with the key printed when it was created: coffer operator unseal");
         return Ok(());
     }
     let output = core
@@ -260,13 +273,13 @@ async fn bootstrap_dev(core: &Core, options: &Options) -> anyhow::Result<()> {
     if let ResponseBody::Error { messages, .. } = response.body {
         bail!("dev mount of secret/ failed: {}", messages.join("; "));
     }
-    println!("WARNING! dev mode is enabled! In this mode, coffer runs with one unseal key,");
-    println!("prints its root token, and keeps data in a throwaway directory unless");
-    println!("--data-dir is given. Do not run a dev server in production.");
-    println!();
-    println!("Unseal Key: {unseal_key}");
-    println!("Root Token: {}", output.root_token.as_str());
-    println!();
-    println!("Development mode should NOT be used in production installations!");
+    say!("WARNING! dev mode is enabled! In this mode, coffer runs with one unseal key,");
+    say!("prints its root token, and keeps data in a throwaway directory unless");
+    say!("--data-dir is given. Do not run a dev server in production.");
+    say!();
+    say!("Unseal Key: {unseal_key}");
+    say!("Root Token: {}", output.root_token.as_str());
+    say!();
+    say!("Development mode should NOT be used in production installations!");
     Ok(())
 }

@@ -1,1 +1,2 @@
-//! The /secrets FUSE filesystem: built in its own issue, deliberately empty until then.
+//! The `/secrets` FUSE filesystem: built in its own issue, deliberately empty until
+//! then (no placeholder features).

@@ -1,1 +1,444 @@
-//! End-to-end test harness.
+//! End-to-end test harness: starts the real `coffer` binary on free loopback ports
+//! with its own data directory, reads the addresses and tokens it prints, and
+//! talks to it over real HTTP. Processes are ended by pid when the handle drops.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The `coffer` binary under test: `$COFFER_BIN`, or the one next to this test's
+/// own build directory.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("COFFER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut directory = exe.parent().expect("exe directory").to_path_buf();
+    if directory.ends_with("deps") {
+        directory.pop();
+    }
+    let candidate = directory.join("coffer");
+    assert!(
+        candidate.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        candidate.display()
+    );
+    candidate
+}
+
+/// A running `coffer server`.
+pub struct Server {
+    child: Option<Child>,
+    pub address: String,
+    pub root_token: Option<String>,
+    pub unseal_key: Option<String>,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    config_path: Option<PathBuf>,
+    dev: bool,
+    workspace: tempfile::TempDir,
+}
+
+/// What the server printed before it started serving.
+struct Banner {
+    address: String,
+    root_token: Option<String>,
+    unseal_key: Option<String>,
+}
+
+fn read_banner(child: &mut Child, dev: bool) -> Banner {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Drain stdout until the server exits, whether or not anyone listens.
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut address, mut root_token, mut unseal_key) = (None, None, None);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let line = match receiver.recv_timeout(remaining) {
+            Ok(line) => line,
+            Err(_) => panic!("the server did not print its banner in time"),
+        };
+        let line = line.trim();
+        if let Some(value) = line.strip_prefix("Api Address: ") {
+            address.get_or_insert_with(|| value.to_owned());
+        } else if let Some(value) = line.strip_prefix("Root Token: ") {
+            root_token = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("Unseal Key: ") {
+            unseal_key = Some(value.to_owned());
+        }
+        let done = if dev {
+            address.is_some() && (root_token.is_some() || line.contains("already initialized"))
+        } else {
+            address.is_some()
+                && (line.contains("operator init") || line.contains("operator unseal"))
+        };
+        if done {
+            break;
+        }
+    }
+    Banner {
+        address: address.expect("address"),
+        root_token,
+        unseal_key,
+    }
+}
+
+impl Server {
+    /// A dev server (initialized, unsealed, KV v2 at `secret/`) with root token `root`.
+    pub fn dev() -> Server {
+        Server::start(None, true, None)
+    }
+
+    /// A dev server whose data directory is created under `parent` (the benchmark
+    /// puts it on a real disk, never a tmpfs).
+    pub fn dev_in(parent: &Path) -> Server {
+        Server::start(None, true, Some(parent))
+    }
+
+    /// A server from an HCL configuration; `{data_dir}` in the text is replaced by
+    /// a fresh directory, and listeners should use port 0.
+    pub fn with_config(config: &str) -> Server {
+        Server::start(Some(config), false, None)
+    }
+
+    fn start(config: Option<&str>, dev: bool, parent: Option<&Path>) -> Server {
+        let workspace = match parent {
+            Some(parent) => tempfile::tempdir_in(parent),
+            None => tempfile::tempdir(),
+        }
+        .expect("temp dir");
+        let data_dir = workspace.path().join("data");
+        let config_path = config.map(|text| {
+            let path = workspace.path().join("coffer.hcl");
+            std::fs::write(
+                &path,
+                text.replace("{data_dir}", &data_dir.display().to_string()),
+            )
+            .expect("write config");
+            path
+        });
+        let mut server = Server {
+            child: None,
+            address: String::new(),
+            root_token: None,
+            unseal_key: None,
+            log_path: workspace.path().join("server.log"),
+            data_dir,
+            config_path,
+            dev,
+            workspace,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let mut command = Command::new(binary());
+        command.arg("server");
+        if self.dev {
+            command.args([
+                "--dev",
+                "--dev-root-token",
+                "root",
+                "--dev-listen",
+                "127.0.0.1:0",
+            ]);
+            command.arg("--data-dir").arg(&self.data_dir);
+        } else if let Some(config) = &self.config_path {
+            command.arg("--config").arg(config);
+        }
+        command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = command.spawn().expect("start coffer");
+        let banner = read_banner(&mut child, self.dev);
+        self.address = banner.address;
+        if banner.root_token.is_some() {
+            self.root_token = banner.root_token;
+        }
+        if banner.unseal_key.is_some() {
+            self.unseal_key = banner.unseal_key;
+        }
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        send_signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same data directory (a new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn workspace(&self) -> &Path {
+        self.workspace.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/v1/{}", self.address, path.trim_start_matches('/'))
+    }
+
+    /// A client that sends `token` (if any) as `X-Vault-Token`.
+    pub fn client(&self, token: Option<&str>) -> Api {
+        Api {
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            base: self.address.clone(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    pub fn root(&self) -> Api {
+        self.client(self.root_token.as_deref())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends `signal` (a name such as `TERM`) to `pid`; false if it is already gone.
+pub fn send_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
+/// A small JSON client for the `/v1` API.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::blocking::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// Status and parsed body of one call.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn errors(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Answer {
+        assert_eq!(self.status, status, "unexpected answer: {:?}", self.body);
+        self
+    }
+}
+
+impl Api {
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        self.try_call(method, path, body).expect("request")
+    }
+
+    /// Like [`Api::call`], but a transport failure is an error, not a panic.
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Answer, reqwest::Error> {
+        let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, url);
+        if let Some(token) = &self.token {
+            request = request.header("X-Vault-Token", token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send()?;
+        let status = response.status().as_u16();
+        let text = response.text()?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Answer { status, body })
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, None)
+    }
+
+    pub fn list(&self, path: &str) -> Answer {
+        self.call("LIST", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Answer {
+        self.call("POST", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Answer {
+        self.call("DELETE", path, None)
+    }
+
+    /// Writes a KV v2 secret and returns its version.
+    pub fn kv_put(&self, path: &str, data: Value) -> u64 {
+        let answer = self
+            .post(&format!("secret/data/{path}"), json!({"data": data}))
+            .expect(200);
+        answer.body["data"]["version"].as_u64().expect("version")
+    }
+
+    /// Creates a policy and a token holding it (and `default`).
+    pub fn token_with_policy(&self, name: &str, policy: &str) -> String {
+        self.call(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({"policy": policy})),
+        )
+        .expect(204);
+        let answer = self
+            .post("auth/token/create", json!({"policies": [name]}))
+            .expect(200);
+        answer.body["auth"]["client_token"]
+            .as_str()
+            .expect("client_token")
+            .to_owned()
+    }
+}
+
+/// Runs `curl` with `args` and returns (status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Every file under `root`, recursively.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Whether `needle` occurs in any file under `root`; returns the first file.
+pub fn find_bytes(root: &Path, needle: &[u8]) -> Option<PathBuf> {
+    files_under(root).into_iter().find(|file| {
+        std::fs::read(file)
+            .map(|content| content.windows(needle.len()).any(|window| window == needle))
+            .unwrap_or(false)
+    })
+}
+
+/// Runs the `coffer` CLI against `server` with `token`; returns (code, stdout, stderr).
+pub fn cli(server: &Server, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_remove("VAULT_ADDR")
+        .env_remove("VAULT_TOKEN")
+        .env("COFFER_ADDR", &server.address);
+    match token {
+        Some(token) => command.env("COFFER_TOKEN", token),
+        None => command.env_remove("COFFER_TOKEN"),
+    };
+    let output = command.output().expect("run coffer");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -360,6 +360,16 @@ impl Core {
 
     async fn process(&self, request: &Request, route: &mut Option<String>) -> ApiResult<Routed> {
         let path = validate_path(&request.path)?;
+        // As in Vault, a listed path is a directory: policies see it with a
+        // trailing slash, so `path "secret/metadata/app/*"` governs `LIST
+        // secret/metadata/app`.
+        let listed;
+        let path = if request.operation == Operation::List && !path.ends_with('/') {
+            listed = format!("{path}/");
+            listed.as_str()
+        } else {
+            path
+        };
         if request.wrap_ttl.is_some() {
             return Err(ApiError::invalid(
                 "response wrapping (X-Vault-Wrap-TTL) is not supported by coffer",

@@ -1,0 +1,321 @@
+//! The HTTP benchmark: KV v2 read and durable-write throughput and latency over
+//! HTTP/1.1 keep-alive with 32 connections, using a token whose policies hold 100
+//! path rules, next to a ceiling measured in the same run: a no-op handler on the
+//! same HTTP stack (axum adapter, `to_neutral`, `render`) under the same load
+//! generator. Prints each figure and its ratio to the ceiling.
+//!
+//! Usage: `coffer-bench [SECONDS]` (default 5 per workload, after 1 s of warm-up).
+//! The server under test is the real `coffer` binary in dev mode, with its data on
+//! disk under /var/tmp: every write is synced before it is acknowledged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use coffer_protocols::{
+    Handler, LogicalResponse, Observation, Request, Response, ResponseBody, http,
+};
+use coffer_tests::Server;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+const CONNECTIONS: usize = 32;
+const READ_KEYS: usize = 1000;
+
+/// The ceiling: answers every request at once with a small envelope.
+struct NoopHandler;
+
+impl Handler for NoopHandler {
+    async fn handle(&self, request: Request) -> Response {
+        let mut data = serde_json::Map::new();
+        data.insert("value".into(), json!("x"));
+        let mut logical = LogicalResponse::with_data(data);
+        logical.request_id = request.id;
+        Response::new(
+            Some("noop/".into()),
+            ResponseBody::Logical(Box::new(logical)),
+        )
+    }
+
+    fn observe(&self, _observation: Observation<'_>) {}
+}
+
+fn run_noop_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("Api Address: http://{}", tcp.local_addr().unwrap());
+        http::serve(
+            http::Listener { tcp, tls: None },
+            Arc::new(NoopHandler),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    });
+}
+
+/// A policy of 100 path rules of every shape; one of them grants the benchmark's
+/// paths, and it is neither the first nor the last.
+fn hundred_rule_policy() -> String {
+    let mut policy = String::new();
+    for index in 0..99 {
+        let rule = match index % 4 {
+            0 => format!(
+                "path \"team{index}/data/app/*\" {{\n  capabilities = [\"read\", \"list\"]\n}}\n"
+            ),
+            1 => format!(
+                "path \"secret/data/team{index}/config\" {{\n  capabilities = [\"read\"]\n}}\n"
+            ),
+            2 => format!(
+                "path \"secret/data/+/svc{index}/*\" {{\n  capabilities = [\"read\", \"update\"]\n}}\n"
+            ),
+            _ => format!("path \"kv{index}/+/shared\" {{\n  capabilities = [\"deny\"]\n}}\n"),
+        };
+        policy.push_str(&rule);
+        if index == 49 {
+            policy.push_str("path \"secret/data/bench/*\" {\n  capabilities = [\"create\", \"read\", \"update\"]\n}\n");
+        }
+    }
+    assert_eq!(policy.matches("path \"").count(), 100);
+    policy
+}
+
+#[derive(Clone, Copy)]
+enum Workload {
+    Ceiling,
+    Read,
+    Write,
+}
+
+struct Outcome {
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    latencies: Vec<u32>,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn percentile(&self, fraction: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * fraction).round() as usize;
+        f64::from(self.latencies[index]) / 1000.0
+    }
+}
+
+async fn connection(
+    address: String,
+    token: String,
+    workload: Workload,
+    id: usize,
+    start: Instant,
+    end: Instant,
+) -> (usize, usize, Vec<u32>) {
+    let host = address.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
+    let mut counter = 0usize;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        counter += 1;
+        let (method, path, body) = match workload {
+            Workload::Ceiling => ("GET", "/v1/noop/x".to_owned(), Bytes::new()),
+            Workload::Read => (
+                "GET",
+                format!(
+                    "/v1/secret/data/bench/r{}",
+                    (id * 7919 + counter) % READ_KEYS
+                ),
+                Bytes::new(),
+            ),
+            Workload::Write => (
+                "POST",
+                format!("/v1/secret/data/bench/w{id}-{}", counter % 100),
+                Bytes::from(format!(
+                    "{{\"data\":{{\"value\":\"v{counter}\",\"user\":\"svc\"}}}}"
+                )),
+            ),
+        };
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &host)
+            .header("x-vault-token", &token)
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .unwrap();
+        let sent = Instant::now();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let _ = response.into_body().collect().await.unwrap();
+        let finished = Instant::now();
+        if sent >= start {
+            requests += 1;
+            if !status.is_success() {
+                errors += 1;
+            }
+            latencies.push(
+                finished
+                    .duration_since(sent)
+                    .as_micros()
+                    .min(u128::from(u32::MAX)) as u32,
+            );
+        }
+    }
+    (requests, errors, latencies)
+}
+
+fn run(address: &str, token: &str, workload: Workload, seconds: u64) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let start = Instant::now() + Duration::from_secs(1);
+        let end = start + Duration::from_secs(seconds);
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|id| {
+                tokio::spawn(connection(
+                    address.to_owned(),
+                    token.to_owned(),
+                    workload,
+                    id,
+                    start,
+                    end,
+                ))
+            })
+            .collect();
+        let mut outcome = Outcome {
+            requests: 0,
+            errors: 0,
+            seconds: seconds as f64,
+            latencies: Vec::new(),
+        };
+        for task in tasks {
+            let (requests, errors, latencies) = task.await.unwrap();
+            outcome.requests += requests;
+            outcome.errors += errors;
+            outcome.latencies.extend(latencies);
+        }
+        outcome.latencies.sort_unstable();
+        outcome
+    })
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("noop-server") {
+        run_noop_server();
+        return;
+    }
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(5);
+
+    let disk = std::path::Path::new("/var/tmp");
+    let server = Server::dev_in(disk);
+    let root = server.root();
+    let token = root.token_with_policy("bench", &hundred_rule_policy());
+    let user = server.client(Some(&token));
+    for index in 0..READ_KEYS {
+        user.post(
+            &format!("secret/data/bench/r{index}"),
+            json!({"data": {"value": format!("value-{index}"), "user": "svc"}}),
+        )
+        .expect(200);
+    }
+    user.get("secret/data/bench/r1").expect(200);
+    root.get("secret/data/team1/config").expect(404);
+    user.get("secret/data/other").expect(403);
+
+    let mut noop = Command::new(std::env::current_exe().unwrap())
+        .arg("noop-server")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(noop.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let noop_address = line.trim().trim_start_matches("Api Address: ").to_owned();
+
+    println!(
+        "coffer HTTP benchmark: {CONNECTIONS} keep-alive connections, {seconds} s per workload after 1 s warm-up"
+    );
+    println!(
+        "token policies: 100 path rules; server data on disk under {}",
+        disk.display()
+    );
+    let ceiling = run(&noop_address, &token, Workload::Ceiling, seconds);
+    let reads = run(&server.address, &token, Workload::Read, seconds);
+    let writes = run(&server.address, &token, Workload::Write, seconds);
+    let _ = noop.kill();
+    let _ = noop.wait();
+
+    println!();
+    println!(
+        "{:<32} {:>10} {:>9} {:>9} {:>8} {:>10}",
+        "workload", "req/s", "p50 ms", "p99 ms", "errors", "x ceiling"
+    );
+    for (name, outcome) in [
+        ("no-op handler (ceiling)", &ceiling),
+        ("KV v2 read", &reads),
+        ("KV v2 write (fsync'd)", &writes),
+    ] {
+        println!(
+            "{:<32} {:>10.0} {:>9.2} {:>9.2} {:>8} {:>10.2}",
+            name,
+            outcome.rate(),
+            outcome.percentile(0.5),
+            outcome.percentile(0.99),
+            outcome.errors,
+            outcome.rate() / ceiling.rate()
+        );
+    }
+    println!();
+    println!(
+        "targets: reads >= 0.50x ceiling ({:.2}x: {}); durable writes >= 3000/s ({:.0}/s: {})",
+        reads.rate() / ceiling.rate(),
+        if reads.rate() / ceiling.rate() >= 0.5 {
+            "met"
+        } else {
+            "NOT met"
+        },
+        writes.rate(),
+        if writes.rate() >= 3000.0 {
+            "met"
+        } else {
+            "NOT met"
+        },
+    );
+    assert_eq!(
+        reads.errors + writes.errors + ceiling.errors,
+        0,
+        "requests failed"
+    );
+}

@@ -1,0 +1,363 @@
+//! The `coffer` client commands against a real server, in the vault CLI's shapes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use coffer_tests::{Server, cli};
+use serde_json::{Value, json};
+
+#[track_caller]
+fn ok(result: (i32, String, String)) -> String {
+    let (code, stdout, stderr) = result;
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    stdout
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+#[test]
+fn kv_commands() {
+    let server = Server::dev();
+    let root = Some("root");
+    let out = ok(cli(
+        &server,
+        root,
+        &[
+            "kv",
+            "put",
+            "secret/app/db",
+            "user=admin",
+            "password=s3cret",
+        ],
+    ));
+    assert!(out.contains("version") && out.contains('1'), "{out}");
+    assert_eq!(
+        ok(cli(
+            &server,
+            root,
+            &["kv", "get", "-field=password", "secret/app/db"]
+        )),
+        "s3cret"
+    );
+    let got = json_of(&ok(cli(
+        &server,
+        root,
+        &["kv", "get", "-format=json", "secret/app/db"],
+    )));
+    assert_eq!(
+        got["data"]["data"],
+        json!({"user": "admin", "password": "s3cret"})
+    );
+    let table = ok(cli(&server, root, &["kv", "get", "secret/app/db"]));
+    assert!(
+        table.contains("== Data ==") && table.contains("s3cret"),
+        "{table}"
+    );
+    // -mount form and check-and-set.
+    ok(cli(
+        &server,
+        root,
+        &[
+            "kv",
+            "put",
+            "-mount=secret",
+            "-cas=1",
+            "app/db",
+            "password=v2",
+        ],
+    ));
+    let (code, _, stderr) = cli(
+        &server,
+        root,
+        &["kv", "put", "-cas=1", "secret/app/db", "password=v3"],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("Code: 400") && stderr.contains("check-and-set"),
+        "{stderr}"
+    );
+    ok(cli(
+        &server,
+        root,
+        &["kv", "patch", "secret/app/db", "extra=yes"],
+    ));
+    let got = json_of(&ok(cli(
+        &server,
+        root,
+        &["kv", "get", "-format=json", "secret/app/db"],
+    )));
+    // put replaces the whole secret; patch merges into it.
+    assert_eq!(
+        got["data"]["data"],
+        json!({"password": "v2", "extra": "yes"})
+    );
+    assert_eq!(
+        ok(cli(
+            &server,
+            root,
+            &[
+                "kv",
+                "get",
+                "-version=1",
+                "-field=password",
+                "secret/app/db"
+            ]
+        )),
+        "s3cret"
+    );
+
+    let listing = ok(cli(&server, root, &["kv", "list", "secret/app"]));
+    assert!(listing.contains("db"), "{listing}");
+    ok(cli(&server, root, &["kv", "delete", "secret/app/db"]));
+    let (code, _, _) = cli(&server, root, &["kv", "get", "secret/app/db"]);
+    assert_eq!(code, 2);
+    ok(cli(
+        &server,
+        root,
+        &["kv", "undelete", "-versions=3", "secret/app/db"],
+    ));
+    assert_eq!(
+        ok(cli(
+            &server,
+            root,
+            &["kv", "get", "-field=extra", "secret/app/db"]
+        )),
+        "yes"
+    );
+    ok(cli(
+        &server,
+        root,
+        &["kv", "destroy", "-versions=1", "secret/app/db"],
+    ));
+    let metadata = json_of(&ok(cli(
+        &server,
+        root,
+        &["kv", "metadata", "get", "-format=json", "secret/app/db"],
+    )));
+    assert_eq!(metadata["data"]["versions"]["1"]["destroyed"], true);
+    ok(cli(
+        &server,
+        root,
+        &[
+            "kv",
+            "metadata",
+            "put",
+            "-max-versions=2",
+            "-custom-metadata=owner=ops",
+            "secret/app/db",
+        ],
+    ));
+    let metadata = json_of(&ok(cli(
+        &server,
+        root,
+        &["kv", "metadata", "get", "-format=json", "secret/app/db"],
+    )));
+    assert_eq!(metadata["data"]["max_versions"], 2);
+    assert_eq!(metadata["data"]["custom_metadata"], json!({"owner": "ops"}));
+    ok(cli(
+        &server,
+        root,
+        &["kv", "metadata", "delete", "secret/app/db"],
+    ));
+    assert_eq!(
+        cli(&server, root, &["kv", "metadata", "get", "secret/app/db"]).0,
+        2
+    );
+
+    // A KV v1 mount through the same commands, and the generic path commands.
+    ok(cli(
+        &server,
+        root,
+        &["secrets", "enable", "-path=legacy", "kv"],
+    ));
+    ok(cli(&server, root, &["kv", "put", "legacy/app", "a=1"]));
+    assert_eq!(
+        ok(cli(&server, root, &["kv", "get", "-field=a", "legacy/app"])),
+        "1"
+    );
+    ok(cli(&server, root, &["write", "legacy/other", "b=2"]));
+    assert_eq!(
+        ok(cli(&server, root, &["read", "-field=b", "legacy/other"])),
+        "2"
+    );
+    let listing = ok(cli(&server, root, &["list", "legacy/"]));
+    assert!(
+        listing.contains("app") && listing.contains("other"),
+        "{listing}"
+    );
+    ok(cli(&server, root, &["delete", "legacy/other"]));
+    assert_eq!(cli(&server, root, &["read", "legacy/other"]).0, 2);
+    let mounts = ok(cli(&server, root, &["secrets", "list"]));
+    assert!(
+        mounts.contains("legacy/") && mounts.contains("secret/"),
+        "{mounts}"
+    );
+    ok(cli(&server, root, &["secrets", "disable", "legacy"]));
+    assert!(!ok(cli(&server, root, &["secrets", "list"])).contains("legacy/"));
+}
+
+#[test]
+fn token_policy_and_operator_commands() {
+    let server = Server::dev();
+    let root = Some("root");
+    let directory = tempfile::tempdir().unwrap();
+    let policy_file = directory.path().join("reader.hcl");
+    std::fs::write(
+        &policy_file,
+        "path \"secret/data/shared/*\" {\n  capabilities = [\"read\"]\n}\n",
+    )
+    .unwrap();
+    ok(cli(
+        &server,
+        root,
+        &["policy", "write", "reader", policy_file.to_str().unwrap()],
+    ));
+    assert!(ok(cli(&server, root, &["policy", "list"])).contains("reader"));
+    assert!(ok(cli(&server, root, &["policy", "read", "reader"])).contains("secret/data/shared/*"));
+
+    let created = json_of(&ok(cli(
+        &server,
+        root,
+        &[
+            "token",
+            "create",
+            "-policy=reader",
+            "-ttl=1h",
+            "-format=json",
+        ],
+    )));
+    let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
+    let accessor = created["auth"]["accessor"].as_str().unwrap().to_owned();
+    assert_eq!(created["auth"]["policies"], json!(["default", "reader"]));
+    ok(cli(&server, root, &["kv", "put", "secret/shared/x", "v=1"]));
+    ok(cli(
+        &server,
+        root,
+        &["kv", "put", "secret/private/x", "v=1"],
+    ));
+
+    let reader = Some(token.as_str());
+    let lookup = json_of(&ok(cli(
+        &server,
+        reader,
+        &["token", "lookup", "-format=json"],
+    )));
+    assert_eq!(lookup["data"]["accessor"], accessor);
+    assert!(lookup["data"]["ttl"].as_u64().unwrap() <= 3600);
+    ok(cli(&server, reader, &["token", "renew", "-increment=30m"]));
+    let read = json_of(&ok(cli(
+        &server,
+        reader,
+        &["read", "-format=json", "secret/data/shared/x"],
+    )));
+    assert_eq!(read["data"]["data"]["v"], "1");
+    assert_eq!(
+        ok(cli(
+            &server,
+            reader,
+            &["kv", "get", "-field=v", "secret/shared/x"]
+        )),
+        "1"
+    );
+    let (code, _, stderr) = cli(&server, reader, &["read", "secret/data/private/x"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("Code: 403") && stderr.contains("permission denied"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    let by_accessor = json_of(&ok(cli(
+        &server,
+        root,
+        &["token", "lookup", "-accessor", &accessor, "-format=json"],
+    )));
+    assert_eq!(by_accessor["data"]["id"], "");
+    ok(cli(&server, root, &["token", "revoke", &token]));
+    assert_eq!(cli(&server, reader, &["token", "lookup"]).0, 2);
+    ok(cli(&server, root, &["policy", "delete", "reader"]));
+
+    // VAULT_ADDR / VAULT_TOKEN work when COFFER_* are not set.
+    let output = std::process::Command::new(coffer_tests::binary())
+        .args(["kv", "get", "-field=v", "secret/shared/x"])
+        .env_remove("COFFER_ADDR")
+        .env_remove("COFFER_TOKEN")
+        .env("VAULT_ADDR", &server.address)
+        .env("VAULT_TOKEN", "root")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "1");
+
+    let rotated = ok(cli(&server, root, &["operator", "rotate"]));
+    assert!(
+        rotated.contains("Key Term") && rotated.contains('2'),
+        "{rotated}"
+    );
+    let status = ok(cli(&server, root, &["status"]));
+    assert!(
+        status.contains("Sealed") && status.contains("false"),
+        "{status}"
+    );
+    ok(cli(&server, root, &["operator", "seal"]));
+    let (code, status, _) = cli(&server, root, &["status"]);
+    assert_eq!(code, 2, "{status}");
+    let key = server.unseal_key.clone().unwrap();
+    ok(cli(&server, None, &["operator", "unseal", &key]));
+    assert_eq!(
+        ok(cli(
+            &server,
+            root,
+            &["kv", "get", "-field=v", "secret/shared/x"]
+        )),
+        "1"
+    );
+    // A server that cannot be reached is a clear local error, not a panic.
+    let output = std::process::Command::new(coffer_tests::binary())
+        .args(["status"])
+        .env("COFFER_ADDR", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("cannot reach coffer"), "{stderr}");
+}
+
+#[test]
+fn operator_init_and_unseal_on_a_configured_server() {
+    let server = Server::with_config(
+        "storage \"raft\" {\n  path = \"{data_dir}\"\n}\nlistener \"tcp\" {\n  address = \"127.0.0.1:0\"\n  tls_disable = true\n}\n",
+    );
+    let init = ok(cli(
+        &server,
+        None,
+        &["operator", "init", "-key-shares=3", "-key-threshold=2"],
+    ));
+    let keys: Vec<&str> = init
+        .lines()
+        .filter_map(|line| line.strip_prefix("Unseal Key "))
+        .map(|rest| rest.split_once(": ").unwrap().1)
+        .collect();
+    assert_eq!(keys.len(), 3, "{init}");
+    let token = init
+        .lines()
+        .find_map(|line| line.strip_prefix("Initial Root Token: "))
+        .unwrap()
+        .to_owned();
+    let (code, out, _) = cli(&server, None, &["operator", "unseal", keys[0]]);
+    assert_eq!(code, 2, "still sealed after one of two: {out}");
+    assert!(out.contains("1/2"), "{out}");
+    ok(cli(&server, None, &["operator", "unseal", keys[2]]));
+    ok(cli(
+        &server,
+        Some(&token),
+        &["secrets", "enable", "-version=2", "-path=secret", "kv"],
+    ));
+    ok(cli(
+        &server,
+        Some(&token),
+        &["kv", "put", "secret/a", "b=c"],
+    ));
+}
