@@ -160,7 +160,10 @@ def test_mount_management(root):
     assert mounts["team/apps/"]["type"] == "kv"
     assert mounts["team/apps/"]["options"] == {"version": "2"}
     assert mounts["team/apps/"]["description"] == "team secrets"
-    root.sys.tune_mount_configuration("team/apps", default_lease_ttl="1h", max_lease_ttl="2h")
+    # Go clients send Vault's other settings with default values; those are accepted.
+    root.sys.tune_mount_configuration("team/apps", default_lease_ttl="1h", max_lease_ttl="2h", force_no_cache=False)
+    with pytest.raises(exceptions.InvalidRequest, match="not supported"):
+        root.sys.tune_mount_configuration("team/apps", listing_visibility="unauth")
     tuned = root.sys.read_mount_configuration("team/apps")["data"]
     assert (tuned["default_lease_ttl"], tuned["max_lease_ttl"]) == (3600, 7200)
     root.secrets.kv.v2.create_or_update_secret("x", {"a": "b"}, mount_point="team/apps")

@@ -162,3 +162,22 @@ def test_bad_tokens_are_403(dev_server):
         client.secrets.kv.v2.read_secret_version("anything", raise_on_deleted_version=True)
     with pytest.raises(exceptions.Forbidden):
         dev_server.client().auth.token.lookup_self()
+
+
+def test_root_protected_paths_need_sudo(dev_server, root):
+    root.sys.create_or_update_acl_policy(
+        "operator-no-sudo",
+        'path "sys/seal" {\n  capabilities = ["update"]\n}\npath "sys/rotate" {\n  capabilities = ["update"]\n}\n',
+    )
+    root.sys.create_or_update_acl_policy(
+        "operator-sudo",
+        'path "sys/rotate" {\n  capabilities = ["update", "sudo"]\n}\n',
+    )
+    without = dev_server.client(root.auth.token.create(policies=["operator-no-sudo"])["auth"]["client_token"])
+    with pytest.raises(exceptions.Forbidden):
+        without.sys.seal()
+    with pytest.raises(exceptions.Forbidden):
+        without.sys.rotate_encryption_key()
+    assert root.sys.is_sealed() is False
+    with_sudo = dev_server.client(root.auth.token.create(policies=["operator-sudo"])["auth"]["client_token"])
+    with_sudo.sys.rotate_encryption_key()

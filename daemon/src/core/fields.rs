@@ -38,6 +38,27 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Accepts fields Vault knows but coffer does not implement only when they
+    /// carry no value (null, false, 0, "", [] or {}), as clients send defaults.
+    pub fn refuse_unless_empty(&self, keys: &[&str]) -> ApiResult<()> {
+        for key in keys {
+            let empty = match self.data.get(*key) {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => true,
+                Some(Value::String(text)) => text.is_empty(),
+                Some(Value::Array(items)) => items.is_empty(),
+                Some(Value::Object(map)) => map.is_empty(),
+                Some(Value::Number(number)) => number.as_f64() == Some(0.0),
+                Some(Value::Bool(true)) => false,
+            };
+            if !empty {
+                return Err(ApiError::invalid(format!(
+                    "{key:?} is not supported by coffer"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn string(&self, key: &str) -> ApiResult<Option<String>> {
         match self.raw(key) {
             None => Ok(None),
@@ -212,5 +233,23 @@ mod tests {
         assert!(fields.u64("n").is_err());
         assert!(fields.string_map("m").is_err());
         assert!(fields.only(&["ttl", "n"]).is_err());
+    }
+
+    #[test]
+    fn unimplemented_fields_pass_only_when_empty() {
+        let data = fields(json!({"a": false, "b": "", "c": [], "d": {}, "e": 0, "f": null}));
+        assert!(
+            Fields::new(&data)
+                .refuse_unless_empty(&["a", "b", "c", "d", "e", "f", "g"])
+                .is_ok()
+        );
+        let set = fields(json!({"a": true, "b": ["x"]}));
+        let message = Fields::new(&set)
+            .refuse_unless_empty(&["a"])
+            .unwrap_err()
+            .messages
+            .join("");
+        assert!(message.contains("\"a\" is not supported"), "{message}");
+        assert!(Fields::new(&set).refuse_unless_empty(&["b"]).is_err());
     }
 }

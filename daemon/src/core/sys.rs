@@ -461,12 +461,44 @@ fn engine_type(
     }
 }
 
+/// Mount settings Vault has and coffer does not implement; clients send them with
+/// default values, which are accepted.
+const UNIMPLEMENTED_MOUNT_SETTINGS: [&str; 13] = [
+    "force_no_cache",
+    "audit_non_hmac_request_keys",
+    "audit_non_hmac_response_keys",
+    "listing_visibility",
+    "passthrough_request_headers",
+    "allowed_response_headers",
+    "token_type",
+    "allowed_managed_keys",
+    "plugin_version",
+    "user_lockout_config",
+    "delegated_auth_accessors",
+    "identity_token_key",
+    "plugin_name",
+];
+
+/// Checks a mount's settings (the `config` object of an enable, or a tune body):
+/// the TTLs are applied, Vault's other settings are accepted only when empty.
+fn mount_settings(fields: &Fields<'_>, extra: &[&str]) -> ApiResult<(Option<u64>, Option<u64>)> {
+    let mut known = vec!["default_lease_ttl", "max_lease_ttl"];
+    known.extend(UNIMPLEMENTED_MOUNT_SETTINGS);
+    known.extend(extra);
+    fields.only(&known)?;
+    fields.refuse_unless_empty(&UNIMPLEMENTED_MOUNT_SETTINGS)?;
+    Ok((
+        fields.duration("default_lease_ttl")?,
+        fields.duration("max_lease_ttl")?,
+    ))
+}
+
 fn mount_config(fields: &Fields<'_>) -> ApiResult<MountConfig> {
     let mut config = MountConfig::default();
     if let Some(object) = fields.object("config")? {
-        let inner = Fields::new(object);
-        config.default_lease_ttl = inner.duration("default_lease_ttl")?.unwrap_or(0);
-        config.max_lease_ttl = inner.duration("max_lease_ttl")?.unwrap_or(0);
+        let (default_ttl, max_ttl) = mount_settings(&Fields::new(object), &[])?;
+        config.default_lease_ttl = default_ttl.unwrap_or(0);
+        config.max_lease_ttl = max_ttl.unwrap_or(0);
     }
     Ok(config)
 }
@@ -521,6 +553,13 @@ async fn mounts_route(
                 "plugin_name",
                 "plugin_version",
             ])?;
+            fields.refuse_unless_empty(&[
+                "local",
+                "seal_wrap",
+                "external_entropy_access",
+                "plugin_name",
+                "plugin_version",
+            ])?;
             let kind = fields
                 .string("type")?
                 .ok_or_else(|| ApiError::invalid("missing type"))?;
@@ -560,14 +599,7 @@ async fn mounts_route(
             }))))
         }
         (true, Operation::Write) => {
-            fields.only(&[
-                "default_lease_ttl",
-                "max_lease_ttl",
-                "description",
-                "options",
-            ])?;
-            let default_ttl = fields.duration("default_lease_ttl")?;
-            let max_ttl = fields.duration("max_lease_ttl")?;
+            let (default_ttl, max_ttl) = mount_settings(&fields, &["description", "options"])?;
             let description = fields.string("description")?;
             let options = fields.string_map("options")?;
             let current = unsealed

@@ -245,7 +245,9 @@ async fn create(
         "period",
         "type",
         "lease",
+        "entity_alias",
     ])?;
+    fields.refuse_unless_empty(&["entity_alias"])?;
     let parent = &caller.token;
     let privileged = parent.is_root() || sudo;
     if let Some(kind) = fields.string("type")?

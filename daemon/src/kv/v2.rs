@@ -286,7 +286,7 @@ impl KvV2<'_> {
 
     async fn write(&self, path: &str, data: &Map<String, Value>) -> ApiResult<Reply> {
         let fields = Fields::new(data);
-        fields.only(&["data", "options", "version"])?;
+        fields.only(&["data", "options"])?;
         let secret = fields
             .object("data")?
             .ok_or_else(|| ApiError::invalid("no data provided"))?
