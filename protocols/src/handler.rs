@@ -9,8 +9,8 @@ use crate::{Request, Response, Transport};
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
     pub transport: Transport,
-    /// The response's route label, or `"invalid"` when the door refused the request
-    /// before it reached the core (a body over the limit, malformed JSON).
+    /// The response's route label, or `"unmatched"` when no route was reached (the
+    /// door refused the request, the path was invalid, or the server is sealed).
     pub route: &'a str,
     pub method: &'a str,
     pub status: u16,

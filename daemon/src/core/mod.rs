@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::barrier::{Barrier, Keyring};
-use crate::kv::{v1::KvV1, v2::KvV2};
+use crate::kv::Kv;
 use crate::locks::Stripes;
 use crate::metrics::Metrics;
 use crate::mounts::MountTable;
@@ -430,53 +430,18 @@ impl Core {
             return Err(ApiError::no_route(path));
         };
         *route = Some(mount.path.clone());
-        let capability = match request.operation {
-            Operation::Read => Capability::Read,
-            Operation::List => Capability::List,
-            Operation::Delete => Capability::Delete,
-            Operation::Patch => Capability::Patch,
-            Operation::Write => {
-                let exists = match mount.kv_version() {
-                    Some(2) => KvV2 {
-                        barrier: &unsealed.barrier,
-                        mount: &mount,
-                        locks: &unsealed.kv_locks,
-                    }
-                    .exists(&rest)?,
-                    _ => KvV1 {
-                        barrier: &unsealed.barrier,
-                        mount: &mount,
-                    }
-                    .exists(&rest)?,
-                };
-                if exists {
-                    Capability::Update
-                } else {
-                    Capability::Create
-                }
-            }
-        };
-        caller.authorize(path, capability, &request.data, false)?;
-        let reply = match mount.kv_version() {
-            Some(2) => {
-                KvV2 {
-                    barrier: &unsealed.barrier,
-                    mount: &mount,
-                    locks: &unsealed.kv_locks,
-                }
-                .handle(request.operation, &rest, &request.data)
-                .await?
-            }
-            Some(_) => {
-                KvV1 {
-                    barrier: &unsealed.barrier,
-                    mount: &mount,
-                }
-                .handle(request.operation, &rest, &request.data)
-                .await?
-            }
-            None => return Err(ApiError::no_route(path)),
-        };
+        let engine = Kv::of(&mount, &unsealed.barrier, &unsealed.kv_locks)
+            .ok_or_else(|| ApiError::no_route(path))?;
+        let exists = request.operation != Operation::Write || engine.exists(&rest)?;
+        caller.authorize(
+            path,
+            capability_for(request.operation, exists),
+            &request.data,
+            false,
+        )?;
+        let reply = engine
+            .handle(request.operation, &rest, &request.data)
+            .await?;
         Ok(Routed {
             reply,
             mount_type: "kv",
@@ -536,6 +501,19 @@ impl Handler for Core {
     }
 }
 
+/// The capability an operation needs. A write is `update` when its target exists
+/// and `create` otherwise (routes without an existence check pass `true`).
+pub(crate) fn capability_for(operation: Operation, exists: bool) -> Capability {
+    match operation {
+        Operation::Read => Capability::Read,
+        Operation::List => Capability::List,
+        Operation::Write if exists => Capability::Update,
+        Operation::Write => Capability::Create,
+        Operation::Patch => Capability::Patch,
+        Operation::Delete => Capability::Delete,
+    }
+}
+
 /// Refuses paths that could escape their mount or confuse storage keys.
 fn validate_path(path: &str) -> ApiResult<&str> {
     if path.len() > MAX_PATH_LEN {
@@ -548,8 +526,10 @@ fn validate_path(path: &str) -> ApiResult<&str> {
             "path contains a NUL or another control character",
         ));
     }
-    if path.starts_with('/') {
-        return Err(ApiError::invalid("path must not start with '/'"));
+    if path.starts_with('/') || path.contains("//") {
+        return Err(ApiError::invalid(
+            "path must not start with '/' or contain empty segments",
+        ));
     }
     if path
         .split('/')
@@ -574,6 +554,7 @@ mod tests {
             "secret/./x",
             "secret/x\0y",
             "/secret/x",
+            "secret//x",
             "secret/\nx",
         ] {
             assert!(validate_path(bad).is_err(), "{bad:?}");

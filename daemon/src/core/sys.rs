@@ -11,9 +11,8 @@ use zeroize::Zeroizing;
 use super::error::{ApiError, ApiResult};
 use super::fields::Fields;
 use super::reply::Reply;
-use super::{Caller, Core, Routed, Unsealed};
+use super::{Caller, Core, Routed, Unsealed, capability_for};
 use crate::mounts::{self, MountConfig, MountEntry};
-use crate::policy::acl::Capability;
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
 use crate::policy_store;
 use crate::tokens::now_seconds;
@@ -253,16 +252,6 @@ fn requires_sudo(rest: &str) -> bool {
         .any(|prefix| rest.starts_with(prefix))
 }
 
-fn plain_capability(operation: Operation) -> Capability {
-    match operation {
-        Operation::Read => Capability::Read,
-        Operation::List => Capability::List,
-        Operation::Write => Capability::Update,
-        Operation::Patch => Capability::Patch,
-        Operation::Delete => Capability::Delete,
-    }
-}
-
 /// The authenticated `sys/` endpoints.
 pub(super) async fn handle(
     core: &Core,
@@ -286,7 +275,12 @@ pub(super) async fn handle(
         return ui_mounts(unsealed, caller, mount_path.trim_start_matches('/'));
     }
 
-    caller.authorize(path, plain_capability(operation), data, requires_sudo(rest))?;
+    caller.authorize(
+        path,
+        capability_for(operation, true),
+        data,
+        requires_sudo(rest),
+    )?;
     let unsupported = || ApiError::unsupported(path, operation.as_str());
     match first {
         "seal" if operation == Operation::Write => {
@@ -375,56 +369,70 @@ fn capabilities(acl: &policy::Acl, data: &Map<String, Value>) -> ApiResult<Reply
     Ok(Reply::Data(answer))
 }
 
-fn mount_json(entry: &MountEntry) -> Value {
+/// A mount as `sys/mounts` and `sys/auth` list it.
+fn mount_info(
+    kind: &str,
+    description: &str,
+    accessor: &str,
+    uuid: &str,
+    config: &MountConfig,
+    options: &BTreeMap<String, String>,
+    seal_wrap: bool,
+) -> Value {
     json!({
-        "type": entry.kind,
-        "description": entry.description,
-        "accessor": entry.accessor,
-        "uuid": entry.uuid,
+        "type": kind,
+        "description": description,
+        "accessor": accessor,
+        "uuid": uuid,
         "config": {
-            "default_lease_ttl": entry.config.default_lease_ttl,
-            "max_lease_ttl": entry.config.max_lease_ttl,
+            "default_lease_ttl": config.default_lease_ttl,
+            "max_lease_ttl": config.max_lease_ttl,
             "force_no_cache": false,
         },
-        "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
-        "local": entry.local,
-        "seal_wrap": entry.seal_wrap,
+        "options": if options.is_empty() { Value::Null } else { json!(options) },
+        "local": false,
+        "seal_wrap": seal_wrap,
         "external_entropy_access": false,
         "plugin_version": "",
         "running_plugin_version": format!("v{VERSION}+builtin.coffer"),
         "running_sha256": "",
     })
+}
+
+fn mount_json(entry: &MountEntry) -> Value {
+    mount_info(
+        &entry.kind,
+        &entry.description,
+        &entry.accessor,
+        &entry.uuid,
+        &entry.config,
+        &entry.options,
+        entry.seal_wrap,
+    )
 }
 
 fn system_mount_json() -> Value {
-    json!({
-        "type": "system",
-        "description": "system endpoints used for control, policy and debugging",
-        "accessor": "system",
-        "uuid": "",
-        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
-        "options": Value::Null,
-        "local": false,
-        "seal_wrap": true,
-        "external_entropy_access": false,
-        "plugin_version": "",
-        "running_plugin_version": format!("v{VERSION}+builtin.coffer"),
-        "running_sha256": "",
-    })
+    mount_info(
+        "system",
+        "system endpoints used for control, policy and debugging",
+        "system",
+        "",
+        &MountConfig::default(),
+        &BTreeMap::new(),
+        true,
+    )
 }
 
 fn token_auth_json() -> Value {
-    json!({
-        "type": "token",
-        "description": "token based credentials",
-        "accessor": "auth_token",
-        "uuid": "",
-        "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false, "token_type": "default-service"},
-        "options": Value::Null,
-        "local": false,
-        "seal_wrap": false,
-        "external_entropy_access": false,
-    })
+    mount_info(
+        "token",
+        "token based credentials",
+        "auth_token",
+        "",
+        &MountConfig::default(),
+        &BTreeMap::new(),
+        false,
+    )
 }
 
 /// Maps a requested engine type to what coffer serves: `(kind, options)`.

@@ -8,8 +8,7 @@ use serde_json::{Map, Value, json};
 use super::error::{ApiError, ApiResult};
 use super::fields::Fields;
 use super::reply::Reply;
-use super::{Caller, Core, Routed, Unsealed};
-use crate::policy::acl::Capability;
+use super::{Caller, Core, Routed, Unsealed, capability_for};
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
 use crate::tokens::{NewToken, RenewError, TokenEntry, now_seconds};
 
@@ -104,15 +103,8 @@ pub(super) async fn handle(
         .trim_start_matches('/');
     let operation = request.operation;
     let data = &request.data;
-    let capability = match operation {
-        Operation::Read => Capability::Read,
-        Operation::List => Capability::List,
-        Operation::Write => Capability::Update,
-        Operation::Patch => Capability::Patch,
-        Operation::Delete => Capability::Delete,
-    };
     let sudo = matches!(endpoint, "revoke-orphan" | "accessors" | "tidy");
-    let decision = caller.authorize(path, capability, data, sudo)?;
+    let decision = caller.authorize(path, capability_for(operation, true), data, sudo)?;
     let fields = Fields::new(data);
     let unsupported = || ApiError::unsupported(path, operation.as_str());
     let reply = match (endpoint, operation) {
@@ -122,7 +114,8 @@ pub(super) async fn handle(
         (role, Operation::Write) if role.starts_with("create/") => {
             return Err(ApiError::invalid("token roles are not supported by coffer"));
         }
-        ("lookup", Operation::Write | Operation::Read) => {
+        // POST only: a token in a query string ends up in proxy and access logs.
+        ("lookup", Operation::Write) => {
             let token = required(&fields, "token")?;
             let entry = unsealed.tokens.lookup(&token)?.ok_or_else(bad_token)?;
             Reply::Data(lookup_data(&entry, Some(&token)))

@@ -5,7 +5,54 @@
 pub mod v1;
 pub mod v2;
 
+use coffer_protocols::Operation;
+use serde_json::{Map, Value};
+
+use crate::barrier::Barrier;
 use crate::core::error::{ApiError, ApiResult};
+use crate::core::reply::Reply;
+use crate::locks::Stripes;
+use crate::mounts::MountEntry;
+
+/// The KV engine serving a mount.
+pub enum Kv<'a> {
+    V1(v1::KvV1<'a>),
+    V2(v2::KvV2<'a>),
+}
+
+impl<'a> Kv<'a> {
+    /// The engine of `mount`, or `None` if it is not a KV mount.
+    pub fn of(mount: &'a MountEntry, barrier: &'a Barrier, locks: &'a Stripes) -> Option<Self> {
+        match mount.kv_version()? {
+            2 => Some(Kv::V2(v2::KvV2 {
+                barrier,
+                mount,
+                locks,
+            })),
+            _ => Some(Kv::V1(v1::KvV1 { barrier, mount })),
+        }
+    }
+
+    /// Whether a write to `path` updates (true) or creates (false).
+    pub fn exists(&self, path: &str) -> ApiResult<bool> {
+        match self {
+            Kv::V1(engine) => engine.exists(path),
+            Kv::V2(engine) => engine.exists(path),
+        }
+    }
+
+    pub async fn handle(
+        &self,
+        operation: Operation,
+        path: &str,
+        data: &Map<String, Value>,
+    ) -> ApiResult<Reply> {
+        match self {
+            Kv::V1(engine) => engine.handle(operation, path, data).await,
+            Kv::V2(engine) => engine.handle(operation, path, data).await,
+        }
+    }
+}
 
 /// A secret's path inside a mount: not empty and not a directory.
 fn secret_path(path: &str) -> ApiResult<&str> {

@@ -285,31 +285,13 @@ impl KvV2<'_> {
     }
 
     async fn write(&self, path: &str, data: &Map<String, Value>) -> ApiResult<Reply> {
-        let fields = Fields::new(data);
-        fields.only(&["data", "options"])?;
-        let secret = fields
-            .object("data")?
-            .ok_or_else(|| ApiError::invalid("no data provided"))?
-            .clone();
-        let cas = match fields.object("options")? {
-            Some(options) => Fields::new(options).u64("cas")?,
-            None => None,
-        };
+        let (secret, cas) = write_body(data)?;
         let _guard = self.locks.lock(&self.metadata_key(path)).await;
         self.store_version(path, secret, cas).await
     }
 
     async fn patch(&self, path: &str, data: &Map<String, Value>) -> ApiResult<Reply> {
-        let fields = Fields::new(data);
-        fields.only(&["data", "options"])?;
-        let patch = fields
-            .object("data")?
-            .ok_or_else(|| ApiError::invalid("no data provided"))?
-            .clone();
-        let cas = match fields.object("options")? {
-            Some(options) => Fields::new(options).u64("cas")?,
-            None => None,
-        };
+        let (patch, cas) = write_body(data)?;
         let _guard = self.locks.lock(&self.metadata_key(path)).await;
         let (_, _, mut current) = self.live_version(path, &Map::new())?;
         merge_patch(&mut current, &patch);
@@ -550,6 +532,21 @@ enum Mark {
     Delete,
     Undelete,
     Destroy,
+}
+
+/// The `data` object and the optional `options.cas` of a write or patch.
+fn write_body(data: &Map<String, Value>) -> ApiResult<(Map<String, Value>, Option<u64>)> {
+    let fields = Fields::new(data);
+    fields.only(&["data", "options"])?;
+    let secret = fields
+        .object("data")?
+        .ok_or_else(|| ApiError::invalid("no data provided"))?
+        .clone();
+    let cas = match fields.object("options")? {
+        Some(options) => Fields::new(options).u64("cas")?,
+        None => None,
+    };
+    Ok((secret, cas))
 }
 
 /// `data/app/db` -> (`data`, `app/db`).

@@ -47,7 +47,7 @@ async fn dispatch<H: Handler>(
     };
     handler.observe(Observation {
         transport: Transport::Http,
-        route: response.route.as_deref().unwrap_or("invalid"),
+        route: response.route.as_deref().unwrap_or("unmatched"),
         method: &method,
         status: response.http_status(),
         elapsed: started.elapsed(),
