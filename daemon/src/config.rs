@@ -68,6 +68,25 @@ pub struct Listener {
     pub tls_cert_file: Option<PathBuf>,
     /// `tls_key_file`: PEM private key, required unless `tls_disable`.
     pub tls_key_file: Option<PathBuf>,
+    /// `http_read_header_timeout`: seconds a client has to send request headers;
+    /// also how long an idle keep-alive connection stays open (default 10).
+    pub http_read_header_timeout: u64,
+    /// `http_read_timeout`: seconds a client has to send a request body (default 30).
+    pub http_read_timeout: u64,
+}
+
+impl Listener {
+    /// A plain-HTTP listener with default timeouts (the dev server's).
+    pub fn plain(address: SocketAddr) -> Self {
+        Listener {
+            address,
+            tls_disable: true,
+            tls_cert_file: None,
+            tls_key_file: None,
+            http_read_header_timeout: 10,
+            http_read_timeout: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -237,10 +256,8 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
         ));
     }
     let mut listener = Listener {
-        address: SocketAddr::from(([127, 0, 0, 1], 8200)),
         tls_disable: false,
-        tls_cert_file: None,
-        tls_key_file: None,
+        ..Listener::plain(SocketAddr::from(([127, 0, 0, 1], 8200)))
     };
     for attribute in &block.body.attributes {
         let value = &attribute.value;
@@ -260,6 +277,13 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
             }
             "tls_key_file" => {
                 listener.tls_key_file = Some(PathBuf::from(string(value, "tls_key_file")?))
+            }
+            "http_read_header_timeout" => {
+                listener.http_read_header_timeout =
+                    positive_duration(value, "http_read_header_timeout")?
+            }
+            "http_read_timeout" => {
+                listener.http_read_timeout = positive_duration(value, "http_read_timeout")?
             }
             other => return Err(unknown(attribute.line, other, "listener \"tcp\"")),
         }
@@ -341,6 +365,16 @@ fn boolean(value: &hcl::Value, key: &str) -> Result<bool, hcl::Error> {
     parsed.ok_or_else(|| hcl::Error::new(value.line, format!("{key} must be true or false")))
 }
 
+fn positive_duration(value: &hcl::Value, key: &str) -> Result<u64, hcl::Error> {
+    match duration_value(value, key)? {
+        0 => Err(hcl::Error::new(
+            value.line,
+            format!("{key} must be at least 1s"),
+        )),
+        seconds => Ok(seconds),
+    }
+}
+
 fn duration_value(value: &hcl::Value, key: &str) -> Result<u64, hcl::Error> {
     duration::from_json(&value.to_json())
         .map_err(|error| hcl::Error::new(value.line, format!("{key}: {error}")))
@@ -389,6 +423,14 @@ cluster_addr = "http://127.0.0.1:8201"
         assert!(config.telemetry.unauthenticated_metrics_access);
         assert_eq!(config.listeners.len(), 2);
         assert!(!config.listeners[1].tls_disable);
+        assert_eq!(config.listeners[0].http_read_timeout, 30);
+        let timeouts = Config::parse(&VAULT_SHAPED.replace(
+            "tls_disable = true",
+            "tls_disable = true\n  http_read_timeout = \"5s\"\n  http_read_header_timeout = 2",
+        ))
+        .unwrap();
+        assert_eq!(timeouts.listeners[0].http_read_timeout, 5);
+        assert_eq!(timeouts.listeners[0].http_read_header_timeout, 2);
     }
 
     #[track_caller]
@@ -448,5 +490,13 @@ cluster_addr = "http://127.0.0.1:8201"
         );
         error(&format!("{VAULT_SHAPED}\nui = true\n"), 13, "no web UI");
         error("storage \"raft\" {\n path = \n}\n", 2, "syntax error");
+        error(
+            &VAULT_SHAPED.replace(
+                "tls_disable = true",
+                "tls_disable = true\n  http_read_timeout = \"0s\"",
+            ),
+            9,
+            "at least 1s",
+        );
     }
 }

@@ -57,12 +57,7 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
             path: data_dir,
             node_id: "dev".into(),
         },
-        listeners: vec![config::Listener {
-            address,
-            tls_disable: true,
-            tls_cert_file: None,
-            tls_key_file: None,
-        }],
+        listeners: vec![config::Listener::plain(address)],
         api_addr: None,
         cluster_addr: None,
         cluster_name: None,
@@ -159,7 +154,14 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         addresses.push(format!("{scheme}://{}", tcp.local_addr()?));
-        listeners.push(Listener { tcp, tls });
+        listeners.push(Listener {
+            tcp,
+            tls,
+            timeouts: http::Timeouts {
+                read_header: Duration::from_secs(listener.http_read_header_timeout),
+                read_body: Duration::from_secs(listener.http_read_timeout),
+            },
+        });
     }
 
     say!("==> coffer server started! Log data will stream in below:");

@@ -17,6 +17,8 @@ pub enum ErrorCode {
     UnsupportedOperation,
     /// The request body is larger than the limit.
     PayloadTooLarge,
+    /// The client did not send its request in time.
+    RequestTimeout,
     /// Too many requests.
     RateLimited,
     /// A fault inside coffer; never caused by the client's input.
@@ -39,6 +41,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::UnsupportedOperation => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
@@ -55,6 +58,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::NotFound => "not_found",
             ErrorCode::UnsupportedOperation => "unsupported_operation",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",

@@ -323,3 +323,41 @@ fn hex_bytes(text: &str) -> Vec<u8> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+#[test]
+fn a_stalled_request_body_is_cut_off_with_408() {
+    use std::io::{Read, Write};
+    let server = Server::with_config(
+        r#"
+storage "raft" {
+  path = "{data_dir}"
+}
+listener "tcp" {
+  address           = "127.0.0.1:0"
+  tls_disable       = true
+  http_read_timeout = "1s"
+}
+"#,
+    );
+    let address = server.address.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    stream
+        .write_all(b"PUT /v1/sys/init HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"secret")
+        .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let elapsed = started.elapsed();
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains("\"errors\":[\"the request body did not arrive within 1 s\"]"),
+        "{response}"
+    );
+    assert!(elapsed < std::time::Duration::from_secs(5), "{elapsed:?}");
+    // Nothing happened, and the server still serves.
+    let status = server.client(None).get("sys/seal-status").expect(200);
+    assert_eq!(status.body["initialized"], false);
+}

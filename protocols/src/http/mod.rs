@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
 
-pub use serve::{Listener, ServeError, TlsError, serve, tls_acceptor};
+pub use serve::{Listener, ServeError, Timeouts, TlsError, serve, tls_acceptor};
 
 use crate::request::new_request_id;
 use crate::{ClientToken, ErrorCode, Handler, Observation, Operation, Request, Response};
@@ -29,6 +29,11 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// serve loop.
 #[derive(Debug, Clone)]
 pub struct PeerAddress(pub String);
+
+/// How long the request body may take to arrive, put into each request's
+/// extensions by the serve loop (a listener's `http_read_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub std::time::Duration);
 
 /// The axum router of the HTTP door: one fallback that hands everything to `handler`.
 pub fn router<H: Handler>(handler: Arc<H>) -> Router {
@@ -97,7 +102,23 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
         }
     };
 
-    let body = read_body(&parts.headers, body).await?;
+    let deadline = parts
+        .extensions
+        .get::<BodyDeadline>()
+        .copied()
+        .unwrap_or(BodyDeadline(Timeouts::default().read_body));
+    let body = match tokio::time::timeout(deadline.0, read_body(&parts.headers, body)).await {
+        Ok(body) => body?,
+        Err(_) => {
+            return Err(Response::error(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} s",
+                    deadline.0.as_secs_f32()
+                ),
+            ));
+        }
+    };
     let data = if body.iter().all(u8::is_ascii_whitespace) {
         match operation {
             Operation::Read | Operation::List | Operation::Delete => query

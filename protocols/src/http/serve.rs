@@ -18,14 +18,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::{PeerAddress, router};
+use super::{BodyDeadline, PeerAddress, router};
 use crate::Handler;
 
 /// Connections served at once per listener; further ones wait in the kernel's
 /// accept queue until one closes.
 const MAX_CONNECTIONS: usize = 4096;
-/// A client must send its request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A TLS handshake must finish within this time.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long to finish after shutdown begins.
@@ -55,10 +53,30 @@ pub enum ServeError {
     Accept(#[from] io::Error),
 }
 
+/// How long a client may take, as Vault's listener options name them.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// `http_read_header_timeout`: to send request headers; also how long an idle
+    /// keep-alive connection stays open.
+    pub read_header: Duration,
+    /// `http_read_timeout`: to send the whole request body.
+    pub read_body: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            read_header: Duration::from_secs(10),
+            read_body: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A bound listener of the HTTP door.
 pub struct Listener {
     pub tcp: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    pub timeouts: Timeouts,
 }
 
 /// A TLS acceptor from PEM files, using the workspace's one crypto provider.
@@ -119,8 +137,12 @@ pub async fn serve<H: Handler>(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let peer = PeerAddress(peer.to_string());
+        let timeouts = listener.timeouts;
         let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(peer.clone());
+            request
+                .extensions_mut()
+                .insert(BodyDeadline(timeouts.read_body));
             app.clone().oneshot(request)
         });
         let watcher = graceful.watcher();
@@ -128,11 +150,13 @@ pub async fn serve<H: Handler>(
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_connection(stream, service, watcher).await,
+                None => serve_connection(stream, service, watcher, timeouts).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => serve_connection(stream, service, watcher).await,
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, service, watcher, timeouts).await
+                        }
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -150,7 +174,7 @@ pub async fn serve<H: Handler>(
     Ok(())
 }
 
-async fn serve_connection<S, T>(stream: S, service: T, watcher: Watcher)
+async fn serve_connection<S, T>(stream: S, service: T, watcher: Watcher, timeouts: Timeouts)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: tower::Service<
@@ -164,7 +188,7 @@ where
 {
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(timeouts.read_header)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     if let Err(error) = watcher.watch(connection).await {

@@ -53,7 +53,11 @@ fn run_noop_server() {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("Api Address: http://{}", tcp.local_addr().unwrap());
         http::serve(
-            http::Listener { tcp, tls: None },
+            http::Listener {
+                tcp,
+                tls: None,
+                timeouts: http::Timeouts::default(),
+            },
             Arc::new(NoopHandler),
             std::future::pending(),
         )
