@@ -232,7 +232,8 @@ impl Keyring {
         Ok(keyring)
     }
 
-    fn encrypt(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Encrypts `plaintext` under the active term, bound to `path`.
+    pub(crate) fn encrypt(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let active = self
             .terms
             .get(&self.active)
@@ -240,7 +241,8 @@ impl Keyring {
         seal_with(&active.key, self.active, path, plaintext)
     }
 
-    fn decrypt(&self, path: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    /// Decrypts what [`Keyring::encrypt`] made for `path`, with any term.
+    pub(crate) fn decrypt(&self, path: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         let term = term_of(path, sealed)?;
         let entry = self.terms.get(&term).ok_or_else(|| Error::UnknownTerm {
             path: path.into(),
@@ -324,17 +326,24 @@ impl Barrier {
         }
     }
 
-    pub async fn commit(&self, batch: Batch) -> Result<(), Error> {
+    /// Commits the batch; returns the log index it was committed at.
+    pub async fn commit(&self, batch: Batch) -> Result<u64, Error> {
         Ok(self.backend.apply(batch.command).await?)
     }
 
-    pub async fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<(), Error> {
+    /// Commits a command of ops that are already below the barrier (a restored
+    /// snapshot's ciphertext).
+    pub async fn commit_command(&self, command: Command) -> Result<u64, Error> {
+        Ok(self.backend.apply(command).await?)
+    }
+
+    pub async fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<u64, Error> {
         let mut batch = self.batch();
         batch.put_json(path, value)?;
         self.commit(batch).await
     }
 
-    pub async fn delete(&self, path: &str) -> Result<(), Error> {
+    pub async fn delete(&self, path: &str) -> Result<u64, Error> {
         let mut batch = self.batch();
         batch.delete(path);
         self.commit(batch).await
@@ -359,6 +368,39 @@ impl Barrier {
             Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
         }
         Ok(term)
+    }
+
+    /// Encrypts a value that is not stored (a join challenge) under the active
+    /// term, bound to `label`.
+    pub fn encrypt_blob(&self, label: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        self.keyring().encrypt(label, plaintext)
+    }
+
+    /// The keyring as stored now, opened with the root key this node holds; fails
+    /// when the stored keyring is sealed by another root key (a restored snapshot
+    /// of another cluster).
+    pub fn stored_keyring(&self) -> Result<Keyring, Error> {
+        let sealed = self
+            .backend
+            .get(KEYRING_PATH)?
+            .ok_or(Error::MalformedKeyring)?;
+        Keyring::open(self.keyring().root_key.clone(), &sealed)
+    }
+
+    /// Whether `sealed_keyring` (from a snapshot) opens with this node's root key.
+    pub fn opens_keyring(&self, sealed_keyring: &[u8]) -> bool {
+        Keyring::open(self.keyring().root_key.clone(), sealed_keyring).is_ok()
+    }
+
+    /// Re-reads the keyring from storage (another node rotated it), opening it with
+    /// the root key this node already holds.
+    pub fn reload_keyring(&self) -> Result<(), Error> {
+        let reloaded = self.stored_keyring()?;
+        match self.keyring.write() {
+            Ok(mut guard) => *guard = Arc::new(reloaded),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(reloaded),
+        }
+        Ok(())
     }
 
     /// The active term and when it was installed.
@@ -437,22 +479,21 @@ impl ClassifyReason for serde_json::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::RocksBackend;
+    use crate::storage::memory::MemoryBackend;
 
     fn keyring() -> Keyring {
         Keyring::generate(crypto::random_key::<KEY_LEN>().unwrap()).unwrap()
     }
 
-    fn barrier() -> (tempfile::TempDir, Arc<dyn Backend>, Barrier) {
-        let directory = tempfile::tempdir().unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(RocksBackend::open(directory.path()).unwrap());
+    fn barrier() -> (Arc<dyn Backend>, Barrier) {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
         let barrier = Barrier::new(backend.clone(), keyring());
-        (directory, backend, barrier)
+        (backend, barrier)
     }
 
     #[tokio::test]
     async fn values_round_trip_and_are_ciphertext_below() {
-        let (_directory, backend, barrier) = barrier();
+        let (backend, barrier) = barrier();
         barrier
             .put_json(
                 "logical/a",
@@ -472,7 +513,7 @@ mod tests {
 
     #[tokio::test]
     async fn tampering_fails_to_decrypt() {
-        let (_directory, backend, barrier) = barrier();
+        let (backend, barrier) = barrier();
         barrier.put_json("logical/a", &"secret").await.unwrap();
         let mut stored = backend.get("logical/a").unwrap().unwrap();
         let last = stored.len() - 1;
@@ -494,7 +535,7 @@ mod tests {
 
     #[tokio::test]
     async fn ciphertext_moved_to_another_path_fails_to_decrypt() {
-        let (_directory, backend, barrier) = barrier();
+        let (backend, barrier) = barrier();
         barrier.put_json("logical/a", &"secret").await.unwrap();
         let stored = backend.get("logical/a").unwrap().unwrap();
         backend
@@ -514,7 +555,7 @@ mod tests {
 
     #[tokio::test]
     async fn rotation_keeps_old_entries_readable_and_persists() {
-        let (_directory, backend, barrier) = barrier();
+        let (backend, barrier) = barrier();
         barrier.put_json("old", &"before").await.unwrap();
         assert_eq!(barrier.key_status().0, 1);
         assert_eq!(barrier.rotate().await.unwrap(), 2);

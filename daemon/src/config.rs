@@ -56,6 +56,18 @@ pub struct Storage {
     pub path: PathBuf,
     /// `node_id`: this node's name in the cluster (default: the host name).
     pub node_id: String,
+    /// `retry_join { ... }` blocks: leaders to join through when this node has no
+    /// cluster yet (tried in turn until one answers).
+    pub retry_join: Vec<RetryJoin>,
+}
+
+/// One `retry_join` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryJoin {
+    /// `leader_api_addr`: the client API address of a member, `http(s)://host:port`.
+    pub leader_api_addr: String,
+    /// `leader_ca_cert_file`: a PEM CA to trust for that API's TLS.
+    pub leader_ca_cert_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +85,9 @@ pub struct Listener {
     pub http_read_header_timeout: u64,
     /// `http_read_timeout`: seconds a client has to send a request body (default 30).
     pub http_read_timeout: u64,
+    /// `cluster_address`: where the cluster (Raft) listener binds (default: the
+    /// host:port of `cluster_addr`, or this listener's port + 1).
+    pub cluster_address: Option<SocketAddr>,
 }
 
 impl Listener {
@@ -85,6 +100,7 @@ impl Listener {
             tls_key_file: None,
             http_read_header_timeout: 10,
             http_read_timeout: 30,
+            cluster_address: None,
         }
     }
 }
@@ -121,6 +137,7 @@ impl Config {
             storage: Storage {
                 path: PathBuf::new(),
                 node_id: String::new(),
+                retry_join: Vec::new(),
             },
             listeners: Vec::new(),
             api_addr: None,
@@ -224,11 +241,43 @@ fn parse_storage(block: &hcl::Block) -> Result<Storage, hcl::Error> {
             other => return Err(unknown(attribute.line, other, "storage \"raft\"")),
         }
     }
-    if let Some(nested) = block.body.blocks.first() {
-        return Err(hcl::Error::new(
-            nested.line,
-            format!("unknown block {:?} in storage \"raft\"", nested.ident),
-        ));
+    let mut retry_join = Vec::new();
+    for nested in &block.body.blocks {
+        if nested.ident != "retry_join" || !nested.labels.is_empty() {
+            return Err(hcl::Error::new(
+                nested.line,
+                format!("unknown block {:?} in storage \"raft\"", nested.ident),
+            ));
+        }
+        let mut leader_api_addr = None;
+        let mut leader_ca_cert_file = None;
+        for attribute in &nested.body.attributes {
+            match attribute.key.as_str() {
+                "leader_api_addr" => {
+                    let address = string(&attribute.value, "leader_api_addr")?;
+                    if !address.starts_with("http://") && !address.starts_with("https://") {
+                        return Err(hcl::Error::new(
+                            attribute.line,
+                            "leader_api_addr must start with http:// or https://",
+                        ));
+                    }
+                    leader_api_addr = Some(address);
+                }
+                "leader_ca_cert_file" => {
+                    leader_ca_cert_file = Some(PathBuf::from(string(
+                        &attribute.value,
+                        "leader_ca_cert_file",
+                    )?))
+                }
+                other => return Err(unknown(attribute.line, other, "retry_join")),
+            }
+        }
+        retry_join.push(RetryJoin {
+            leader_api_addr: leader_api_addr.ok_or_else(|| {
+                hcl::Error::new(nested.line, "retry_join needs a leader_api_addr")
+            })?,
+            leader_ca_cert_file,
+        });
     }
     let path = path.ok_or_else(|| hcl::Error::new(block.line, "storage \"raft\" needs a path"))?;
     let node_id = match node_id {
@@ -236,7 +285,11 @@ fn parse_storage(block: &hcl::Block) -> Result<Storage, hcl::Error> {
         Some(_) => return Err(hcl::Error::new(block.line, "node_id must not be empty")),
         None => default_node_id(),
     };
-    Ok(Storage { path, node_id })
+    Ok(Storage {
+        path,
+        node_id,
+        retry_join,
+    })
 }
 
 fn default_node_id() -> String {
@@ -284,6 +337,17 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
             }
             "http_read_timeout" => {
                 listener.http_read_timeout = positive_duration(value, "http_read_timeout")?
+            }
+            "cluster_address" => {
+                let text = string(value, "cluster_address")?;
+                listener.cluster_address = Some(text.parse().map_err(|_| {
+                    hcl::Error::new(
+                        value.line,
+                        format!(
+                            "cluster_address {text:?} is not a host:port such as 127.0.0.1:8201"
+                        ),
+                    )
+                })?);
             }
             other => return Err(unknown(attribute.line, other, "listener \"tcp\"")),
         }
@@ -410,6 +474,25 @@ cluster_addr = "http://127.0.0.1:8201"
         assert!(config.listeners[0].tls_disable);
         assert_eq!(config.api_addr.as_deref(), Some("http://127.0.0.1:8200"));
         assert_eq!(config.max_lease_ttl, DEFAULT_LEASE_TTL);
+        assert!(config.storage.retry_join.is_empty());
+    }
+
+    #[test]
+    fn retry_join_blocks_and_cluster_address() {
+        let config = Config::parse(&VAULT_SHAPED.replace(
+            "node_id = \"n1\"",
+            "node_id = \"n1\"\n  retry_join {\n    leader_api_addr = \"http://127.0.0.1:8200\"\n  }\n  retry_join {\n    leader_api_addr = \"https://127.0.0.2:8200\"\n    leader_ca_cert_file = \"/ca.pem\"\n  }",
+        ).replace("tls_disable = true", "tls_disable = true\n  cluster_address = \"127.0.0.1:8201\""))
+        .unwrap();
+        assert_eq!(config.storage.retry_join.len(), 2);
+        assert_eq!(
+            config.storage.retry_join[1].leader_ca_cert_file,
+            Some(PathBuf::from("/ca.pem"))
+        );
+        assert_eq!(
+            config.listeners[0].cluster_address,
+            Some("127.0.0.1:8201".parse().unwrap())
+        );
     }
 
     #[test]
@@ -487,6 +570,22 @@ cluster_addr = "http://127.0.0.1:8201"
             &format!("{VAULT_SHAPED}\nseal \"awskms\" {{}}\n"),
             13,
             "unknown block \"seal\"",
+        );
+        error(
+            &VAULT_SHAPED.replace(
+                "node_id = \"n1\"",
+                "node_id = \"n1\"\n  retry_join {\n    leader_api_addr = \"127.0.0.1:8200\"\n  }",
+            ),
+            6,
+            "must start with http",
+        );
+        error(
+            &VAULT_SHAPED.replace(
+                "node_id = \"n1\"",
+                "node_id = \"n1\"\n  retry_join {\n    leader = \"x\"\n  }",
+            ),
+            6,
+            "unknown key \"leader\" in retry_join",
         );
         error(&format!("{VAULT_SHAPED}\nui = true\n"), 13, "no web UI");
         error("storage \"raft\" {\n path = \n}\n", 2, "syntax error");

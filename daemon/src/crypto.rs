@@ -58,6 +58,26 @@ pub fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     constant_time::verify_slices_are_equal(left, right).is_ok()
 }
 
+/// Serde for a secret string kept in zeroizing memory (the deserialized string is
+/// moved into the wrapper, not copied).
+pub mod zeroizing_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    pub fn serialize<S: Serializer>(
+        value: &Zeroizing<String>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Zeroizing<String>, D::Error> {
+        String::deserialize(deserializer).map(Zeroizing::new)
+    }
+}
+
 /// The system random generator as a `rand_core` generator, for crates (vsss-rs) that
 /// take one. A failing system RNG makes [`rand_core::UnwrapErr`] panic; there is no
 /// safe way to go on making key shares without randomness.

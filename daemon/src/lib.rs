@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mounts;
 pub mod policy;
 pub mod policy_store;
+pub mod raft;
 pub mod seal;
 pub mod server;
 pub mod shamir;

@@ -109,6 +109,13 @@ impl MountTable {
         })
     }
 
+    /// Re-reads the table from storage (another node changed it).
+    pub fn reload(&self) -> Result<(), barrier::Error> {
+        let entries: Vec<MountEntry> = self.barrier.get_json(TABLE_PATH)?.unwrap_or_default();
+        self.replace(entries);
+        Ok(())
+    }
+
     /// Adds an empty table to a new cluster's first batch.
     pub fn add_empty(batch: &mut Batch) -> Result<(), barrier::Error> {
         batch.put_json(TABLE_PATH, &Vec::<MountEntry>::new())

@@ -94,6 +94,11 @@ impl PolicyStore {
         Ok(loaded)
     }
 
+    /// Forgets every parsed policy and ACL (a policy changed, maybe elsewhere).
+    pub fn invalidate(&self) {
+        *self.write_caches() = Caches::default();
+    }
+
     /// Policy names, including the built-in ones.
     pub fn list(&self) -> Result<Vec<String>, Error> {
         let mut names = self.barrier.list(POLICY_PREFIX)?;

@@ -93,15 +93,25 @@ pub fn initialize(shares: u8, threshold: u8) -> Result<Initialized, Error> {
 /// Opens the keyring with a combined unseal key.
 pub fn open(backend: &dyn Backend, unseal_key: &[u8]) -> Result<Keyring, Error> {
     let sealed_root = backend.get(ROOT_KEY_PATH)?.ok_or(Error::MissingRootKey)?;
-    let root = barrier::open_with_key(unseal_key, ROOT_KEY_PATH, &sealed_root)
+    let sealed_keyring = backend.get(KEYRING_PATH)?.ok_or(Error::MissingRootKey)?;
+    open_records(&sealed_root, &sealed_keyring, unseal_key)
+}
+
+/// Opens the keyring from the sealed root key and keyring records themselves (a
+/// joining node has them from the leader before it has a replica).
+pub fn open_records(
+    sealed_root: &[u8],
+    sealed_keyring: &[u8],
+    unseal_key: &[u8],
+) -> Result<Keyring, Error> {
+    let root = barrier::open_with_key(unseal_key, ROOT_KEY_PATH, sealed_root)
         .map_err(|_| Error::InvalidKey)?;
     if root.len() != KEY_LEN {
         return Err(Error::InvalidKey);
     }
     let mut root_key = Zeroizing::new([0u8; KEY_LEN]);
     root_key.copy_from_slice(&root);
-    let sealed_keyring = backend.get(KEYRING_PATH)?.ok_or(Error::MissingRootKey)?;
-    Ok(Keyring::open(root_key, &sealed_keyring)?)
+    Ok(Keyring::open(root_key, sealed_keyring)?)
 }
 
 /// Key shares submitted so far towards one unseal.
@@ -184,7 +194,8 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{Command, Op, RocksBackend};
+    use crate::storage::memory::MemoryBackend;
+    use crate::storage::{Command, Op};
     use std::sync::Arc;
 
     async fn store(backend: &Arc<dyn Backend>, initialized: Initialized) -> Initialized {
@@ -210,8 +221,7 @@ mod tests {
 
     #[tokio::test]
     async fn initialize_then_open_with_threshold_shares() {
-        let directory = tempfile::tempdir().unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(RocksBackend::open(directory.path()).unwrap());
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
         let initialized = store(&backend, initialize(5, 3).unwrap()).await;
         assert_eq!(read_config(backend.as_ref()).unwrap(), Some(config(5, 3)));
 
@@ -244,8 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn threshold_minus_one_shares_do_not_open() {
-        let directory = tempfile::tempdir().unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(RocksBackend::open(directory.path()).unwrap());
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
         let initialized = store(&backend, initialize(3, 3).unwrap()).await;
         let guessed = shamir::combine(&initialized.shares[..2], 2).unwrap();
         assert!(matches!(

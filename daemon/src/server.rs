@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::config::{self, Config};
 use crate::core::{Core, Settings};
-use crate::storage::RocksBackend;
+use crate::raft::cluster::{self, Cluster};
 
 /// Prints a line to stdout, ignoring failures: a server must not stop because
 /// whoever started it closed its stdout.
@@ -56,6 +56,7 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
         storage: config::Storage {
             path: data_dir,
             node_id: "dev".into(),
+            retry_join: Vec::new(),
         },
         listeners: vec![config::Listener::plain(address)],
         api_addr: None,
@@ -121,19 +122,44 @@ pub fn load(options: &Options) -> anyhow::Result<(Config, Option<tempfile::TempD
     Ok((config, None))
 }
 
+/// Where the cluster listener binds and what address it advertises. The dev server
+/// has none: it is a one-node cluster that nobody joins.
+fn cluster_listener(
+    options: &Options,
+    config: &Config,
+) -> anyhow::Result<Option<(std::net::TcpListener, String)>> {
+    if options.dev {
+        return Ok(None);
+    }
+    let first = config
+        .listeners
+        .first()
+        .context("at least one listener is required")?;
+    let bind = match (first.cluster_address, &config.cluster_addr) {
+        (Some(address), _) => address,
+        (None, Some(advertised)) => crate::raft::network::socket_address(advertised)
+            .with_context(|| format!("cluster_addr {advertised:?} is not a host:port"))?,
+        (None, None) => {
+            let mut address = first.address;
+            if address.port() != 0 {
+                address.set_port(address.port() + 1);
+            }
+            address
+        }
+    };
+    let listener = std::net::TcpListener::bind(bind)
+        .with_context(|| format!("cannot listen on cluster address {bind}"))?;
+    listener.set_nonblocking(true)?;
+    let advertised = match &config.cluster_addr {
+        Some(advertised) if bind.port() != 0 => advertised.clone(),
+        _ => format!("https://{}", listener.local_addr()?),
+    };
+    Ok(Some((listener, advertised)))
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     prepare_data_dir(&config.storage.path)?;
-    let backend = Arc::new(RocksBackend::open(&config.storage.path)?);
-    let settings = Settings {
-        cluster_name: config.cluster_name.clone(),
-        api_addr: config.api_addr.clone(),
-        cluster_addr: config.cluster_addr.clone(),
-        default_lease_ttl: config.default_lease_ttl,
-        max_lease_ttl: config.max_lease_ttl,
-        unauthenticated_metrics_access: config.telemetry.unauthenticated_metrics_access,
-    };
-    let core = Arc::new(Core::new(backend, settings)?);
 
     let mut listeners = Vec::new();
     let mut addresses = Vec::new();
@@ -164,6 +190,37 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         });
     }
 
+    let cluster_listener = cluster_listener(&options, &config)?;
+    let api_addr = config
+        .api_addr
+        .clone()
+        .or_else(|| addresses.first().cloned())
+        .unwrap_or_default();
+    let cluster_settings = cluster::Settings {
+        name: config.storage.node_id.clone(),
+        api_addr: api_addr.clone(),
+        cluster_addr: cluster_listener
+            .as_ref()
+            .map(|(_, advertised)| advertised.clone())
+            .unwrap_or_default(),
+    };
+    let cluster = Cluster::open(
+        &config.storage.path,
+        cluster_settings,
+        cluster_listener.map(|(listener, _)| listener),
+    )?;
+    let settings = Settings {
+        cluster_name: config.cluster_name.clone(),
+        api_addr: Some(api_addr),
+        cluster_addr: Some(cluster.settings().cluster_addr.clone()).filter(|addr| !addr.is_empty()),
+        default_lease_ttl: config.default_lease_ttl,
+        max_lease_ttl: config.max_lease_ttl,
+        unauthenticated_metrics_access: config.telemetry.unauthenticated_metrics_access,
+    };
+    let core = Arc::new(Core::new(cluster.clone(), settings)?);
+    let forwarder: std::sync::Weak<dyn cluster::ForwardHandler> = Arc::downgrade(&core) as _;
+    cluster.set_forwarder(forwarder);
+
     say!("==> coffer server started! Log data will stream in below:");
     say!();
     for address in &addresses {
@@ -173,6 +230,13 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         "                 Storage: raft (path: {})",
         config.storage.path.display()
     );
+    if !cluster.settings().cluster_addr.is_empty() {
+        say!(
+            "         Cluster Address: {}",
+            cluster.settings().cluster_addr
+        );
+    }
+    say!("                 Node ID: {}", config.storage.node_id);
     say!(
         "                 Version: coffer v{}",
         env!("CARGO_PKG_VERSION")
@@ -201,17 +265,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             http::serve(listener, core, stop).await
         }));
     }
-    let tidy = {
-        let core = core.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(TIDY_INTERVAL);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                core.tidy().await;
-            }
-        })
-    };
+    let background = tokio::spawn(core.clone().run_background(TIDY_INTERVAL));
 
     wait_for_shutdown_signal().await?;
     tracing::info!("shutting down: draining in-flight requests");
@@ -223,10 +277,13 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             Err(error) => tracing::error!(%error, "listener task failed"),
         }
     }
-    tidy.abort();
-    let _ = tidy.await;
-    // The last reference to the core closes RocksDB.
+    background.abort();
+    let _ = background.await;
+    // Sealing stops Raft; the last references then close RocksDB.
+    core.seal().await;
+    cluster.stop().await;
     drop(core);
+    drop(cluster);
     tracing::info!("storage closed; goodbye");
     Ok(())
 }

@@ -283,7 +283,7 @@ impl TokenStore {
             }
             self.delete_records(&current, &mut batch)?;
         }
-        self.barrier.commit(batch).await
+        self.barrier.commit(batch).await.map(drop)
     }
 
     /// Revokes only the token; its children become orphans.
@@ -297,7 +297,7 @@ impl TokenStore {
             }
         }
         self.delete_records(hash, &mut batch)?;
-        self.barrier.commit(batch).await
+        self.barrier.commit(batch).await.map(drop)
     }
 
     fn delete_records(&self, hash: &str, batch: &mut Batch) -> Result<(), barrier::Error> {
@@ -387,15 +387,15 @@ impl TokenStore {
 mod tests {
     use super::*;
     use crate::barrier::Keyring;
-    use crate::storage::{Backend, RocksBackend};
+    use crate::storage::Backend;
+    use crate::storage::memory::MemoryBackend;
 
-    fn store() -> (tempfile::TempDir, Arc<dyn Backend>, TokenStore) {
-        let directory = tempfile::tempdir().unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(RocksBackend::open(directory.path()).unwrap());
+    fn store() -> (Arc<dyn Backend>, TokenStore) {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
         let keyring = Keyring::generate(crypto::random_key::<32>().unwrap()).unwrap();
         let barrier = Arc::new(Barrier::new(backend.clone(), keyring));
         let store = TokenStore::new(barrier, TokenStore::new_salt().unwrap());
-        (directory, backend, store)
+        (backend, store)
     }
 
     fn new_token(ttl: u64, parent: Option<String>) -> NewToken {
@@ -411,7 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_are_stored_only_as_salted_hashes() {
-        let (_directory, backend, store) = store();
+        let (backend, store) = store();
         let (token, entry) = store.create(new_token(60, None)).await.unwrap();
         assert!(token.starts_with(TOKEN_PREFIX));
         assert_eq!(entry.hash, store.hash(&token));
@@ -440,13 +440,13 @@ mod tests {
             entry.hash
         );
         // Another salt gives another hash for the same token.
-        let (_other_directory, _other_backend, other) = self::store();
+        let (_other_backend, other) = self::store();
         assert_ne!(other.hash(&token), entry.hash);
     }
 
     #[tokio::test]
     async fn revoking_a_parent_revokes_descendants_and_orphans_survive() {
-        let (_directory, _backend, store) = store();
+        let (_backend, store) = store();
         let (parent, parent_entry) = store.create(new_token(600, None)).await.unwrap();
         let (child, child_entry) = store
             .create(new_token(600, Some(parent_entry.hash.clone())))
@@ -472,7 +472,7 @@ mod tests {
 
     #[tokio::test]
     async fn revoke_orphan_keeps_children() {
-        let (_directory, _backend, store) = store();
+        let (_backend, store) = store();
         let (_, parent_entry) = store.create(new_token(600, None)).await.unwrap();
         let (child, _) = store
             .create(new_token(600, Some(parent_entry.hash.clone())))
@@ -485,7 +485,7 @@ mod tests {
 
     #[tokio::test]
     async fn uses_run_out() {
-        let (_directory, _backend, store) = store();
+        let (_backend, store) = store();
         let mut new = new_token(600, None);
         new.num_uses = 2;
         let (token, entry) = store.create(new).await.unwrap();
@@ -499,7 +499,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_tokens_are_refused_and_tidied() {
-        let (_directory, backend, store) = store();
+        let (backend, store) = store();
         let (token, entry) = store.create(new_token(600, None)).await.unwrap();
         let mut expired = entry.clone();
         expired.expire_time = Some(now_seconds() - 1);
@@ -515,7 +515,7 @@ mod tests {
 
     #[tokio::test]
     async fn renew_is_capped_by_max_ttl() {
-        let (_directory, _backend, store) = store();
+        let (_backend, store) = store();
         let (_, entry) = store.create(new_token(100, None)).await.unwrap();
         let renewed = store
             .renew(&entry.hash, Some(50), 1000)

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// What went wrong, independent of the door the request came through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ErrorCode {
     /// The request is malformed or its values are invalid (bad JSON, bad path,
     /// a check-and-set mismatch, a bad unseal key).

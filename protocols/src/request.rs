@@ -2,11 +2,12 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// What the caller wants to do with a path. Doors map their verbs here; the core
 /// decides between Vault's `create` and `update` capabilities for [`Operation::Write`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Operation {
     Read,
     List,
@@ -30,7 +31,7 @@ impl Operation {
 }
 
 /// Which door a request came through; recorded in audit entries and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Transport {
     Http,
     Grpc,
@@ -50,9 +51,22 @@ impl Transport {
 }
 
 /// A client token as presented by the caller. Its `Debug` never shows the value,
-/// and the memory is wiped when it is dropped.
+/// and the memory is wiped when it is dropped. It serializes as itself: only to
+/// forward a request to the leader, over the cluster's mutual TLS.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientToken(zeroize::Zeroizing<String>);
+
+impl Serialize for ClientToken {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientToken {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(ClientToken::new(String::deserialize(deserializer)?))
+    }
+}
 
 impl ClientToken {
     pub fn new(token: String) -> Self {
@@ -72,7 +86,7 @@ impl fmt::Debug for ClientToken {
 }
 
 /// One operation on one logical path, as neutral as the doors can make it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     /// A fresh UUID, echoed as `request_id`.
     pub id: String,
@@ -88,6 +102,64 @@ pub struct Request {
     pub remote_address: Option<String>,
     /// `X-Vault-Wrap-TTL`, if the client asked for response wrapping.
     pub wrap_ttl: Option<String>,
+    /// `X-Vault-No-Request-Forwarding: true`: a standby answers with a redirect to
+    /// the leader instead of forwarding.
+    #[serde(default)]
+    pub no_forward: bool,
+    /// The body as bytes, for the few endpoints that take a file rather than JSON
+    /// (a snapshot upload).
+    #[serde(default, with = "option_base64")]
+    pub raw_body: Option<Vec<u8>>,
+    /// Set by a standby when it forwards the request to the leader, so the request
+    /// is never forwarded twice.
+    #[serde(default)]
+    pub forwarded: bool,
+}
+
+/// Serde for a byte body as base64.
+pub(crate) mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD
+            .decode(String::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for an optional byte body as base64.
+mod option_base64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match bytes {
+            None => serializer.serialize_none(),
+            Some(bytes) => serializer.serialize_some(&STANDARD.encode(bytes)),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(text) => STANDARD
+                .decode(text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 impl Request {
@@ -102,6 +174,9 @@ impl Request {
             transport,
             remote_address: None,
             wrap_ttl: None,
+            no_forward: false,
+            raw_body: None,
+            forwarded: false,
         }
     }
 

@@ -52,7 +52,7 @@ struct Banner {
     unseal_key: Option<String>,
 }
 
-fn read_banner(child: &mut Child, dev: bool) -> Banner {
+fn read_banner(child: &mut Child, dev: bool, log_path: &Path) -> Banner {
     let stdout = child.stdout.take().expect("stdout is piped");
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
@@ -68,7 +68,23 @@ fn read_banner(child: &mut Child, dev: bool) -> Banner {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let line = match receiver.recv_timeout(remaining) {
             Ok(line) => line,
-            Err(_) => panic!("the server did not print its banner in time"),
+            Err(error) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                let log = std::fs::read_to_string(log_path).unwrap_or_default();
+                let tail: String = log
+                    .lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                panic!(
+                    "the server did not print its banner ({error:?}, exit {status:?}); log tail:\n{tail}"
+                )
+            }
         };
         let line = line.trim();
         if let Some(value) = line.strip_prefix("Api Address: ") {
@@ -170,7 +186,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         let mut child = command.spawn().expect("start coffer");
-        let banner = read_banner(&mut child, self.dev);
+        let banner = read_banner(&mut child, self.dev, &self.log_path);
         self.address = banner.address;
         if banner.root_token.is_some() {
             self.root_token = banner.root_token;

@@ -72,13 +72,19 @@ impl ApiError {
 
 impl From<barrier::Error> for ApiError {
     fn from(error: barrier::Error) -> Self {
-        ApiError::internal(&error)
+        match error {
+            barrier::Error::Storage(inner) => inner.into(),
+            other => ApiError::internal(&other),
+        }
     }
 }
 
 impl From<storage::Error> for ApiError {
     fn from(error: storage::Error) -> Self {
-        ApiError::internal(&error)
+        match error {
+            storage::Error::Unavailable(message) => ApiError::new(ErrorCode::Unavailable, message),
+            other => ApiError::internal(&other),
+        }
     }
 }
 
@@ -93,6 +99,7 @@ impl From<seal::Error> for ApiError {
         match error {
             seal::Error::Shares(shares) => ApiError::invalid(shares.to_string()),
             seal::Error::InvalidKey => ApiError::invalid(error.to_string()),
+            seal::Error::Storage(inner) => inner.into(),
             other => ApiError::internal(&other),
         }
     }

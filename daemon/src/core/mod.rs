@@ -31,6 +31,10 @@ use crate::mounts::MountTable;
 use crate::policy::acl::Capability;
 use crate::policy::{Acl, Decision, ROOT_POLICY};
 use crate::policy_store::PolicyStore;
+use crate::raft::cluster::{Cluster, ForwardHandler};
+use crate::raft::join::{self, Challenges, LeaderClient};
+use crate::raft::store::{Applied, ApplyObserver};
+use crate::raft::tls::{self, ClusterCa, Identity};
 use crate::seal::{self, SealConfig, Submitted};
 use crate::storage::Backend;
 use crate::tokens::{NewToken, SALT_PATH, TokenEntry, TokenStore};
@@ -40,6 +44,8 @@ use reply::Reply;
 /// The longest logical path accepted.
 const MAX_PATH_LEN: usize = 4096;
 const CLUSTER_PATH: &str = "core/cluster";
+/// How long a joining node waits for its replica to catch up before unsealing.
+const JOIN_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Server-wide settings the core needs from the configuration.
 #[derive(Debug, Clone)]
@@ -80,10 +86,67 @@ pub(crate) struct Unsealed {
     pub mounts: MountTable,
     pub kv_locks: Stripes,
     pub cluster: ClusterInfo,
+    /// Asks the core to reopen itself from the store (after a snapshot replaced
+    /// the data).
+    reopen_requests: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl Unsealed {
+    /// Re-reads what this node caches from the store: the keyring, the mount
+    /// table, parsed policies.
+    fn refresh(&self) {
+        if let Err(error) = self.barrier.reload_keyring() {
+            tracing::error!(%error, "cannot reload the keyring");
+        }
+        if let Err(error) = self.mounts.reload() {
+            tracing::error!(%error, "cannot reload the mount table");
+        }
+        self.policies.invalidate();
+    }
+}
+
+impl ApplyObserver for Unsealed {
+    /// Keeps this node's caches true to replicated writes, before the applied index
+    /// advances (so a read after a forwarded write sees them).
+    fn applied(&self, change: &Applied<'_>) {
+        if change.replaced {
+            // A snapshot was installed or restored: the salt, the keys, even the
+            // root key may be another's. The core reopens (or seals) itself.
+            let _ = self.reopen_requests.send(());
+            return;
+        }
+        let touched = |check: &dyn Fn(&str) -> bool| change.touched.iter().any(|key| check(key));
+        if touched(&|key| key == crate::barrier::KEYRING_PATH || key == "core/")
+            && let Err(error) = self.barrier.reload_keyring()
+        {
+            tracing::error!(%error, "cannot reload the keyring after a replicated rotation");
+        }
+        if touched(&|key| key == crate::mounts::TABLE_PATH || key == "core/")
+            && let Err(error) = self.mounts.reload()
+        {
+            tracing::error!(%error, "cannot reload the mount table");
+        }
+        if touched(&|key| key.starts_with("sys/policy/")) {
+            self.policies.invalidate();
+        }
+    }
+}
+
+/// A node that has a challenge from a member and waits for the operator's key
+/// shares to answer it.
+pub(crate) struct Joining {
+    config: SealConfig,
+    leader: LeaderClient,
+    challenge: Vec<u8>,
+    sealed_root_key: Vec<u8>,
+    sealed_keyring: Vec<u8>,
+    non_voter: bool,
 }
 
 enum State {
     Uninitialized,
+    /// Joining a cluster: initialized and sealed as far as clients can tell.
+    Joining(Arc<Joining>),
     Sealed(SealConfig),
     Unsealed(SealConfig, Arc<Unsealed>),
 }
@@ -138,29 +201,116 @@ pub(crate) struct Routed {
 }
 
 pub struct Core {
+    cluster: Arc<Cluster>,
     backend: Arc<dyn Backend>,
     settings: Settings,
     state: RwLock<State>,
     progress: Mutex<seal::Progress>,
     transitions: tokio::sync::Mutex<()>,
     metrics: Metrics,
+    /// Join challenges this node issued (as the leader).
+    pub(crate) challenges: Challenges,
+    reopen_requests: tokio::sync::mpsc::UnboundedSender<()>,
+    reopen_requested: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<()>>>,
 }
 
 impl Core {
-    /// A core over `backend`, sealed (or uninitialized).
-    pub fn new(backend: Arc<dyn Backend>, settings: Settings) -> Result<Core, seal::Error> {
+    /// A core over `cluster`'s replica, sealed (or uninitialized).
+    pub fn new(cluster: Arc<Cluster>, settings: Settings) -> Result<Core, seal::Error> {
+        let backend: Arc<dyn Backend> = cluster.clone();
         let state = match seal::read_config(backend.as_ref())? {
             Some(config) => State::Sealed(config),
             None => State::Uninitialized,
         };
+        let (reopen_requests, reopen_requested) = tokio::sync::mpsc::unbounded_channel();
         Ok(Core {
+            cluster,
             backend,
             settings,
             state: RwLock::new(state),
             progress: Mutex::new(seal::Progress::default()),
             transitions: tokio::sync::Mutex::new(()),
             metrics: Metrics::new(),
+            challenges: Challenges::default(),
+            reopen_requests,
+            reopen_requested: Mutex::new(Some(reopen_requested)),
         })
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Runs the core's background duties until the process ends: token tidy on the
+    /// leader, and reopening after a snapshot replaced the data.
+    pub async fn run_background(self: Arc<Self>, tidy_interval: std::time::Duration) {
+        let receiver = self
+            .reopen_requested
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let Some(mut reopen_requested) = receiver else {
+            return;
+        };
+        let mut tidy = tokio::time::interval(tidy_interval);
+        tidy.tick().await;
+        loop {
+            tokio::select! {
+                _ = tidy.tick() => self.tidy().await,
+                request = reopen_requested.recv() => match request {
+                    Some(()) => self.reopen().await,
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// After a snapshot replaced the data: opens the new data with the root key
+    /// this node holds, or seals when it does not open it (a snapshot of another
+    /// cluster was restored: unseal with that cluster's key shares).
+    async fn reopen(&self) {
+        let _transition = self.transitions.lock().await;
+        let (config, unsealed) = match &*self.read_state() {
+            State::Unsealed(config, unsealed) => (config.clone(), unsealed.clone()),
+            _ => return,
+        };
+        let reopened = unsealed
+            .barrier
+            .stored_keyring()
+            .map_err(ApiError::from)
+            .and_then(|keyring| self.open(keyring));
+        match reopened {
+            Ok(reopened) => {
+                let reopened = Arc::new(reopened);
+                self.cluster.set_observer(Some(reopened.clone()));
+                reopened.refresh();
+                let config = seal::read_config(self.backend.as_ref())
+                    .ok()
+                    .flatten()
+                    .unwrap_or(config);
+                self.set_state(State::Unsealed(config, reopened));
+                tracing::info!("reopened the store after a snapshot replaced it");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the restored snapshot holds another cluster's keys: sealing; unseal with its key shares"
+                );
+                self.cluster.set_observer(None);
+                let config = seal::read_config(self.backend.as_ref())
+                    .ok()
+                    .flatten()
+                    .unwrap_or(config);
+                self.set_state(State::Sealed(config));
+                self.lock_progress().reset();
+                self.cluster.stop().await;
+            }
+        }
+    }
+
+    /// Whether this node has no cluster at all (neither initialized nor joining):
+    /// the condition for `retry_join`.
+    pub fn needs_join(&self) -> bool {
+        matches!(&*self.read_state(), State::Uninitialized)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -201,6 +351,7 @@ impl Core {
         let progress = self.lock_progress();
         let (initialized, sealed, config, cluster) = match &*self.read_state() {
             State::Uninitialized => (false, true, None, None),
+            State::Joining(joining) => (true, true, Some(joining.config.clone()), None),
             State::Sealed(config) => (true, true, Some(config.clone()), None),
             State::Unsealed(config, unsealed) => (
                 true,
@@ -235,10 +386,34 @@ impl Core {
         root_token: Option<String>,
     ) -> ApiResult<InitOutput> {
         let _transition = self.transitions.lock().await;
-        if !matches!(&*self.read_state(), State::Uninitialized) {
+        // Initializing a node that was about to join abandons the join.
+        if !matches!(
+            &*self.read_state(),
+            State::Uninitialized | State::Joining(_)
+        ) {
             return Err(ApiError::invalid("coffer is already initialized"));
         }
         let initialized = seal::initialize(shares, threshold)?;
+        self.cluster.bootstrap().await?;
+        let result = self.write_initial_state(initialized, root_token).await;
+        self.cluster.stop().await;
+        let (shares, token) = result?;
+        let config = seal::read_config(self.backend.as_ref())?
+            .ok_or_else(|| ApiError::internal(&"seal configuration missing after init"))?;
+        self.set_state(State::Sealed(config));
+        Ok(InitOutput {
+            shares,
+            root_token: token,
+        })
+    }
+
+    /// Writes the whole initial state as one command: seal records, salt, the
+    /// `default` policy, an empty mount table, the cluster CA and the root token.
+    async fn write_initial_state(
+        &self,
+        initialized: seal::Initialized,
+        root_token: Option<String>,
+    ) -> ApiResult<(Vec<Zeroizing<Vec<u8>>>, Zeroizing<String>)> {
         let barrier = Arc::new(Barrier::new(self.backend.clone(), initialized.keyring));
         let mut batch = barrier.batch();
         for (path, value) in initialized.records {
@@ -254,6 +429,8 @@ impl Core {
             .cluster_name
             .clone()
             .unwrap_or_else(|| format!("coffer-cluster-{}", &cluster_id[..8]));
+        let ca = ClusterCa::generate(&cluster_id).map_err(|error| ApiError::internal(&error))?;
+        batch.put_json(tls::CA_PATH, &ca)?;
         batch.put_json(
             CLUSTER_PATH,
             &ClusterInfo {
@@ -273,22 +450,17 @@ impl Core {
             &mut batch,
         )?;
         barrier.commit(batch).await?;
-        let config = seal::read_config(self.backend.as_ref())?
-            .ok_or_else(|| ApiError::internal(&"seal configuration missing after init"))?;
-        self.set_state(State::Sealed(config));
-        Ok(InitOutput {
-            shares: initialized.shares,
-            root_token: token,
-        })
+        Ok((initialized.shares, token))
     }
 
     /// Adds one key share; unseals once the threshold is reached.
     pub async fn submit_unseal_share(&self, share: Zeroizing<Vec<u8>>) -> ApiResult<()> {
         let _transition = self.transitions.lock().await;
-        let config = match &*self.read_state() {
+        let (config, joining) = match &*self.read_state() {
             State::Uninitialized => return Err(ApiError::invalid("coffer is not initialized")),
             State::Unsealed(..) => return Err(ApiError::invalid("coffer is already unsealed")),
-            State::Sealed(config) => config.clone(),
+            State::Sealed(config) => (config.clone(), None),
+            State::Joining(joining) => (joining.config.clone(), Some(joining.clone())),
         };
         let submitted = self
             .lock_progress()
@@ -297,10 +469,159 @@ impl Core {
         let Submitted::Complete(key) = submitted else {
             return Ok(());
         };
-        let keyring = seal::open(self.backend.as_ref(), &key)?;
-        let unsealed = self.open(keyring)?;
-        self.set_state(State::Unsealed(config, Arc::new(unsealed)));
+        match joining {
+            None => self.unseal_member(config, &key).await,
+            Some(joining) => self.complete_join(config, &joining, &key).await,
+        }
+    }
+
+    /// Unseals a member from its own replica and starts its Raft with a fresh
+    /// certificate from the cluster CA.
+    async fn unseal_member(&self, config: SealConfig, key: &[u8]) -> ApiResult<()> {
+        let keyring = seal::open(self.backend.as_ref(), key)?;
+        let unsealed = Arc::new(self.open(keyring)?);
+        let ca: ClusterCa = unsealed
+            .barrier
+            .get_json(tls::CA_PATH)?
+            .ok_or_else(|| ApiError::internal(&"the cluster CA is missing from storage"))?;
+        let identity =
+            Identity::issue_for_self(&ca, self.cluster.id(), &self.cluster.settings().name)
+                .map_err(|error| ApiError::internal(&error))?;
+        self.cluster.set_observer(Some(unsealed.clone()));
+        if let Err(error) = self.cluster.start(Some(&identity)).await {
+            self.cluster.set_observer(None);
+            return Err(ApiError::internal(&error));
+        }
+        self.set_state(State::Unsealed(config, unsealed));
         tracing::info!("unsealed");
+        Ok(())
+    }
+
+    /// Asks the member at `leader_api_addr` for a join challenge; the node then
+    /// waits, sealed, for the cluster's key shares. On a node that is already a
+    /// member of that cluster, changes nothing.
+    pub async fn join(
+        &self,
+        leader_api_addr: &str,
+        ca_pem: Option<&[u8]>,
+        non_voter: bool,
+    ) -> ApiResult<()> {
+        let _transition = self.transitions.lock().await;
+        let invalid = |error: join::Error| ApiError::invalid(error.to_string());
+        let leader = LeaderClient::new(leader_api_addr, ca_pem).map_err(invalid)?;
+        let own_cluster = match &*self.read_state() {
+            State::Uninitialized | State::Joining(_) => None,
+            State::Sealed(_) => {
+                return Err(ApiError::invalid(
+                    "this node is already initialized (it is sealed): unseal it instead of joining",
+                ));
+            }
+            State::Unsealed(_, unsealed) => Some(unsealed.cluster.id.clone()),
+        };
+        if let Some(own_cluster) = own_cluster {
+            let theirs = leader.cluster_id().await.map_err(invalid)?;
+            return if theirs == own_cluster {
+                Ok(())
+            } else {
+                Err(ApiError::invalid(
+                    "this node is already a member of another cluster",
+                ))
+            };
+        }
+        let name = self.cluster.settings().name.clone();
+        let answer = leader.challenge(&name).await.map_err(invalid)?;
+        let malformed = || {
+            ApiError::invalid(format!(
+                "the leader at {} sent a malformed challenge",
+                leader.address()
+            ))
+        };
+        let joining = Joining {
+            config: answer.seal_config,
+            challenge: join::decode(&answer.challenge).ok_or_else(malformed)?,
+            sealed_root_key: join::decode(&answer.sealed_root_key).ok_or_else(malformed)?,
+            sealed_keyring: join::decode(&answer.sealed_keyring).ok_or_else(malformed)?,
+            leader,
+            non_voter,
+        };
+        tracing::info!(
+            leader = joining.leader.address(),
+            "joining a cluster: unseal this node with the cluster's key shares"
+        );
+        self.lock_progress().reset();
+        self.set_state(State::Joining(Arc::new(joining)));
+        Ok(())
+    }
+
+    /// Answers the join challenge with the keyring the key shares open, starts Raft
+    /// with the certificate the leader issues, and unseals once this node's
+    /// replica has caught up with the leader.
+    async fn complete_join(
+        &self,
+        config: SealConfig,
+        joining: &Joining,
+        key: &[u8],
+    ) -> ApiResult<()> {
+        let keyring = seal::open_records(&joining.sealed_root_key, &joining.sealed_keyring, key)?;
+        let answer = keyring
+            .decrypt(join::CHALLENGE_LABEL, &joining.challenge)
+            .map_err(|_| ApiError::invalid("the key shares do not open the cluster's challenge"))?;
+        let (key_pair, public_key) =
+            tls::new_key_pair().map_err(|error| ApiError::internal(&error))?;
+        let settings = self.cluster.settings();
+        let request = join::AnswerRequest {
+            server_id: settings.name.clone(),
+            answer: join::encode(&answer),
+            public_key: join::encode(public_key.as_bytes()),
+            cluster_addr: settings.cluster_addr.clone(),
+            api_addr: settings.api_addr.clone(),
+            non_voter: joining.non_voter,
+        };
+        let admission = match joining.leader.answer(&request).await {
+            Ok(admission) => admission,
+            Err(error @ join::Error::Unreachable { .. }) => {
+                return Err(ApiError::new(ErrorCode::Unavailable, error.to_string()));
+            }
+            Err(error) => {
+                // The challenge is spent: the node asks for a new one.
+                self.set_state(State::Uninitialized);
+                return Err(ApiError::invalid(format!(
+                    "{error}; ask to join again, then unseal again"
+                )));
+            }
+        };
+        let identity = Identity::new(
+            self.cluster.id(),
+            &admission.ca_cert,
+            &admission.node_cert,
+            &key_pair,
+        )
+        .map_err(|error| ApiError::internal(&error))?;
+        self.cluster
+            .start(Some(&identity))
+            .await
+            .map_err(|error| ApiError::internal(&error))?;
+        if let Err(error) = self
+            .cluster
+            .wait_applied(admission.index, JOIN_CATCH_UP)
+            .await
+        {
+            self.cluster.stop().await;
+            self.set_state(match seal::read_config(self.backend.as_ref())? {
+                Some(config) => State::Sealed(config),
+                None => State::Uninitialized,
+            });
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("joined the cluster, but {error}; unseal again"),
+            ));
+        }
+        let unsealed = Arc::new(self.open(keyring)?);
+        self.cluster.set_observer(Some(unsealed.clone()));
+        // Anything applied between opening and observing is picked up here.
+        unsealed.refresh();
+        self.set_state(State::Unsealed(config, unsealed));
+        tracing::info!(index = admission.index, "joined the cluster and unsealed");
         Ok(())
     }
 
@@ -323,6 +644,7 @@ impl Core {
             kv_locks: Stripes::new(),
             cluster,
             barrier,
+            reopen_requests: self.reopen_requests.clone(),
         })
     }
 
@@ -335,17 +657,23 @@ impl Core {
             _ => None,
         };
         if let Some(config) = sealed {
+            self.cluster.set_observer(None);
             self.set_state(State::Sealed(config));
             self.lock_progress().reset();
+            self.cluster.stop().await;
             tracing::info!("sealed");
         }
     }
 
-    /// Revokes expired and used-up tokens; a no-op while sealed.
+    /// Revokes expired and used-up tokens: on the leader only (the leader owns
+    /// time); a no-op while sealed.
     pub async fn tidy(&self) {
         let Ok(unsealed) = self.unsealed() else {
             return;
         };
+        if !self.cluster.is_leader() {
+            return;
+        }
         match unsealed.tokens.tidy().await {
             Ok(0) => {}
             Ok(revoked) => tracing::info!(revoked, "revoked expired tokens"),
@@ -449,6 +777,90 @@ impl Core {
         })
     }
 
+    /// Whether `request` must run on the leader: writes, and reads with a
+    /// limited-use token (its use count is a write). Endpoints about this node
+    /// itself never move.
+    fn must_forward(&self, request: &Request) -> bool {
+        const NODE_LOCAL: [&str; 9] = [
+            "sys/health",
+            "sys/seal-status",
+            "sys/init",
+            "sys/unseal",
+            "sys/leader",
+            "sys/seal",
+            "sys/step-down",
+            "sys/metrics",
+            "sys/storage/raft/join",
+        ];
+        if request.forwarded
+            || NODE_LOCAL.contains(&request.path.trim_end_matches('/'))
+            || self.cluster.raft().is_none()
+            || self.cluster.is_leader()
+        {
+            return false;
+        }
+        match request.operation {
+            Operation::Write | Operation::Delete | Operation::Patch => true,
+            Operation::Read | Operation::List => {
+                let limited = || -> Option<bool> {
+                    let token = request.token.as_ref()?;
+                    let unsealed = self.unsealed().ok()?;
+                    let entry = unsealed.tokens.lookup(token.expose()).ok()??;
+                    Some(entry.num_uses > 0)
+                };
+                limited().unwrap_or(false)
+            }
+        }
+    }
+
+    /// Runs `request` on the leader (or tells the client where the leader is).
+    async fn forward(&self, request: &Request) -> Response {
+        let route = Some("forwarded".to_owned());
+        if request.no_forward {
+            return match self.cluster.leader() {
+                Some((_, leader)) if !leader.api_addr.is_empty() => Response::new(
+                    route,
+                    ResponseBody::Redirect {
+                        location: format!(
+                            "{}/v1/{}",
+                            leader.api_addr.trim_end_matches('/'),
+                            request.path
+                        ),
+                    },
+                ),
+                _ => Response::error(ErrorCode::Unavailable, "there is no leader to redirect to"),
+            };
+        }
+        let mut forwarded = request.clone();
+        forwarded.forwarded = true;
+        match self.cluster.forward_request(&forwarded).await {
+            Ok(Some(response)) => response,
+            // This node leads now: run the request here.
+            Ok(None) => self.run(&forwarded).await,
+            Err(error) => Response::error(ErrorCode::Unavailable, error.to_string()),
+        }
+    }
+
+    /// Runs `request` on this node.
+    async fn run(&self, request: &Request) -> Response {
+        let mut route = None;
+        let body = match self.process(request, &mut route).await {
+            Ok(routed) => Core::envelope(request, routed),
+            Err(error) => {
+                let data = error.data.map(|mut envelope| {
+                    envelope.request_id = request.id.clone();
+                    envelope
+                });
+                ResponseBody::Error {
+                    code: error.code,
+                    messages: error.messages,
+                    data,
+                }
+            }
+        };
+        Response::new(route, body)
+    }
+
     fn envelope(request: &Request, routed: Routed) -> ResponseBody {
         let logical = |mut response: LogicalResponse| {
             response.request_id = request.id.clone();
@@ -471,29 +883,24 @@ impl Core {
             }
             Reply::NoContent => ResponseBody::NoContent,
             Reply::Raw(status, body) => ResponseBody::Raw { status, body },
-            Reply::Text(content_type, body) => ResponseBody::Text { content_type, body },
+            Reply::Text(content_type, body) => ResponseBody::Text {
+                content_type: content_type.to_owned(),
+                body,
+            },
+            Reply::Binary(content_type, body) => ResponseBody::Binary {
+                content_type: content_type.to_owned(),
+                body,
+            },
         }
     }
 }
 
 impl Handler for Core {
     async fn handle(&self, request: Request) -> Response {
-        let mut route = None;
-        let body = match self.process(&request, &mut route).await {
-            Ok(routed) => Core::envelope(&request, routed),
-            Err(error) => {
-                let data = error.data.map(|mut envelope| {
-                    envelope.request_id = request.id.clone();
-                    envelope
-                });
-                ResponseBody::Error {
-                    code: error.code,
-                    messages: error.messages,
-                    data,
-                }
-            }
-        };
-        Response::new(route, body)
+        if self.must_forward(&request) {
+            return self.forward(&request).await;
+        }
+        self.run(&request).await
     }
 
     fn observe(&self, observation: Observation<'_>) {
@@ -511,6 +918,12 @@ pub(crate) fn capability_for(operation: Operation, exists: bool) -> Capability {
         Operation::Write => Capability::Create,
         Operation::Patch => Capability::Patch,
         Operation::Delete => Capability::Delete,
+    }
+}
+
+impl ForwardHandler for Core {
+    fn forward(&self, request: Request) -> crate::raft::transport::BoxFuture<'_, Response> {
+        Box::pin(Handler::handle(self, request))
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Reply {
     Raw(u16, Value),
     /// A non-JSON document (Prometheus metrics).
     Text(&'static str, String),
+    /// Bytes (a snapshot download).
+    Binary(&'static str, Vec<u8>),
 }
 
 impl Reply {

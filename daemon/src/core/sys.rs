@@ -19,6 +19,8 @@ use crate::tokens::now_seconds;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+mod raft;
+
 fn raw(status: u16, body: Value) -> Routed {
     Routed {
         reply: Reply::Raw(status, body),
@@ -54,12 +56,23 @@ pub(super) async fn unauthenticated(
         ("sys/init", Operation::Write) => init(core, data).await,
         ("sys/unseal", Operation::Write) => unseal(core, data).await,
         ("sys/leader", Operation::Read) => leader(core),
+        ("sys/storage/raft/join", Operation::Write) => raft::join(core, data).await,
+        ("sys/storage/raft/bootstrap/challenge", Operation::Write) => raft::challenge(core, data),
+        ("sys/storage/raft/bootstrap/answer", Operation::Write) => raft::answer(core, data).await,
         ("sys/metrics", Operation::Read) if core.settings.unauthenticated_metrics_access => {
             metrics(core, data)
         }
-        ("sys/health" | "sys/seal-status" | "sys/init" | "sys/unseal" | "sys/leader", _) => {
-            Err(ApiError::unsupported(path, operation.as_str()))
-        }
+        (
+            "sys/health"
+            | "sys/seal-status"
+            | "sys/init"
+            | "sys/unseal"
+            | "sys/leader"
+            | "sys/storage/raft/join"
+            | "sys/storage/raft/bootstrap/challenge"
+            | "sys/storage/raft/bootstrap/answer",
+            _,
+        ) => Err(ApiError::unsupported(path, operation.as_str())),
         _ => return None,
     };
     *route = Some(path.to_owned());
@@ -78,10 +91,15 @@ fn health(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
         }
     };
     let status = core.status();
+    // An unsealed node that does not lead is a standby (it serves reads and
+    // forwards writes), as in Vault.
+    let standby = !status.sealed && !core.cluster.is_leader();
     let http_status = if !status.initialized {
         code("uninitcode", 501)?
     } else if status.sealed {
         code("sealedcode", 503)?
+    } else if standby && !Fields::new(data).bool("standbyok")?.unwrap_or(false) {
+        code("standbycode", 429)?
     } else {
         code("activecode", 200)?
     };
@@ -91,7 +109,7 @@ fn health(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
         json!({
             "initialized": status.initialized,
             "sealed": status.sealed,
-            "standby": false,
+            "standby": standby,
             "performance_standby": false,
             "replication_performance_mode": "disabled",
             "replication_dr_mode": "disabled",
@@ -206,19 +224,25 @@ fn leader(core: &Core) -> ApiResult<Routed> {
     if core.is_sealed() {
         return Err(ApiError::sealed());
     }
-    let settings = &core.settings;
+    let cluster = &core.cluster;
+    let leader = cluster.leader();
+    let (address, cluster_address) = leader
+        .as_ref()
+        .map(|(_, node)| (node.api_addr.clone(), node.cluster_addr.clone()))
+        .unwrap_or_default();
+    let indexes = cluster.indexes();
     Ok(raw(
         200,
         json!({
             "ha_enabled": true,
-            "is_self": true,
+            "is_self": leader.as_ref().is_some_and(|(id, _)| *id == cluster.id()),
             "active_time": "",
-            "leader_address": settings.api_addr.clone().unwrap_or_default(),
-            "leader_cluster_address": settings.cluster_addr.clone().unwrap_or_default(),
+            "leader_address": address,
+            "leader_cluster_address": cluster_address,
             "performance_standby": false,
             "performance_standby_last_remote_wal": 0,
-            "raft_committed_index": 0,
-            "raft_applied_index": 0,
+            "raft_committed_index": indexes.committed,
+            "raft_applied_index": indexes.applied,
         }),
     ))
 }
@@ -243,6 +267,7 @@ fn metrics(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
 fn requires_sudo(rest: &str) -> bool {
     matches!(rest, "seal" | "rotate" | "audit" | "raw")
         || [
+            "storage/raft/",
             "audit/",
             "raw/",
             "leases/revoke-prefix/",
@@ -327,6 +352,7 @@ pub(super) async fn handle(
             capabilities(acl_of(unsealed, &entry.policies)?.as_ref(), data).map(system)
         }
         "metrics" if operation == Operation::Read => metrics(core, data),
+        "storage" => raft::route(core, unsealed, request, rest).await,
         "health"
         | "seal-status"
         | "init"

@@ -2,13 +2,15 @@
 //! its only write path.
 //!
 //! Every durable write is a [`Command`]: an ordered list of [`Op`]s applied
-//! atomically. A command is plain data (serde), so the Raft issue can put it in a
-//! log entry and apply it to each replica's state machine; nothing else writes.
-//! Reads are local. This module knows nothing about RocksDB ([`rocks`] does) and
-//! nothing about encryption (the barrier sits above it: values here are
-//! ciphertext, except the few seal records that must be read before unsealing).
+//! atomically. A command is plain serde data: the Raft layer (`crate::raft`) puts
+//! it in a log entry, replicates it, and applies it to every replica's state
+//! machine. There is no other writer. Reads are local, from this node's replica.
+//! This module knows nothing about RocksDB or Raft, and nothing about encryption:
+//! the barrier sits above it, so values here are ciphertext (except the few seal
+//! records that must be read before unsealing).
 
-pub mod rocks;
+#[cfg(test)]
+pub mod memory;
 
 use std::fmt;
 use std::future::Future;
@@ -16,18 +18,18 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-pub use rocks::RocksBackend;
-
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("storage engine error: {0}")]
-    Engine(#[from] rocksdb::Error),
-    #[error("storage task failed: {0}")]
-    Task(String),
+    Engine(String),
     #[error("cannot open storage at {path}: {reason}")]
     Open { path: String, reason: String },
+    /// The write could not be committed now (no leader, no quorum, not running);
+    /// it may be retried. Maps to 503.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One change to the store.
@@ -35,6 +37,7 @@ pub enum Error {
 pub enum Op {
     Put {
         key: String,
+        #[serde(with = "base64_bytes")]
         value: Vec<u8>,
     },
     Delete {
@@ -43,6 +46,11 @@ pub enum Op {
     /// Deletes every key that starts with `prefix`.
     DeletePrefix {
         prefix: String,
+    },
+    /// Replaces the whole store with a snapshot's contents (an operator's restore).
+    Restore {
+        #[serde(with = "base64_bytes")]
+        snapshot: Vec<u8>,
     },
 }
 
@@ -53,6 +61,7 @@ impl fmt::Debug for Op {
             Op::Put { key, value } => write!(formatter, "Put({key}, {} bytes)", value.len()),
             Op::Delete { key } => write!(formatter, "Delete({key})"),
             Op::DeletePrefix { prefix } => write!(formatter, "DeletePrefix({prefix})"),
+            Op::Restore { snapshot } => write!(formatter, "Restore({} bytes)", snapshot.len()),
         }
     }
 }
@@ -69,9 +78,15 @@ impl Command {
     }
 }
 
+impl fmt::Display for Command {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{} ops", self.ops.len())
+    }
+}
+
 /// A key-value store with one write path.
 pub trait Backend: Send + Sync + 'static {
-    /// The value at `key`.
+    /// The value at `key` in this node's replica.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
 
     /// The immediate children of `prefix`, as Vault's physical list: names relative
@@ -82,9 +97,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Every full key that starts with `prefix`, sorted.
     fn scan(&self, prefix: &str) -> Result<Vec<String>, Error>;
 
-    /// Applies `command` atomically and durably; returns once it would survive a
-    /// crash.
-    fn apply(&self, command: Command) -> BoxFuture<'_, Result<(), Error>>;
+    /// Applies `command` atomically and durably (committed by a quorum and applied
+    /// to this node's replica), and returns the log index it was committed at.
+    fn apply(&self, command: Command) -> BoxFuture<'_, Result<u64, Error>>;
 }
 
 /// The smallest key greater than every key that starts with `prefix`, or `None`
@@ -98,6 +113,25 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// Serde for byte strings as base64 in JSON (log entries and RPC bodies), instead
+/// of serde's array of numbers.
+pub mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -119,5 +153,23 @@ mod tests {
             value: b"secret".to_vec(),
         };
         assert_eq!(format!("{op:?}"), "Put(k, 6 bytes)");
+    }
+
+    #[test]
+    fn commands_round_trip_through_json_with_base64_values() {
+        let command = Command {
+            ops: vec![
+                Op::Put {
+                    key: "a".into(),
+                    value: vec![0, 255, 7],
+                },
+                Op::DeletePrefix {
+                    prefix: "b/".into(),
+                },
+            ],
+        };
+        let json = serde_json::to_string(&command).unwrap();
+        assert!(json.contains("\"AP8H\""), "{json}");
+        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), command);
     }
 }

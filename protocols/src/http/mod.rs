@@ -24,6 +24,16 @@ use crate::{ResponseBody, Transport};
 
 /// Request bodies up to this many bytes are accepted, as in Vault.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// A snapshot upload may be larger; it is held in memory while it is checked.
+pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+
+/// Endpoints whose body is a file, not a JSON object.
+fn takes_raw_body(path: &str) -> bool {
+    matches!(
+        path,
+        "sys/storage/raft/snapshot" | "sys/storage/raft/snapshot-force"
+    )
+}
 
 /// The peer address of a connection, put into each request's extensions by the
 /// serve loop.
@@ -107,7 +117,14 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
         .get::<BodyDeadline>()
         .copied()
         .unwrap_or(BodyDeadline(Timeouts::default().read_body));
-    let body = match tokio::time::timeout(deadline.0, read_body(&parts.headers, body)).await {
+    let raw = takes_raw_body(&path) && operation == Operation::Write;
+    let limit = if raw {
+        MAX_SNAPSHOT_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let body = match tokio::time::timeout(deadline.0, read_body(&parts.headers, body, limit)).await
+    {
         Ok(body) => body?,
         Err(_) => {
             return Err(Response::error(
@@ -119,7 +136,9 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
             ));
         }
     };
-    let data = if body.iter().all(u8::is_ascii_whitespace) {
+    let data = if raw {
+        Map::new()
+    } else if body.iter().all(u8::is_ascii_whitespace) {
         match operation {
             Operation::Read | Operation::List | Operation::Delete => query
                 .into_iter()
@@ -144,6 +163,12 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
             .get::<PeerAddress>()
             .map(|peer| peer.0.clone()),
         wrap_ttl: None,
+        no_forward: parts
+            .headers
+            .get("x-vault-no-request-forwarding")
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"true")),
+        raw_body: raw.then(|| body.to_vec()),
+        forwarded: false,
     };
     if let Some(wrap_ttl) = parts.headers.get("x-vault-wrap-ttl") {
         neutral.wrap_ttl = Some(String::from_utf8_lossy(wrap_ttl.as_bytes()).into_owned());
@@ -151,21 +176,21 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
     Ok(neutral)
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
     let too_large = || {
         Response::error(
             ErrorCode::PayloadTooLarge,
-            format!("request body is larger than the {MAX_BODY_BYTES}-byte limit"),
+            format!("request body is larger than the {limit}-byte limit"),
         )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(_) => Err(Response::error(
@@ -240,6 +265,20 @@ pub fn render(response: Response) -> axum::response::Response {
                 .header(header::CONTENT_TYPE, content_type),
         )
         .body(Body::from(body))
+        .unwrap_or_default(),
+        ResponseBody::Binary { content_type, body } => with_common_headers(
+            axum::response::Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, content_type),
+        )
+        .body(Body::from(body))
+        .unwrap_or_default(),
+        ResponseBody::Redirect { location } => with_common_headers(
+            axum::response::Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, location),
+        )
+        .body(Body::empty())
         .unwrap_or_default(),
         ResponseBody::Error {
             code,

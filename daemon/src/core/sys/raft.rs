@@ -1,0 +1,258 @@
+//! `sys/storage/raft/`: joining (the new node's `join`, the leader's `bootstrap`
+//! challenge and answer), the member list, removing a member, and operator
+//! snapshots.
+
+use coffer_protocols::{Operation, Request};
+use serde_json::{Map, Value, json};
+
+use super::super::error::{ApiError, ApiResult};
+use super::super::fields::Fields;
+use super::super::reply::Reply;
+use super::super::{Core, Routed, Unsealed};
+use super::system;
+use crate::barrier::KEYRING_PATH;
+use crate::raft::tls::{self, ClusterCa, RawPublicKey};
+use crate::raft::{NodeInfo, join, network, node_id, snapshot};
+use crate::seal::{self, ROOT_KEY_PATH};
+use crate::storage::{Command, Op};
+
+/// `PUT sys/storage/raft/join` on the new node: ask a member for a challenge.
+/// Unauthenticated, as in Vault: a node that joins has no token yet; on a node
+/// that is already a member it changes nothing.
+pub(super) async fn join(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
+    let fields = Fields::new(data);
+    fields.refuse_unless_empty(&[
+        "auto_join",
+        "auto_join_scheme",
+        "auto_join_port",
+        "leader_client_cert",
+        "leader_client_key",
+    ])?;
+    let address = fields
+        .string("leader_api_addr")?
+        .filter(|address| !address.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("leader_api_addr is required"))?;
+    let ca_pem = fields
+        .string("leader_ca_cert")?
+        .filter(|pem| !pem.trim().is_empty());
+    let non_voter = fields.bool("non_voter")?.unwrap_or(false);
+    core.join(&address, ca_pem.as_deref().map(str::as_bytes), non_voter)
+        .await?;
+    Ok(super::raw(200, json!({ "joined": true })))
+}
+
+fn server_id(fields: &Fields<'_>) -> ApiResult<String> {
+    let id = fields
+        .string("server_id")?
+        .ok_or_else(|| ApiError::invalid("server_id is required"))?;
+    join::validate_server_id(&id).map_err(ApiError::invalid)?;
+    Ok(id)
+}
+
+fn stored(core: &Core, path: &str) -> ApiResult<Vec<u8>> {
+    core.backend
+        .get(path)?
+        .ok_or_else(|| ApiError::internal(&format!("{path} is missing from storage")))
+}
+
+/// `POST sys/storage/raft/bootstrap/challenge` on the leader: a challenge only a
+/// holder of the cluster's key shares can open, and the sealed records needed to
+/// open it.
+pub(super) fn challenge(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
+    let unsealed = core.unsealed()?;
+    let server_id = server_id(&Fields::new(data))?;
+    let nonce = core.challenges.issue(&server_id)?;
+    let challenge = unsealed
+        .barrier
+        .encrypt_blob(join::CHALLENGE_LABEL, &nonce)?;
+    let seal_config = seal::read_config(core.backend.as_ref())?
+        .ok_or_else(|| ApiError::internal(&"the seal configuration is missing"))?;
+    let answer = join::ChallengeResponse {
+        challenge: join::encode(&challenge),
+        seal_config,
+        sealed_root_key: join::encode(&stored(core, ROOT_KEY_PATH)?),
+        sealed_keyring: join::encode(&stored(core, KEYRING_PATH)?),
+    };
+    let value = serde_json::to_value(&answer).map_err(|error| ApiError::internal(&error))?;
+    Ok(system(Reply::data(value)))
+}
+
+/// `POST sys/storage/raft/bootstrap/answer` on the leader: a correct answer gets
+/// the node a certificate for its public key and a place in the cluster.
+pub(super) async fn answer(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
+    let unsealed = core.unsealed()?;
+    let fields = Fields::new(data);
+    let server_id = server_id(&fields)?;
+    let required = |key: &str| -> ApiResult<String> {
+        fields
+            .string(key)?
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| ApiError::invalid(format!("{key} is required")))
+    };
+    let answer = join::decode(&required("answer")?)
+        .ok_or_else(|| ApiError::invalid("answer must be base64"))?;
+    let public_key = join::decode(&required("public_key")?)
+        .ok_or_else(|| ApiError::invalid("public_key must be base64"))
+        .and_then(|bytes| {
+            RawPublicKey::new(bytes).map_err(|error| ApiError::invalid(error.to_string()))
+        })?;
+    let cluster_addr = required("cluster_addr")?;
+    if network::socket_address(&cluster_addr).is_none() {
+        return Err(ApiError::invalid(format!(
+            "cluster_addr {cluster_addr:?} is not a reachable host:port"
+        )));
+    }
+    let api_addr = fields.string("api_addr")?.unwrap_or_default();
+    let non_voter = fields.bool("non_voter")?.unwrap_or(false);
+    let id = node_id(&server_id);
+    if id == core.cluster.id() {
+        return Err(ApiError::invalid(format!(
+            "server_id {server_id:?} is the leader's own"
+        )));
+    }
+    if !core.challenges.verify(&server_id, &answer) {
+        return Err(ApiError::invalid(format!(
+            "the answer does not match a pending challenge for {server_id:?}; ask for a new challenge"
+        )));
+    }
+    let ca: ClusterCa = unsealed
+        .barrier
+        .get_json(tls::CA_PATH)?
+        .ok_or_else(|| ApiError::internal(&"the cluster CA is missing from storage"))?;
+    let node_cert = ca
+        .issue(id, &server_id, &public_key)
+        .map_err(|error| ApiError::internal(&error))?;
+    core.cluster
+        .add_member(
+            id,
+            NodeInfo {
+                name: server_id.clone(),
+                api_addr,
+                cluster_addr,
+                non_voter,
+            },
+        )
+        .await?;
+    tracing::info!(node = %server_id, "admitted a new member");
+    let admission = join::Admission {
+        ca_cert: ca.cert_pem.clone(),
+        node_cert,
+        index: core.cluster.storage().applied_index(),
+    };
+    let value = serde_json::to_value(&admission).map_err(|error| ApiError::internal(&error))?;
+    Ok(system(Reply::data(value)))
+}
+
+/// The authenticated `sys/storage/raft/` endpoints (all need `sudo`).
+pub(super) async fn route(
+    core: &Core,
+    unsealed: &Unsealed,
+    request: &Request,
+    rest: &str,
+) -> ApiResult<Routed> {
+    let operation = request.operation;
+    let data = &request.data;
+    match (rest.strip_prefix("storage/raft/"), operation) {
+        (Some("configuration"), Operation::Read) => Ok(system(configuration(core))),
+        (Some("remove-peer"), Operation::Write) => {
+            let server_id = server_id(&Fields::new(data))?;
+            core.cluster.remove_member(node_id(&server_id)).await?;
+            tracing::info!(node = %server_id, "removed a member");
+            Ok(system(Reply::NoContent))
+        }
+        (Some("snapshot"), Operation::Read) => {
+            let bytes = core.cluster.storage().export(Value::Null)?;
+            Ok(Routed {
+                reply: Reply::Binary("application/octet-stream", bytes),
+                mount_type: "system",
+                flatten: false,
+            })
+        }
+        (Some(kind @ ("snapshot" | "snapshot-force")), Operation::Write) => {
+            restore(unsealed, request, kind == "snapshot-force").await
+        }
+        (
+            Some(
+                "configuration"
+                | "remove-peer"
+                | "snapshot"
+                | "snapshot-force"
+                | "join"
+                | "bootstrap/challenge"
+                | "bootstrap/answer",
+            ),
+            _,
+        ) => Err(ApiError::unsupported(
+            &format!("sys/{rest}"),
+            operation.as_str(),
+        )),
+        _ => Err(ApiError::no_route(&format!("sys/{rest}"))),
+    }
+}
+
+/// The members as Vault's `sys/storage/raft/configuration` lists them.
+fn configuration(core: &Core) -> Reply {
+    let servers: Vec<Value> = core
+        .cluster
+        .members()
+        .into_iter()
+        .map(|member| {
+            let address = network::socket_address(&member.node.cluster_addr)
+                .map(|address| address.to_string())
+                .unwrap_or_else(|| member.node.cluster_addr.clone());
+            json!({
+                "node_id": member.node.name,
+                "address": address,
+                "leader": member.leader,
+                "voter": member.voter,
+                "protocol_version": "3",
+            })
+        })
+        .collect();
+    Reply::data(json!({
+        "config": {
+            "index": core.cluster.indexes().applied,
+            "servers": servers,
+        }
+    }))
+}
+
+/// Replaces the whole store with an uploaded snapshot, through the Raft log, on
+/// every member. The snapshot is checked first (checksum, and without `force`
+/// that this cluster's keys open it); a bad one changes nothing.
+async fn restore(unsealed: &Unsealed, request: &Request, force: bool) -> ApiResult<Routed> {
+    let bytes = request
+        .raw_body
+        .as_ref()
+        .filter(|bytes| !bytes.is_empty())
+        .ok_or_else(|| ApiError::invalid("the request body must be a snapshot file"))?;
+    let decoded = snapshot::decode(bytes)
+        .map_err(|error| ApiError::invalid(format!("the snapshot was refused: {error}")))?;
+    let keyring = decoded
+        .pairs
+        .iter()
+        .find(|(key, _)| key.as_slice() == KEYRING_PATH.as_bytes())
+        .map(|(_, value)| value)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "the snapshot was refused: it holds no keyring (not an initialized store)",
+            )
+        })?;
+    if !force && !unsealed.barrier.opens_keyring(keyring) {
+        return Err(ApiError::invalid(
+            "the snapshot was taken on another cluster (this cluster's keys do not open it); \
+             restore it with sys/storage/raft/snapshot-force, then unseal with that cluster's key shares",
+        ));
+    }
+    let pairs = decoded.pairs.len();
+    unsealed
+        .barrier
+        .commit_command(Command {
+            ops: vec![Op::Restore {
+                snapshot: bytes.clone(),
+            }],
+        })
+        .await?;
+    tracing::warn!(pairs, force, "restored a snapshot");
+    Ok(system(Reply::NoContent))
+}
