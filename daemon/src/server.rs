@@ -35,6 +35,8 @@ macro_rules! say {
 
 /// How often expired tokens are revoked.
 const TIDY_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a node with `retry_join` and no cluster asks the leaders again.
+const RETRY_JOIN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What `coffer server` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -247,7 +249,13 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     } else {
         let status = core.status();
         if !status.initialized {
-            say!("The server is not initialized: run `coffer operator init`.");
+            if config.storage.retry_join.is_empty() {
+                say!("The server is not initialized: run `coffer operator init`.");
+            } else {
+                say!(
+                    "The server is not initialized: it joins a cluster through retry_join (or run `coffer operator init`)."
+                );
+            }
         } else {
             say!("The server is sealed: run `coffer operator unseal`.");
         }
@@ -266,6 +274,8 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         }));
     }
     let background = tokio::spawn(core.clone().run_background(TIDY_INTERVAL));
+    let joiner = (!config.storage.retry_join.is_empty())
+        .then(|| tokio::spawn(retry_join(core.clone(), config.storage.retry_join.clone())));
 
     wait_for_shutdown_signal().await?;
     tracing::info!("shutting down: draining in-flight requests");
@@ -279,6 +289,10 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     }
     background.abort();
     let _ = background.await;
+    if let Some(joiner) = joiner {
+        joiner.abort();
+        let _ = joiner.await;
+    }
     // Sealing stops Raft; the last references then close RocksDB.
     core.seal().await;
     cluster.stop().await;
@@ -286,6 +300,54 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     drop(cluster);
     tracing::info!("storage closed; goodbye");
     Ok(())
+}
+
+/// `retry_join`: while this node belongs to no cluster, asks each configured
+/// leader in turn for a join challenge, every [`RETRY_JOIN_INTERVAL`]. Once one
+/// answers, the node waits sealed for the cluster's key shares; if the join falls
+/// through (the challenge expired), it asks again.
+async fn retry_join(core: Arc<Core>, leaders: Vec<config::RetryJoin>) {
+    let mut interval = tokio::time::interval(RETRY_JOIN_INTERVAL);
+    let mut last_errors = Vec::new();
+    loop {
+        interval.tick().await;
+        if !core.needs_join() {
+            continue;
+        }
+        let mut errors = Vec::new();
+        for leader in &leaders {
+            let ca_pem = match &leader.leader_ca_cert_file {
+                Some(path) => match std::fs::read(path) {
+                    Ok(pem) => Some(pem),
+                    Err(error) => {
+                        errors.push(format!("{}: {error}", path.display()));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            match core
+                .join(&leader.leader_api_addr, ca_pem.as_deref(), false)
+                .await
+            {
+                Ok(()) => {
+                    say!(
+                        "Joining the cluster through {}: unseal this node with the cluster's key shares (coffer operator unseal).",
+                        leader.leader_api_addr
+                    );
+                    break;
+                }
+                Err(error) => errors.push(error.messages.join("; ")),
+            }
+        }
+        // Say why only when the reasons change, not every two seconds.
+        if !errors.is_empty() && core.needs_join() && errors != last_errors {
+            for error in &errors {
+                tracing::warn!(%error, "retry_join: cannot join yet");
+            }
+        }
+        last_errors = errors;
+    }
 }
 
 async fn wait_for_shutdown_signal() -> anyhow::Result<()> {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod cluster;
+
 /// The `coffer` binary under test: `$COFFER_BIN`, or the one next to this test's
 /// own build directory.
 pub fn binary() -> PathBuf {
@@ -249,14 +251,30 @@ impl Server {
 
     /// A client that sends `token` (if any) as `X-Vault-Token`.
     pub fn client(&self, token: Option<&str>) -> Api {
+        self.client_with_timeout(token, Duration::from_secs(60))
+    }
+
+    /// A client whose calls give up after `timeout`; it does not follow redirects.
+    pub fn client_with_timeout(&self, token: Option<&str>, timeout: Duration) -> Api {
         Api {
             http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
             base: self.address.clone(),
             token: token.map(str::to_owned),
         }
+    }
+
+    /// SIGSTOP: the process stays, its sockets stay open, nothing answers.
+    pub fn pause(&self) {
+        assert!(send_signal(self.pid(), "STOP"), "SIGSTOP");
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        assert!(send_signal(self.pid(), "CONT"), "SIGCONT");
     }
 
     pub fn root(&self) -> Api {

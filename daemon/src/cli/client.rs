@@ -78,6 +78,40 @@ impl Client {
         })
     }
 
+    /// Calls `/v1/<path>` with a byte body (or none) and returns the body as
+    /// bytes: snapshots.
+    pub async fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
+        let http_method = Method::from_bytes(method.as_bytes()).context("bad HTTP method")?;
+        let mut request = self
+            .http
+            .request(http_method, &url)
+            .timeout(std::time::Duration::from_secs(600));
+        if let Some(token) = &self.token {
+            request = request.header("X-Vault-Token", token.as_str());
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/octet-stream")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach coffer at {}", self.address))?;
+        let status = response.status();
+        let bytes = response.bytes().await.context("cannot read the response")?;
+        if status.is_client_error() || status.is_server_error() {
+            return Err(failure(method, url, status, &bytes).into());
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// Calls `/v1/<path>`; `Ok(None)` for 204, `Err(ApiFailure)` for any error
     /// status.
     pub async fn call(
@@ -104,28 +138,33 @@ impl Client {
             return Ok(None);
         }
         let text = response.text().await.context("cannot read the response")?;
-        let document: Option<Value> = serde_json::from_str(&text).ok();
         if status.is_client_error() || status.is_server_error() {
-            let errors = document
-                .as_ref()
-                .and_then(|document| document.get("errors"))
-                .and_then(Value::as_array)
-                .map(|errors| {
-                    errors
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
-            return Err(ApiFailure {
-                method: method.to_owned(),
-                url,
-                status: status.as_u16(),
-                errors,
-            }
-            .into());
+            return Err(failure(method, url, status, text.as_bytes()).into());
         }
-        Ok(document)
+        Ok(serde_json::from_str(&text).ok())
+    }
+}
+
+/// An error answer as an [`ApiFailure`], with the messages of Vault's
+/// `{"errors": [...]}` body.
+fn failure(method: &str, url: String, status: StatusCode, body: &[u8]) -> ApiFailure {
+    let document: Option<Value> = serde_json::from_slice(body).ok();
+    let errors = document
+        .as_ref()
+        .and_then(|document| document.get("errors"))
+        .and_then(Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    ApiFailure {
+        method: method.to_owned(),
+        url,
+        status: status.as_u16(),
+        errors,
     }
 }

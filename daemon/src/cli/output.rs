@@ -69,3 +69,29 @@ pub fn keys(value: &Value) {
         }
     }
 }
+
+/// Rows under a header, in aligned columns (as `vault operator raft list-peers`).
+pub fn columns(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
+    for row in rows {
+        for (index, cell) in row.iter().enumerate() {
+            if let Some(width) = widths.get_mut(index) {
+                *width = (*width).max(cell.len());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", text.join("    ").trim_end());
+    };
+    line(header.to_vec());
+    let rules: Vec<String> = header.iter().map(|title| "-".repeat(title.len())).collect();
+    line(rules.iter().map(String::as_str).collect());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

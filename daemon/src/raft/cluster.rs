@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
-use super::network::{Network, Peers};
+use super::network::{self, Network, Peers};
 use super::store::{ApplyObserver, LogStore, StateMachine, Storage};
 use super::tls::Identity;
 use super::transport::{self, BoxFuture, RpcHandler};
@@ -29,6 +29,8 @@ use crate::storage::{self, Backend, Command};
 
 /// How long a write may wait for a leader and a quorum.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a forwarded request may take beyond the leader's own write timeout.
+const FORWARD_GRACE: Duration = Duration::from_secs(2);
 /// A learner this close to the leader's last log index is promoted to voter.
 const PROMOTION_LAG: u64 = 100;
 /// How often the leader looks for learners to promote.
@@ -428,31 +430,44 @@ impl Cluster {
         &self,
         request: &Request,
     ) -> Result<Option<Response>, storage::Error> {
-        let deadline = Instant::now() + WRITE_TIMEOUT;
-        let (leader, node) = loop {
-            match self.leader() {
+        // The leader bounds its own write by WRITE_TIMEOUT; the grace covers the
+        // trip there and back.
+        let deadline = Instant::now() + WRITE_TIMEOUT + FORWARD_GRACE;
+        loop {
+            let (leader, node) = match self.leader() {
                 Some((leader, _)) if leader == self.id => return Ok(None),
-                Some(leader) => break leader,
-                None => {}
+                Some(leader) => leader,
+                None if Instant::now() >= deadline => {
+                    return Err(unavailable(
+                        "there is no leader to forward the request to: the cluster has no quorum",
+                    ));
+                }
+                None => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let answer: Result<Forwarded, _> = self
+                .peers
+                .call(leader, &node, "/v1/cluster/forward", request, remaining)
+                .await;
+            match answer {
+                Ok(forwarded) => {
+                    self.wait_applied(forwarded.index, WRITE_TIMEOUT).await?;
+                    return Ok(Some(forwarded.response));
+                }
+                // The request never left: the leader may have changed; try again.
+                Err(network::Error::Connect(..)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => {
+                    return Err(unavailable(format!(
+                        "forwarding to the leader failed: {error}"
+                    )));
+                }
             }
-            if Instant::now() >= deadline {
-                return Err(unavailable("there is no leader to forward the request to"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let forwarded: Forwarded = self
-            .peers
-            .call(
-                leader,
-                &node,
-                "/v1/cluster/forward",
-                request,
-                deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(25),
-            )
-            .await
-            .map_err(|error| unavailable(format!("forwarding to the leader failed: {error}")))?;
-        self.wait_applied(forwarded.index, WRITE_TIMEOUT).await?;
-        Ok(Some(forwarded.response))
+        }
     }
 
     /// Adds `node` as a learner; the leader's promotion duty makes it a voter once

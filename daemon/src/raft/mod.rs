@@ -63,14 +63,17 @@ pub fn node_id(name: &str) -> u64 {
     u64::from_be_bytes(bytes).max(1)
 }
 
-/// Raft timing. Heartbeats every 150 ms; a follower that hears nothing for 0.75 to
-/// 1.5 s starts an election, so a dead leader is replaced in about 1 to 2 s.
+/// Raft timing. Heartbeats every 100 ms. openraft lets a follower campaign only
+/// when the leader's lease (`election_timeout_max`) plus its own election timeout
+/// (random in `min..max`) have passed without a heartbeat: 1.5 to 2 s here, so a
+/// dead leader is replaced in about 2 s, while a leader must miss 15 heartbeats
+/// in a row before anyone campaigns.
 pub fn config() -> openraft::Config {
     openraft::Config {
         cluster_name: "coffer".into(),
-        heartbeat_interval: 150,
-        election_timeout_min: 750,
-        election_timeout_max: 1500,
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
         install_snapshot_timeout: 30_000,
         max_payload_entries: 512,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),

@@ -32,6 +32,8 @@ pub enum Error {
     NoIdentity,
     #[error("member {0} has an invalid cluster address {1:?}")]
     Address(u64, String),
+    #[error("cannot connect to member {0}: {1}")]
+    Connect(u64, String),
     #[error("cannot reach member {0}: {1}")]
     Transport(u64, String),
     #[error("member {0} answered {1}: {2}")]
@@ -125,7 +127,13 @@ impl Peers {
             .json(body)
             .send()
             .await
-            .map_err(|error| Error::Transport(target, error.to_string()))?;
+            .map_err(|error| {
+                if error.is_connect() {
+                    Error::Connect(target, error.to_string())
+                } else {
+                    Error::Transport(target, error.to_string())
+                }
+            })?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();

@@ -156,6 +156,14 @@ pub(super) async fn route(
         (Some("configuration"), Operation::Read) => Ok(system(configuration(core))),
         (Some("remove-peer"), Operation::Write) => {
             let server_id = server_id(&Fields::new(data))?;
+            if !core
+                .cluster
+                .members()
+                .iter()
+                .any(|member| member.node.name == server_id)
+            {
+                return Err(ApiError::invalid(format!("no member named {server_id:?}")));
+            }
             core.cluster.remove_member(node_id(&server_id)).await?;
             tracing::info!(node = %server_id, "removed a member");
             Ok(system(Reply::NoContent))
@@ -192,9 +200,9 @@ pub(super) async fn route(
 
 /// The members as Vault's `sys/storage/raft/configuration` lists them.
 fn configuration(core: &Core) -> Reply {
-    let servers: Vec<Value> = core
-        .cluster
-        .members()
+    let mut members = core.cluster.members();
+    members.sort_by(|left, right| left.node.name.cmp(&right.node.name));
+    let servers: Vec<Value> = members
         .into_iter()
         .map(|member| {
             let address = network::socket_address(&member.node.cluster_addr)
