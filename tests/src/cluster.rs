@@ -49,6 +49,8 @@ pub struct Cluster {
     pub net: u8,
     pub nodes: Vec<Node>,
     pub keys: Keys,
+    /// Where the nodes' data directories go (the system's temp dir if `None`).
+    parent: Option<std::path::PathBuf>,
 }
 
 /// Polls `check` every 100 ms until it is `Some`, or panics after `timeout` with
@@ -98,8 +100,13 @@ cluster_addr = "https://{cluster_address}"
 impl Cluster {
     /// `size` nodes on `127.0.<net>.0/24`, all unsealed voters.
     pub fn start(net: u8, size: usize) -> Cluster {
+        Cluster::start_in(net, size, None)
+    }
+
+    /// Like [`Cluster::start`], with the data directories under `parent`.
+    pub fn start_in(net: u8, size: usize, parent: Option<&std::path::Path>) -> Cluster {
         let (config, api_addr, cluster_address) = node_config(net, 1, &[]);
-        let server = Server::with_config(&config);
+        let server = Server::with_config_in(&config, parent);
         let init = server
             .client(None)
             .call(
@@ -130,6 +137,7 @@ impl Cluster {
                 cluster_address,
             }],
             keys,
+            parent: parent.map(std::path::Path::to_path_buf),
         };
         cluster.unseal(0);
         for _ in 1..size {
@@ -149,7 +157,7 @@ impl Cluster {
             .map(|node| node.api_addr.clone())
             .collect();
         let (config, api_addr, cluster_address) = node_config(self.net, index, &leaders);
-        let server = Server::with_config(&config);
+        let server = Server::with_config_in(&config, self.parent.as_deref());
         self.nodes.push(Node {
             name: format!("n{index}"),
             server,

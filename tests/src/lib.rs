@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub mod cluster;
+pub mod load;
 
 /// The `coffer` binary under test: `$COFFER_BIN`, or the one next to this test's
 /// own build directory.
@@ -129,6 +130,11 @@ impl Server {
     /// a fresh directory, and listeners should use port 0.
     pub fn with_config(config: &str) -> Server {
         Server::start(Some(config), false, None)
+    }
+
+    /// Like [`Server::with_config`], with the data directory under `parent`.
+    pub fn with_config_in(config: &str, parent: Option<&Path>) -> Server {
+        Server::start(Some(config), false, parent)
     }
 
     fn start(config: Option<&str>, dev: bool, parent: Option<&Path>) -> Server {

@@ -370,7 +370,9 @@ fn a_fourth_node_joining_after_ten_thousand_writes_gets_them_through_a_snapshot(
         .expect(204);
     let leader = cluster.leader();
     let total = 10_000;
-    let threads = 16;
+    // Two writers: each write is its own log entry (the batcher merges only
+    // what waits), so the log passes the snapshot threshold and is purged.
+    let threads = 2;
     let handles: Vec<_> = (0..threads)
         .map(|thread| {
             let api = cluster.root(leader);

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
+use super::batcher::Batcher;
 use super::network::{self, Network, Peers};
 use super::store::{ApplyObserver, LogStore, StateMachine, Storage};
 use super::tls::Identity;
@@ -80,6 +81,7 @@ pub struct Cluster {
     running: RwLock<Option<Arc<Running>>>,
     lifecycle: Mutex<()>,
     forwarder: RwLock<Option<Weak<dyn ForwardHandler>>>,
+    batcher: Batcher,
 }
 
 fn unavailable(message: impl Into<String>) -> storage::Error {
@@ -93,7 +95,7 @@ impl Cluster {
         listener: Option<std::net::TcpListener>,
     ) -> Result<Arc<Cluster>, storage::Error> {
         let storage = Storage::open(directory)?;
-        Ok(Arc::new(Cluster {
+        Ok(Arc::new_cyclic(|cluster| Cluster {
             storage,
             listener,
             id: node_id(&settings.name),
@@ -102,6 +104,7 @@ impl Cluster {
             running: RwLock::new(None),
             lifecycle: Mutex::new(()),
             forwarder: RwLock::new(None),
+            batcher: Batcher::start(cluster.clone()),
         }))
     }
 
@@ -282,6 +285,11 @@ impl Cluster {
         let raft = self.raft()?;
         let metrics = raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;
+        // A restarted node remembers its own old term's vote and names itself
+        // until it hears from the cluster; it leads only in the Leader state.
+        if leader == self.id && metrics.state != ServerState::Leader {
+            return None;
+        }
         let node = metrics
             .membership_config
             .membership()
@@ -362,8 +370,8 @@ impl Cluster {
     }
 
     /// Commits `command` through the leader, wherever it is, and waits until this
-    /// replica has applied it.
-    async fn write(&self, command: Command) -> Result<u64, storage::Error> {
+    /// replica has applied it. The core's writes come here through the batcher.
+    pub(super) async fn write(&self, command: Command) -> Result<u64, storage::Error> {
         let deadline = Instant::now() + WRITE_TIMEOUT;
         loop {
             let raft = self
@@ -460,6 +468,11 @@ impl Cluster {
                 // The request never left: the leader may have changed; try again.
                 Err(network::Error::Connect(..)) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error @ network::Error::Timeout(..)) => {
+                    return Err(unavailable(format!(
+                        "forwarding to the leader failed: {error}; the cluster may have lost its quorum"
+                    )));
                 }
                 Err(error) => {
                     return Err(unavailable(format!(
@@ -698,7 +711,76 @@ impl Backend for Cluster {
             if command.is_empty() {
                 return Ok(self.storage.applied_index());
             }
-            self.write(command).await
+            self.batcher.submit(command).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Op;
+
+    fn settings() -> Settings {
+        Settings {
+            name: "n1".into(),
+            api_addr: String::new(),
+            cluster_addr: String::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_log_entries_and_all_apply() {
+        let directory = tempfile::tempdir().unwrap();
+        let cluster = Cluster::open(directory.path(), settings(), None).unwrap();
+        cluster.bootstrap().await.unwrap();
+        let writes = 200;
+        let tasks: Vec<_> = (0..writes)
+            .map(|index| {
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    let command = Command {
+                        ops: vec![
+                            Op::Put {
+                                key: format!("k/{index}/a"),
+                                value: vec![1],
+                            },
+                            Op::Put {
+                                key: format!("k/{index}/b"),
+                                value: vec![2],
+                            },
+                        ],
+                    };
+                    cluster.apply(command).await
+                })
+            })
+            .collect();
+        let mut indexes = BTreeSet::new();
+        for task in tasks {
+            indexes.insert(task.await.unwrap().unwrap());
+        }
+        assert_eq!(cluster.scan("k/").unwrap().len(), writes * 2);
+        assert!(
+            indexes.len() < writes,
+            "200 concurrent writes took {} log entries: nothing was batched",
+            indexes.len()
+        );
+        // Each write's index is applied here when it returns.
+        let highest = *indexes.last().unwrap();
+        assert!(cluster.storage().applied_index() >= highest);
+        cluster.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_raft_running_writes_fail_as_unavailable() {
+        let directory = tempfile::tempdir().unwrap();
+        let cluster = Cluster::open(directory.path(), settings(), None).unwrap();
+        let error = cluster
+            .apply(Command {
+                ops: vec![Op::Delete { key: "x".into() }],
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(error, storage::Error::Unavailable(_)), "{error}");
     }
 }

@@ -34,6 +34,8 @@ pub enum Error {
     Address(u64, String),
     #[error("cannot connect to member {0}: {1}")]
     Connect(u64, String),
+    #[error("member {0} did not answer within {1:?}")]
+    Timeout(u64, Duration),
     #[error("cannot reach member {0}: {1}")]
     Transport(u64, String),
     #[error("member {0} answered {1}: {2}")]
@@ -130,6 +132,8 @@ impl Peers {
             .map_err(|error| {
                 if error.is_connect() {
                     Error::Connect(target, error.to_string())
+                } else if error.is_timeout() {
+                    Error::Timeout(target, timeout)
                 } else {
                     Error::Transport(target, error.to_string())
                 }

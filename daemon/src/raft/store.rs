@@ -47,7 +47,6 @@ const CF_LOG: &str = "raft_log";
 const CF_META: &str = "raft_meta";
 const KEY_VOTE: &str = "vote";
 const KEY_PURGED: &str = "last_purged";
-const KEY_COMMITTED: &str = "committed";
 const KEY_APPLIED: &str = "sm_applied";
 const KEY_MEMBERSHIP: &str = "sm_membership";
 const SNAPSHOT_FILE: &str = "raft-snapshot.bin";
@@ -456,25 +455,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.storage
             .meta(KEY_VOTE)
             .map_err(storage_io(StorageIOError::read_vote))
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
-        let mut batch = WriteBatch::default();
-        self.storage
-            .put_meta(&mut batch, KEY_COMMITTED, &committed)
-            .map_err(storage_io(StorageIOError::write))?;
-        self.storage
-            .db
-            .write(batch)
-            .map_err(io(StorageIOError::write))
-    }
-
-    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        Ok(self
-            .storage
-            .meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)
-            .map_err(storage_io(StorageIOError::read))?
-            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>

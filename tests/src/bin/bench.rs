@@ -12,15 +12,13 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coffer_protocols::{
     Handler, LogicalResponse, Observation, Request, Response, ResponseBody, http,
 };
 use coffer_tests::Server;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use coffer_tests::load::{self, Call, MakeCall, Outcome};
 use serde_json::json;
 
 const CONNECTIONS: usize = 32;
@@ -99,50 +97,9 @@ enum Workload {
     Write,
 }
 
-struct Outcome {
-    requests: usize,
-    errors: usize,
-    seconds: f64,
-    latencies: Vec<u32>,
-}
-
-impl Outcome {
-    fn rate(&self) -> f64 {
-        self.requests as f64 / self.seconds
-    }
-
-    fn percentile(&self, fraction: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.latencies.len() as f64 - 1.0) * fraction).round() as usize;
-        f64::from(self.latencies[index]) / 1000.0
-    }
-}
-
-async fn connection(
-    address: String,
-    token: String,
-    workload: Workload,
-    id: usize,
-    start: Instant,
-    end: Instant,
-) -> (usize, usize, Vec<u32>) {
-    let host = address.trim_start_matches("http://").to_owned();
-    let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
-    let mut counter = 0usize;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        counter += 1;
+fn run(address: &str, token: &str, workload: Workload, seconds: u64) -> Outcome {
+    let token = token.to_owned();
+    let make: MakeCall = Arc::new(move |id, counter| {
         let (method, path, body) = match workload {
             Workload::Ceiling => ("GET", "/v1/noop/x".to_owned(), Bytes::new()),
             Workload::Read => (
@@ -161,71 +118,14 @@ async fn connection(
                 )),
             ),
         };
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &host)
-            .header("x-vault-token", &token)
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .unwrap();
-        let sent = Instant::now();
-        let response = sender.send_request(request).await.unwrap();
-        let status = response.status();
-        let _ = response.into_body().collect().await.unwrap();
-        let finished = Instant::now();
-        if sent >= start {
-            requests += 1;
-            if !status.is_success() {
-                errors += 1;
-            }
-            latencies.push(
-                finished
-                    .duration_since(sent)
-                    .as_micros()
-                    .min(u128::from(u32::MAX)) as u32,
-            );
+        Call {
+            method,
+            path,
+            body,
+            headers: vec![("x-vault-token", token.clone())],
         }
-    }
-    (requests, errors, latencies)
-}
-
-fn run(address: &str, token: &str, workload: Workload, seconds: u64) -> Outcome {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let start = Instant::now() + Duration::from_secs(1);
-        let end = start + Duration::from_secs(seconds);
-        let tasks: Vec<_> = (0..CONNECTIONS)
-            .map(|id| {
-                tokio::spawn(connection(
-                    address.to_owned(),
-                    token.to_owned(),
-                    workload,
-                    id,
-                    start,
-                    end,
-                ))
-            })
-            .collect();
-        let mut outcome = Outcome {
-            requests: 0,
-            errors: 0,
-            seconds: seconds as f64,
-            latencies: Vec::new(),
-        };
-        for task in tasks {
-            let (requests, errors, latencies) = task.await.unwrap();
-            outcome.requests += requests;
-            outcome.errors += errors;
-            outcome.latencies.extend(latencies);
-        }
-        outcome.latencies.sort_unstable();
-        outcome
-    })
+    });
+    load::run(address, CONNECTIONS, seconds, make)
 }
 
 fn main() {

@@ -1,0 +1,140 @@
+//! A closed-loop HTTP/1.1 load generator for the benchmarks: a fixed number of
+//! keep-alive connections, each sending its next request as soon as the previous
+//! answer has arrived, timing every request after a one-second warm-up. The same
+//! generator drives every server a benchmark compares, so their figures differ
+//! only by the server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// One request to send.
+pub struct Call {
+    pub method: &'static str,
+    pub path: String,
+    pub body: Bytes,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Builds the request a connection sends next: (connection id, request count).
+pub type MakeCall = Arc<dyn Fn(usize, usize) -> Call + Send + Sync>;
+
+/// What one workload did in its measured window.
+pub struct Outcome {
+    pub requests: usize,
+    pub errors: usize,
+    pub seconds: f64,
+    /// Microseconds, sorted.
+    pub latencies: Vec<u32>,
+}
+
+impl Outcome {
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    /// The latency at `fraction` (0.99 for p99), in milliseconds.
+    pub fn percentile(&self, fraction: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * fraction).round() as usize;
+        f64::from(self.latencies[index]) / 1000.0
+    }
+}
+
+async fn connection(
+    address: String,
+    make: MakeCall,
+    id: usize,
+    start: Instant,
+    end: Instant,
+) -> (usize, usize, Vec<u32>) {
+    let host = address
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect to the server under test");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
+    let mut counter = 0usize;
+    while Instant::now() < end {
+        counter += 1;
+        let call = make(id, counter);
+        let mut builder = hyper::Request::builder()
+            .method(call.method)
+            .uri(call.path)
+            .header("host", &host)
+            .header("content-type", "application/json");
+        for (name, value) in &call.headers {
+            builder = builder.header(*name, value);
+        }
+        let request = builder.body(Full::new(call.body)).expect("request");
+        let sent = Instant::now();
+        let ok = match sender.send_request(request).await {
+            Ok(response) => {
+                let status = response.status();
+                response.into_body().collect().await.is_ok() && status.is_success()
+            }
+            Err(_) => false,
+        };
+        let finished = Instant::now();
+        if sent >= start {
+            requests += 1;
+            if !ok {
+                errors += 1;
+            }
+            latencies.push(
+                finished
+                    .duration_since(sent)
+                    .as_micros()
+                    .min(u128::from(u32::MAX)) as u32,
+            );
+        }
+        if !ok && sender.ready().await.is_err() {
+            break;
+        }
+    }
+    (requests, errors, latencies)
+}
+
+/// Runs `connections` connections against `address` for one second of warm-up and
+/// then `seconds` measured, on a one-thread runtime (the server keeps the other
+/// core).
+pub fn run(address: &str, connections: usize, seconds: u64, make: MakeCall) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let start = Instant::now() + Duration::from_secs(1);
+        let end = start + Duration::from_secs(seconds);
+        let tasks: Vec<_> = (0..connections)
+            .map(|id| tokio::spawn(connection(address.to_owned(), make.clone(), id, start, end)))
+            .collect();
+        let mut outcome = Outcome {
+            requests: 0,
+            errors: 0,
+            seconds: seconds as f64,
+            latencies: Vec::new(),
+        };
+        for task in tasks {
+            let (requests, errors, latencies) = task.await.expect("load task");
+            outcome.requests += requests;
+            outcome.errors += errors;
+            outcome.latencies.extend(latencies);
+        }
+        outcome.latencies.sort_unstable();
+        outcome
+    })
+}
