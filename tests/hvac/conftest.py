@@ -28,7 +28,7 @@ listener "tcp" {
   tls_disable = true
 }
 api_addr     = "http://127.0.0.1:8200"
-cluster_addr = "http://127.0.0.1:8201"
+cluster_addr = "http://127.0.0.1:0"
 """
 
 

@@ -704,6 +704,32 @@ fn bad_joins_and_non_members_are_refused_and_change_nothing() {
         "a removed member still receives the log"
     );
     drop(cluster.nodes.remove(removed));
+
+    // After all those refusals, the lone node joins by hand through the CLI and
+    // unseals with the cluster's key shares.
+    let leader = cluster.leader();
+    let (code, stdout, stderr) = cli(
+        &lone,
+        None,
+        &["operator", "raft", "join", &cluster.nodes[leader].api_addr],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("true"), "{stdout}");
+    for share in &cluster.keys.shares[..cluster.keys.threshold] {
+        lone.client(None)
+            .post("sys/unseal", json!({"key": share}))
+            .expect(200);
+    }
+    wait_for(Duration::from_secs(30), "the lone node to unseal", || {
+        (lone.client(None).get("sys/seal-status").body["sealed"] == false).then_some(())
+    });
+    assert!(
+        cluster.members().iter().any(|(name, _)| name == "lone"),
+        "{:?}",
+        cluster.members()
+    );
+    let api = lone.client(Some(&cluster.keys.root_token));
+    assert_eq!(kv_read(&api, "after-removal-5").unwrap()["v"], 5);
 }
 
 /// A valid uncompressed P-256 point (the curve's generator), base64.

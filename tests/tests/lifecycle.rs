@@ -23,7 +23,7 @@ listener "tcp" {
   tls_disable = true
 }
 api_addr     = "http://127.0.0.1:8200"
-cluster_addr = "http://127.0.0.1:8201"
+cluster_addr = "http://127.0.0.1:0"
 "#;
 
 fn init_and_unseal(server: &Server) -> (Vec<String>, String) {
