@@ -569,14 +569,15 @@ impl Core {
         let (key_pair, public_key) =
             tls::new_key_pair().map_err(|error| ApiError::internal(&error))?;
         let settings = self.cluster.settings();
-        let request = join::AnswerRequest {
+        let mut request = join::AnswerRequest {
             server_id: settings.name.clone(),
-            answer: join::encode(&answer),
+            answer: String::new(),
             public_key: join::encode(public_key.as_bytes()),
             cluster_addr: settings.cluster_addr.clone(),
             api_addr: settings.api_addr.clone(),
             non_voter: joining.non_voter,
         };
+        request.answer = join::encode(&request.proof(&answer));
         let admission = match joining.leader.answer(&request).await {
             Ok(admission) => admission,
             Err(error @ join::Error::Unreachable { .. }) => {

@@ -9,6 +9,12 @@
 //! the root key), so handing them out reveals nothing that a copy of any member's
 //! disk would not.
 //!
+//! The answer is not the challenge itself but an HMAC, keyed by the challenge, of
+//! everything the node asks for (its name, addresses and public key). The
+//! challenge never crosses the wire in the clear, so whoever watches or alters a
+//! join over plain HTTP can neither replay an answer nor have the leader certify
+//! another key or address.
+//!
 //! Both halves live here: [`Challenges`] on the leader, [`LeaderClient`] on the
 //! joining node. The core's `sys/storage/raft/...` endpoints glue them to the seal.
 
@@ -113,12 +119,13 @@ impl Challenges {
         Ok(nonce)
     }
 
-    /// Whether `answer` is the pending challenge of `server_id`. A challenge is
-    /// good for one attempt, right or wrong.
-    pub fn verify(&self, server_id: &str, answer: &[u8]) -> bool {
-        match self.lock().remove(server_id) {
+    /// Whether `answer` is [`AnswerRequest::proof`] of `request` under the pending
+    /// challenge of its server id. A challenge is good for one attempt, right or
+    /// wrong.
+    pub fn verify(&self, request: &AnswerRequest, answer: &[u8]) -> bool {
+        match self.lock().remove(&request.server_id) {
             Some(entry) if entry.issued.elapsed() < CHALLENGE_LIFETIME => {
-                crypto::constant_time_eq(&entry.nonce, answer)
+                crypto::constant_time_eq(&request.proof(&entry.nonce), answer)
             }
             _ => false,
         }
@@ -141,7 +148,7 @@ pub struct ChallengeResponse {
 #[derive(Serialize, Deserialize)]
 pub struct AnswerRequest {
     pub server_id: String,
-    /// The decrypted challenge (base64).
+    /// [`AnswerRequest::proof`] under the decrypted challenge (base64).
     pub answer: String,
     /// The node's P-256 public key as an uncompressed point (base64).
     pub public_key: String,
@@ -152,6 +159,27 @@ pub struct AnswerRequest {
     /// Join as a non-voting member (it replicates but never counts for quorum).
     #[serde(default)]
     pub non_voter: bool,
+}
+
+impl AnswerRequest {
+    /// HMAC-SHA256, keyed by the challenge, of every field the leader acts on.
+    pub fn proof(&self, challenge: &[u8]) -> Vec<u8> {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, challenge);
+        let mut context = aws_lc_rs::hmac::Context::with_key(&key);
+        for field in [
+            "coffer-join-v1",
+            &self.server_id,
+            &self.public_key,
+            &self.cluster_addr,
+            &self.api_addr,
+            if self.non_voter { "non-voter" } else { "voter" },
+        ] {
+            // Length-prefixed, so no two field lists give the same bytes.
+            context.update(&(field.len() as u64).to_be_bytes());
+            context.update(field.as_bytes());
+        }
+        context.sign().as_ref().to_vec()
+    }
 }
 
 /// The leader's answer to a correct challenge answer.
@@ -313,17 +341,75 @@ fn describe(error: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    fn request(server_id: &str) -> AnswerRequest {
+        AnswerRequest {
+            server_id: server_id.into(),
+            answer: String::new(),
+            public_key: "BAAA".into(),
+            cluster_addr: "https://127.0.0.2:8201".into(),
+            api_addr: "http://127.0.0.2:8200".into(),
+            non_voter: false,
+        }
+    }
+
     #[test]
     fn a_challenge_is_good_for_one_attempt() {
         let challenges = Challenges::default();
         let nonce = challenges.issue("n2").unwrap();
-        assert!(!challenges.verify("n3", &nonce), "another node's challenge");
-        assert!(challenges.verify("n2", &nonce));
-        assert!(!challenges.verify("n2", &nonce), "a challenge is used once");
+        let n2 = request("n2");
+        assert!(
+            !challenges.verify(&request("n3"), &request("n3").proof(&nonce)),
+            "another node's challenge"
+        );
+        assert!(challenges.verify(&n2, &n2.proof(&nonce)));
+        assert!(
+            !challenges.verify(&n2, &n2.proof(&nonce)),
+            "a challenge is used once"
+        );
 
         let nonce = challenges.issue("n2").unwrap();
-        assert!(!challenges.verify("n2", b"wrong"));
-        assert!(!challenges.verify("n2", &nonce), "a wrong answer spends it");
+        assert!(!challenges.verify(&n2, b"wrong"));
+        assert!(
+            !challenges.verify(&n2, &n2.proof(&nonce)),
+            "a wrong answer spends it"
+        );
+    }
+
+    #[test]
+    fn the_answer_binds_the_key_and_addresses() {
+        let challenges = Challenges::default();
+        let nonce = challenges.issue("n2").unwrap();
+        let honest = request("n2");
+        let proof = honest.proof(&nonce);
+        assert_ne!(
+            proof,
+            nonce.to_vec(),
+            "the challenge never travels in clear"
+        );
+        for tampered in [
+            AnswerRequest {
+                public_key: "BBBB".into(),
+                ..request("n2")
+            },
+            AnswerRequest {
+                cluster_addr: "https://10.9.9.9:8201".into(),
+                ..request("n2")
+            },
+            AnswerRequest {
+                non_voter: true,
+                ..request("n2")
+            },
+        ] {
+            assert_ne!(tampered.proof(&nonce), proof);
+        }
+        let swapped = AnswerRequest {
+            public_key: "BBBB".into(),
+            ..request("n2")
+        };
+        assert!(
+            !challenges.verify(&swapped, &proof),
+            "a proof for one key does not admit another"
+        );
     }
 
     #[test]
@@ -334,8 +420,9 @@ mod tests {
             challenges.issue(&format!("n{index}")).unwrap();
         }
         assert_eq!(challenges.lock().len(), MAX_PENDING);
+        let request = request("first");
         assert!(
-            !challenges.verify("first", &first),
+            !challenges.verify(&request, &request.proof(&first)),
             "the oldest was dropped"
         );
     }

@@ -89,28 +89,35 @@ pub(super) async fn answer(core: &Core, data: &Map<String, Value>) -> ApiResult<
             .filter(|value| !value.is_empty())
             .ok_or_else(|| ApiError::invalid(format!("{key} is required")))
     };
-    let answer = join::decode(&required("answer")?)
-        .ok_or_else(|| ApiError::invalid("answer must be base64"))?;
-    let public_key = join::decode(&required("public_key")?)
+    let request = join::AnswerRequest {
+        server_id,
+        answer: required("answer")?,
+        public_key: required("public_key")?,
+        cluster_addr: required("cluster_addr")?,
+        api_addr: fields.string("api_addr")?.unwrap_or_default(),
+        non_voter: fields.bool("non_voter")?.unwrap_or(false),
+    };
+    let answer =
+        join::decode(&request.answer).ok_or_else(|| ApiError::invalid("answer must be base64"))?;
+    let public_key = join::decode(&request.public_key)
         .ok_or_else(|| ApiError::invalid("public_key must be base64"))
         .and_then(|bytes| {
             RawPublicKey::new(bytes).map_err(|error| ApiError::invalid(error.to_string()))
         })?;
-    let cluster_addr = required("cluster_addr")?;
-    if network::socket_address(&cluster_addr).is_none() {
+    if network::socket_address(&request.cluster_addr).is_none() {
         return Err(ApiError::invalid(format!(
-            "cluster_addr {cluster_addr:?} is not a reachable host:port"
+            "cluster_addr {:?} is not a reachable host:port",
+            request.cluster_addr
         )));
     }
-    let api_addr = fields.string("api_addr")?.unwrap_or_default();
-    let non_voter = fields.bool("non_voter")?.unwrap_or(false);
+    let server_id = request.server_id.clone();
     let id = node_id(&server_id);
     if id == core.cluster.id() {
         return Err(ApiError::invalid(format!(
             "server_id {server_id:?} is the leader's own"
         )));
     }
-    if !core.challenges.verify(&server_id, &answer) {
+    if !core.challenges.verify(&request, &answer) {
         return Err(ApiError::invalid(format!(
             "the answer does not match a pending challenge for {server_id:?}; ask for a new challenge"
         )));
@@ -127,9 +134,9 @@ pub(super) async fn answer(core: &Core, data: &Map<String, Value>) -> ApiResult<
             id,
             NodeInfo {
                 name: server_id.clone(),
-                api_addr,
-                cluster_addr,
-                non_voter,
+                api_addr: request.api_addr,
+                cluster_addr: request.cluster_addr,
+                non_voter: request.non_voter,
             },
         )
         .await?;
