@@ -782,14 +782,13 @@ impl Core {
     /// limited-use token (its use count is a write). Endpoints about this node
     /// itself never move.
     fn must_forward(&self, request: &Request) -> bool {
-        const NODE_LOCAL: [&str; 9] = [
+        const NODE_LOCAL: [&str; 8] = [
             "sys/health",
             "sys/seal-status",
             "sys/init",
             "sys/unseal",
             "sys/leader",
             "sys/seal",
-            "sys/step-down",
             "sys/metrics",
             "sys/storage/raft/join",
         ];

@@ -24,8 +24,10 @@ use crate::{ResponseBody, Transport};
 
 /// Request bodies up to this many bytes are accepted, as in Vault.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-/// A snapshot upload may be larger; it is held in memory while it is checked.
-pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+/// A snapshot upload may be larger; it is held in memory while it is checked,
+/// and travels base64-encoded in one Raft entry, which must stay under the
+/// cluster transport's 512 MiB body limit.
+pub const MAX_SNAPSHOT_BYTES: usize = 256 * 1024 * 1024;
 
 /// Endpoints whose body is a file, not a JSON object.
 fn takes_raw_body(path: &str) -> bool {
