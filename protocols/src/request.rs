@@ -116,8 +116,10 @@ pub struct Request {
     pub forwarded: bool,
 }
 
-/// Serde for a byte body as base64.
-pub(crate) mod base64_bytes {
+/// Serde for bytes as a base64 string in JSON (request bodies, snapshot
+/// downloads, and the daemon's log entries), instead of serde's array of numbers.
+/// Decoding borrows the string when it can.
+pub mod base64_bytes {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -127,8 +129,9 @@ pub(crate) mod base64_bytes {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         STANDARD
-            .decode(String::deserialize(deserializer)?)
+            .decode(text.as_bytes())
             .map_err(serde::de::Error::custom)
     }
 }

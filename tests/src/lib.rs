@@ -434,6 +434,15 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// Runs `openssl` with `args` and asserts it succeeded (test certificates).
+pub fn openssl(args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl {args:?}");
+}
+
 /// Every file under `root`, recursively.
 pub fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use coffer_tests::cluster::{Cluster, kv_read, wait_for};
-use coffer_tests::{Server, cli, curl};
+use coffer_tests::{Server, cli, curl, openssl};
 use serde_json::json;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -405,6 +405,18 @@ fn a_fourth_node_joining_after_ten_thousand_writes_gets_them_through_a_snapshot(
     );
 }
 
+/// `coffer operator raft snapshot restore [-force] FILE` against `server`:
+/// (exit code, stderr).
+fn restore(server: &Server, token: &str, file: &std::path::Path, force: bool) -> (i32, String) {
+    let mut args = vec!["operator", "raft", "snapshot", "restore"];
+    if force {
+        args.push("-force");
+    }
+    args.push(file.to_str().unwrap());
+    let (code, _, stderr) = cli(server, Some(token), &args);
+    (code, stderr)
+}
+
 /// A one-node cluster from a config file, initialized and unsealed, with its
 /// first key share.
 fn single_node(net: u8) -> (Cluster, String) {
@@ -465,34 +477,13 @@ fn a_snapshot_restored_on_a_fresh_cluster_holds_all_data_and_unseals_with_the_or
     ] {
         let path = server.workspace().join("bad.snap");
         std::fs::write(&path, bad).unwrap();
-        let (code, _, stderr) = cli(
-            server,
-            Some(&fresh.keys.root_token),
-            &[
-                "operator",
-                "raft",
-                "snapshot",
-                "restore",
-                "-force",
-                path.to_str().unwrap(),
-            ],
-        );
+        let (code, stderr) = restore(server, &fresh.keys.root_token, &path, true);
         assert_eq!(code, 2, "{stderr}");
         assert!(stderr.contains("Code: 400"), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     }
     // Another cluster's snapshot needs -force.
-    let (code, _, stderr) = cli(
-        server,
-        Some(&fresh.keys.root_token),
-        &[
-            "operator",
-            "raft",
-            "snapshot",
-            "restore",
-            file.to_str().unwrap(),
-        ],
-    );
+    let (code, stderr) = restore(server, &fresh.keys.root_token, &file, false);
     assert_eq!(code, 2);
     assert!(stderr.contains("another cluster"), "{stderr}");
     assert_eq!(
@@ -501,18 +492,7 @@ fn a_snapshot_restored_on_a_fresh_cluster_holds_all_data_and_unseals_with_the_or
         "a refused restore changed the data"
     );
 
-    let (code, _, stderr) = cli(
-        server,
-        Some(&fresh.keys.root_token),
-        &[
-            "operator",
-            "raft",
-            "snapshot",
-            "restore",
-            "-force",
-            file.to_str().unwrap(),
-        ],
-    );
+    let (code, stderr) = restore(server, &fresh.keys.root_token, &file, true);
     assert_eq!(code, 0, "{stderr}");
     // The fresh cluster now holds the original's keys: it seals, and the
     // original's key share unseals it.
@@ -626,31 +606,23 @@ fn bad_joins_and_non_members_are_refused_and_change_nothing() {
     let workspace = lone.workspace();
     let key = workspace.join("intruder.key");
     let certificate = workspace.join("intruder.pem");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=node-0000000000000001.coffer",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&certificate)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=node-0000000000000001.coffer",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        certificate.to_str().unwrap(),
+    ]);
     let (status, _) = curl(&[
         "-k",
         "--cert",

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use coffer_tests::{Server, binary, curl};
+use coffer_tests::{Server, binary, curl, openssl};
 use serde_json::{Value, json};
 
 fn parse(body: &str) -> Value {
@@ -118,14 +118,6 @@ fn list_verbs_bearer_tokens_and_error_bodies() {
         &url("secret/data/team/a"),
     ]);
     assert_eq!((status, body.as_str()), (204, ""));
-}
-
-fn openssl(args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .status()
-        .expect("openssl");
-    assert!(status.success(), "openssl {args:?}");
 }
 
 #[test]

@@ -44,6 +44,8 @@ use reply::Reply;
 /// The longest logical path accepted.
 const MAX_PATH_LEN: usize = 4096;
 const CLUSTER_PATH: &str = "core/cluster";
+/// How long Raft keeps running after a restored snapshot sealed the node.
+const RESTORE_SEAL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a joining node waits for its replica to catch up before unsealing.
 const JOIN_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -141,6 +143,14 @@ pub(crate) struct Joining {
     sealed_root_key: Vec<u8>,
     sealed_keyring: Vec<u8>,
     non_voter: bool,
+}
+
+/// Where a request runs.
+enum Placement {
+    /// On the leader (this node is a standby).
+    Leader,
+    /// Here, with the request's token entry if it was already looked up.
+    Here(Option<Box<TokenEntry>>),
 }
 
 enum State {
@@ -268,7 +278,7 @@ impl Core {
     /// After a snapshot replaced the data: opens the new data with the root key
     /// this node holds, or seals when it does not open it (a snapshot of another
     /// cluster was restored: unseal with that cluster's key shares).
-    async fn reopen(&self) {
+    async fn reopen(self: &Arc<Self>) {
         let _transition = self.transitions.lock().await;
         let (config, unsealed) = match &*self.read_state() {
             State::Unsealed(config, unsealed) => (config.clone(), unsealed.clone()),
@@ -302,7 +312,16 @@ impl Core {
                     .unwrap_or(config);
                 self.set_state(State::Sealed(config));
                 self.lock_progress().reset();
-                self.cluster.stop().await;
+                // Raft stops a moment later, so the restore's own answer (sent
+                // after this apply) still reaches the operator who asked.
+                let core = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RESTORE_SEAL_GRACE).await;
+                    let _transition = core.transitions.lock().await;
+                    if matches!(&*core.read_state(), State::Sealed(_)) {
+                        core.cluster.stop().await;
+                    }
+                });
             }
         }
     }
@@ -487,6 +506,9 @@ impl Core {
         let identity =
             Identity::issue_for_self(&ca, self.cluster.id(), &self.cluster.settings().name)
                 .map_err(|error| ApiError::internal(&error))?;
+        // A Raft still running from before a restore-induced seal has the old
+        // CA's identity: start afresh.
+        self.cluster.stop().await;
         self.cluster.set_observer(Some(unsealed.clone()));
         if let Err(error) = self.cluster.start(Some(&identity)).await {
             self.cluster.set_observer(None);
@@ -687,7 +709,12 @@ impl Core {
         self.metrics.render(status.sealed, status.initialized)
     }
 
-    async fn process(&self, request: &Request, route: &mut Option<String>) -> ApiResult<Routed> {
+    async fn process(
+        &self,
+        request: &Request,
+        token: Option<TokenEntry>,
+        route: &mut Option<String>,
+    ) -> ApiResult<Routed> {
         let path = validate_path(&request.path)?;
         // As in Vault, a listed path is a directory: policies see it with a
         // trailing slash, so `path "secret/metadata/app/*"` governs `LIST
@@ -708,7 +735,7 @@ impl Core {
             return answer;
         }
         let unsealed = self.unsealed()?;
-        let caller = self.authenticate(&unsealed, request).await?;
+        let caller = self.authenticate(&unsealed, request, token).await?;
         let result = self
             .dispatch(&unsealed, request, path, &caller, route)
             .await;
@@ -720,12 +747,22 @@ impl Core {
         result
     }
 
-    async fn authenticate(&self, unsealed: &Unsealed, request: &Request) -> ApiResult<Caller> {
+    /// The caller of `request`; `looked_up` is its token's entry when the
+    /// placement decision already read it.
+    async fn authenticate(
+        &self,
+        unsealed: &Unsealed,
+        request: &Request,
+        looked_up: Option<TokenEntry>,
+    ) -> ApiResult<Caller> {
         let token = request.token.as_ref().ok_or_else(ApiError::denied)?;
-        let mut entry = unsealed
-            .tokens
-            .lookup(token.expose())?
-            .ok_or_else(ApiError::denied)?;
+        let mut entry = match looked_up {
+            Some(entry) => entry,
+            None => unsealed
+                .tokens
+                .lookup(token.expose())?
+                .ok_or_else(ApiError::denied)?,
+        };
         if entry.num_uses > 0 {
             entry = unsealed
                 .tokens
@@ -778,10 +815,11 @@ impl Core {
         })
     }
 
-    /// Whether `request` must run on the leader: writes, and reads with a
-    /// limited-use token (its use count is a write). Endpoints about this node
-    /// itself never move.
-    fn must_forward(&self, request: &Request) -> bool {
+    /// Where `request` runs: on the leader for writes and for reads with a
+    /// limited-use token (its use count is a write); here otherwise, and always
+    /// for the endpoints about this node itself. A standby looks the token up to
+    /// decide, and hands what it found on, so a read looks it up once.
+    fn placement(&self, request: &Request) -> Placement {
         const NODE_LOCAL: [&str; 8] = [
             "sys/health",
             "sys/seal-status",
@@ -797,18 +835,19 @@ impl Core {
             || self.cluster.raft().is_none()
             || self.cluster.is_leader()
         {
-            return false;
+            return Placement::Here(None);
         }
         match request.operation {
-            Operation::Write | Operation::Delete | Operation::Patch => true,
+            Operation::Write | Operation::Delete | Operation::Patch => Placement::Leader,
             Operation::Read | Operation::List => {
-                let limited = || -> Option<bool> {
+                let entry = (|| {
                     let token = request.token.as_ref()?;
-                    let unsealed = self.unsealed().ok()?;
-                    let entry = unsealed.tokens.lookup(token.expose()).ok()??;
-                    Some(entry.num_uses > 0)
-                };
-                limited().unwrap_or(false)
+                    self.unsealed().ok()?.tokens.lookup(token.expose()).ok()?
+                })();
+                match entry {
+                    Some(entry) if entry.num_uses > 0 => Placement::Leader,
+                    entry => Placement::Here(entry.map(Box::new)),
+                }
             }
         }
     }
@@ -836,15 +875,16 @@ impl Core {
         match self.cluster.forward_request(&forwarded).await {
             Ok(Some(response)) => response,
             // This node leads now: run the request here.
-            Ok(None) => self.run(&forwarded).await,
+            Ok(None) => self.run(&forwarded, None).await,
             Err(error) => Response::error(ErrorCode::Unavailable, error.to_string()),
         }
     }
 
-    /// Runs `request` on this node.
-    async fn run(&self, request: &Request) -> Response {
+    /// Runs `request` on this node; `token` is its token's entry when already
+    /// looked up.
+    async fn run(&self, request: &Request, token: Option<TokenEntry>) -> Response {
         let mut route = None;
-        let body = match self.process(request, &mut route).await {
+        let body = match self.process(request, token, &mut route).await {
             Ok(routed) => Core::envelope(request, routed),
             Err(error) => {
                 let data = error.data.map(|mut envelope| {
@@ -897,10 +937,10 @@ impl Core {
 
 impl Handler for Core {
     async fn handle(&self, request: Request) -> Response {
-        if self.must_forward(&request) {
-            return self.forward(&request).await;
+        match self.placement(&request) {
+            Placement::Leader => self.forward(&request).await,
+            Placement::Here(token) => self.run(&request, token.map(|entry| *entry)).await,
         }
-        self.run(&request).await
     }
 
     fn observe(&self, observation: Observation<'_>) {
