@@ -48,6 +48,11 @@ pub struct Config {
     pub disable_mlock: bool,
     /// `telemetry { ... }`.
     pub telemetry: Telemetry,
+    /// `audit "<type>" "<path>" { <options> }` blocks: audit devices that run
+    /// whenever the server is unsealed and that the API cannot disable. Options are
+    /// the device's own (`file_path`, `mode`, `address`, `socket_type`, `facility`,
+    /// `tag`, `write_timeout`, `hmac_accessor`, `log_raw`) plus `description`.
+    pub audit: Vec<crate::audit::DeviceConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +153,7 @@ impl Config {
             log_level: None,
             disable_mlock: false,
             telemetry: Telemetry::default(),
+            audit: Vec::new(),
         };
         for attribute in &body.attributes {
             let value = &attribute.value;
@@ -196,6 +202,16 @@ impl Config {
                 }
                 "listener" => listeners.push(parse_listener(block)?),
                 "telemetry" => config.telemetry = parse_telemetry(block)?,
+                "audit" => {
+                    let device = parse_audit(block)?;
+                    if config.audit.iter().any(|other| other.path == device.path) {
+                        return Err(hcl::Error::new(
+                            block.line,
+                            format!("two audit blocks use the path {:?}", device.path),
+                        ));
+                    }
+                    config.audit.push(device);
+                }
                 other => {
                     return Err(hcl::Error::new(
                         block.line,
@@ -384,6 +400,58 @@ fn parse_telemetry(block: &hcl::Block) -> Result<Telemetry, hcl::Error> {
         }
     }
     Ok(telemetry)
+}
+
+fn parse_audit(block: &hcl::Block) -> Result<crate::audit::DeviceConfig, hcl::Error> {
+    use crate::audit;
+    let [kind, path] = block.labels.as_slice() else {
+        return Err(hcl::Error::new(
+            block.line,
+            "audit takes a type and a path, as in audit \"file\" \"file\" { file_path = \"...\" }",
+        ));
+    };
+    let invalid = |error: audit::Error| hcl::Error::new(block.line, error.to_string());
+    let kind = audit::Kind::parse(kind).map_err(invalid)?;
+    let path = audit::normalize_path(path).map_err(invalid)?;
+    let mut description = String::new();
+    let mut local = false;
+    let mut options = std::collections::BTreeMap::new();
+    for attribute in &block.body.attributes {
+        let value = &attribute.value;
+        match attribute.key.as_str() {
+            "description" => description = string(value, "description")?,
+            "local" => local = boolean(value, "local")?,
+            key => {
+                let text = match &value.kind {
+                    Kind::String(text) => text.clone(),
+                    Kind::Bool(flag) => flag.to_string(),
+                    Kind::Number(number) => number.to_string(),
+                    _ => {
+                        return Err(hcl::Error::new(
+                            value.line,
+                            format!("{key} must be a string, number or bool"),
+                        ));
+                    }
+                };
+                options.insert(key.to_owned(), text);
+            }
+        }
+    }
+    if let Some(nested) = block.body.blocks.first() {
+        return Err(hcl::Error::new(
+            nested.line,
+            format!("unknown block {:?} in audit", nested.ident),
+        ));
+    }
+    let device = audit::DeviceConfig {
+        path,
+        kind,
+        description,
+        options,
+        local,
+    };
+    device.options().map_err(invalid)?;
+    Ok(device)
 }
 
 fn single_label<'a>(block: &'a hcl::Block, ident: &str) -> Result<&'a str, hcl::Error> {

@@ -22,6 +22,12 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabels {
+    /// `request` (the request was refused) or `response`.
+    entry: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyLabels {
     transport: &'static str,
     route: String,
@@ -38,6 +44,7 @@ pub struct Metrics {
     latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
     sealed: Gauge,
     initialized: Gauge,
+    audit_failures: Family<AuditLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,6 +61,7 @@ impl Metrics {
         );
         let sealed = Gauge::default();
         let initialized = Gauge::default();
+        let audit_failures = Family::<AuditLabels, Counter>::default();
         let mut registry = Registry::with_prefix("coffer");
         registry.register(
             "requests",
@@ -71,12 +79,18 @@ impl Metrics {
             "1 when the server has been initialized",
             initialized.clone(),
         );
+        registry.register(
+            "audit_failures",
+            "Audit entries no enabled device wrote (request entries refuse their request)",
+            audit_failures.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
             sealed,
             initialized,
+            audit_failures,
         }
     }
 
@@ -97,6 +111,13 @@ impl Metrics {
                 route,
             })
             .observe(observation.elapsed.as_secs_f64());
+    }
+
+    /// Counts an audit entry (`request` or `response`) that no device wrote.
+    pub fn audit_failed(&self, entry: &'static str) {
+        self.audit_failures
+            .get_or_create(&AuditLabels { entry })
+            .inc();
     }
 
     /// The Prometheus text exposition, with the seal state as of now.
@@ -162,5 +183,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("coffer_sealed 1"), "{text}");
+        metrics.audit_failed("request");
+        let text = metrics.render(true, true);
+        assert!(
+            text.contains("coffer_audit_failures_total{entry=\"request\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -128,6 +128,18 @@ impl MountTable {
             .clone()
     }
 
+    /// The mount point and engine type serving `path`, without copying the entry
+    /// (for audit entries).
+    pub fn point_and_type(&self, path: &str) -> Option<(String, String)> {
+        self.entries()
+            .iter()
+            .filter(|entry| {
+                path.starts_with(entry.path.as_str()) || entry.path.trim_end_matches('/') == path
+            })
+            .max_by_key(|entry| entry.path.len())
+            .map(|entry| (entry.path.clone(), entry.kind.clone()))
+    }
+
     /// The mount serving `path` (longest prefix) and the path inside it. A request
     /// for the mount path without its slash (`secret`) resolves to the mount too.
     pub fn resolve(&self, path: &str) -> Option<(MountEntry, String)> {

@@ -69,6 +69,7 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
         log_level: None,
         disable_mlock: true,
         telemetry: config::Telemetry::default(),
+        audit: Vec::new(),
     })
 }
 
@@ -218,6 +219,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         default_lease_ttl: config.default_lease_ttl,
         max_lease_ttl: config.max_lease_ttl,
         unauthenticated_metrics_access: config.telemetry.unauthenticated_metrics_access,
+        audit: config.audit.clone(),
     };
     let core = Arc::new(Core::new(cluster.clone(), settings)?);
     let forwarder: std::sync::Weak<dyn cluster::ForwardHandler> = Arc::downgrade(&core) as _;
@@ -277,7 +279,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     let joiner = (!config.storage.retry_join.is_empty())
         .then(|| tokio::spawn(retry_join(core.clone(), config.storage.retry_join.clone())));
 
-    wait_for_shutdown_signal().await?;
+    wait_for_shutdown_signal(&core).await?;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = shutdown_sender.send(true);
     for server in servers {
@@ -350,7 +352,9 @@ async fn retry_join(core: Arc<Core>, leaders: Vec<config::RetryJoin>) {
     }
 }
 
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT; SIGHUP meanwhile reopens the audit files (for
+/// logrotate).
+async fn wait_for_shutdown_signal(core: &Core) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -358,7 +362,10 @@ async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
         tokio::select! {
             _ = terminate.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
-            _ = hangup.recv() => tracing::info!("SIGHUP received: nothing to reload"),
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP received: reopening audit devices");
+                core.reopen_audit_devices();
+            }
         }
     }
 }

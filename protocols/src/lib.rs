@@ -12,5 +12,5 @@ pub mod response;
 
 pub use error::ErrorCode;
 pub use handler::{Handler, Observation};
-pub use request::{ClientToken, Operation, Request, Transport};
+pub use request::{ClientToken, LocalPeer, Operation, Request, Transport};
 pub use response::{Auth, LogicalResponse, Response, ResponseBody};

@@ -114,6 +114,20 @@ pub struct Request {
     /// is never forwarded twice.
     #[serde(default)]
     pub forwarded: bool,
+    /// A local caller as the kernel reports it (Unix socket, FUSE), for
+    /// authentication by `auth/local` and for audit.
+    #[serde(default)]
+    pub peer: Option<LocalPeer>,
+}
+
+/// A caller on this host, from the kernel's peer credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalPeer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+    /// `/proc/<pid>/exe`, when it could be read.
+    pub executable: Option<String>,
 }
 
 /// Serde for bytes as a base64 string in JSON (request bodies, snapshot
@@ -180,6 +194,7 @@ impl Request {
             no_forward: false,
             raw_body: None,
             forwarded: false,
+            peer: None,
         }
     }
 

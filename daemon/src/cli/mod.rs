@@ -68,6 +68,9 @@ pub enum Command {
     /// Enable, disable and list secrets engines.
     #[command(subcommand)]
     Secrets(Secrets),
+    /// Enable, disable and list audit devices.
+    #[command(subcommand)]
+    Audit(Audit),
 }
 
 #[derive(Debug, Args)]
@@ -334,6 +337,33 @@ pub enum Secrets {
     List,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum Audit {
+    /// Enable a device: `file file_path=/var/log/coffer/audit.log`,
+    /// `syslog tag=coffer facility=AUTH`, `socket address=host:port socket_type=tcp`.
+    Enable {
+        /// file, syslog or socket.
+        kind: String,
+        /// The device's options, as KEY=VALUE.
+        options: Vec<String>,
+        /// Where the device is mounted (default: its type).
+        #[arg(long)]
+        path: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        local: bool,
+    },
+    /// Disable the device at PATH.
+    Disable { path: String },
+    /// List the devices.
+    List {
+        /// Show each device's options too.
+        #[arg(long)]
+        detailed: bool,
+    },
+}
+
 /// Rewrites vault-style single-dash long flags (`-format=json`) to clap's
 /// double-dash form. Arguments after `--` are left alone.
 pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -405,6 +435,7 @@ pub async fn run_client(cli: Cli) -> anyhow::Result<i32> {
         Command::Token(command) => token(&client, format, command).await,
         Command::Policy(command) => policy(&client, format, command).await,
         Command::Secrets(command) => secrets(&client, format, command).await,
+        Command::Audit(command) => audit(&client, format, command).await,
     }
 }
 
@@ -1166,6 +1197,78 @@ async fn policy(client: &Client, format: Format, command: Policy) -> anyhow::Res
                 .call("DELETE", &format!("sys/policies/acl/{name}"), None)
                 .await?;
             println!("Success! Deleted policy: {name}");
+            Ok(0)
+        }
+    }
+}
+
+async fn audit(client: &Client, format: Format, command: Audit) -> anyhow::Result<i32> {
+    match command {
+        Audit::Enable {
+            kind,
+            options,
+            path,
+            description,
+            local,
+        } => {
+            let path = path.unwrap_or_else(|| kind.clone());
+            let path = path.trim_matches('/');
+            let body = json!({
+                "type": kind,
+                "description": description.unwrap_or_default(),
+                "local": local,
+                "options": parse_pairs(&options)?,
+            });
+            client
+                .call("PUT", &format!("sys/audit/{path}"), Some(&body))
+                .await?;
+            println!("Success! Enabled the {kind} audit device at: {path}/");
+            Ok(0)
+        }
+        Audit::Disable { path } => {
+            let path = path.trim_matches('/');
+            client
+                .call("DELETE", &format!("sys/audit/{path}"), None)
+                .await?;
+            println!("Success! Disabled audit device (if it was enabled) at: {path}/");
+            Ok(0)
+        }
+        Audit::List { detailed } => {
+            let answer = client
+                .call("GET", "sys/audit", None)
+                .await?
+                .unwrap_or(Value::Null);
+            let devices = answer
+                .get("data")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if format == Format::Json {
+                output::json(&Value::Object(devices));
+                return Ok(0);
+            }
+            if devices.is_empty() {
+                println!("No audit devices are enabled.");
+                return Ok(0);
+            }
+            let rows: Vec<Vec<String>> = devices
+                .iter()
+                .map(|(path, device)| {
+                    let cell = |key: &str| device.get(key).map(output::cell).unwrap_or_default();
+                    let mut row = vec![path.clone(), cell("type"), cell("description")];
+                    if detailed {
+                        row.push(cell("options"));
+                        row.push(cell("healthy"));
+                    }
+                    row
+                })
+                .collect();
+            let header: &[&str] = if detailed {
+                &["Path", "Type", "Description", "Options", "Healthy"]
+            } else {
+                &["Path", "Type", "Description"]
+            };
+            output::columns(header, &rows);
             Ok(0)
         }
     }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use crate::audit::{self, Broker};
 use crate::barrier::{Barrier, Keyring};
 use crate::kv::Kv;
 use crate::locks::Stripes;
@@ -58,6 +59,8 @@ pub struct Settings {
     pub default_lease_ttl: u64,
     pub max_lease_ttl: u64,
     pub unauthenticated_metrics_access: bool,
+    /// Audit devices declared in the configuration file.
+    pub audit: Vec<audit::DeviceConfig>,
 }
 
 impl Default for Settings {
@@ -69,6 +72,7 @@ impl Default for Settings {
             default_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
             max_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
             unauthenticated_metrics_access: false,
+            audit: Vec::new(),
         }
     }
 }
@@ -88,6 +92,7 @@ pub(crate) struct Unsealed {
     pub mounts: MountTable,
     pub kv_locks: Stripes,
     pub cluster: ClusterInfo,
+    pub audit: Broker,
     /// Asks the core to reopen itself from the store (after a snapshot replaced
     /// the data).
     reopen_requests: tokio::sync::mpsc::UnboundedSender<()>,
@@ -104,6 +109,18 @@ impl Unsealed {
             tracing::error!(%error, "cannot reload the mount table");
         }
         self.policies.invalidate();
+        self.reload_audit();
+    }
+
+    /// Runs the devices of the audit table as stored now (and the configured ones).
+    fn reload_audit(&self) {
+        match self
+            .barrier
+            .get_json::<Vec<audit::DeviceConfig>>(audit::TABLE_PATH)
+        {
+            Ok(table) => self.audit.load(&table.unwrap_or_default()),
+            Err(error) => tracing::error!(%error, "cannot read the audit table"),
+        }
     }
 }
 
@@ -130,6 +147,9 @@ impl ApplyObserver for Unsealed {
         }
         if touched(&|key| key.starts_with("sys/policy/")) {
             self.policies.invalidate();
+        }
+        if touched(&|key| key == audit::TABLE_PATH || key == "core/") {
+            self.reload_audit();
         }
     }
 }
@@ -660,15 +680,18 @@ impl Core {
         let cluster: ClusterInfo = barrier
             .get_json(CLUSTER_PATH)?
             .ok_or_else(|| ApiError::internal(&"cluster info missing from storage"))?;
-        Ok(Unsealed {
+        let unsealed = Unsealed {
             tokens: TokenStore::new(barrier.clone(), Zeroizing::new(salt.to_vec())),
             policies: PolicyStore::new(barrier.clone()),
             mounts: MountTable::load(barrier.clone())?,
             kv_locks: Stripes::new(),
             cluster,
+            audit: Broker::new(Zeroizing::new(salt.to_vec()), self.settings.audit.clone()),
             barrier,
             reopen_requests: self.reopen_requests.clone(),
-        })
+        };
+        unsealed.reload_audit();
+        Ok(unsealed)
     }
 
     /// Seals: forgets every key. Requests already running finish with the keys they
@@ -735,16 +758,110 @@ impl Core {
             return answer;
         }
         let unsealed = self.unsealed()?;
-        let caller = self.authenticate(&unsealed, request, token).await?;
+        let audited = !unsealed.audit.is_empty();
+        let caller = match self.authenticate(&unsealed, request, token).await {
+            Ok(caller) => caller,
+            Err(error) => {
+                if audited {
+                    // A refused token is audited too; the request runs nothing.
+                    let message = error.messages.join("; ");
+                    let mount = mount_of(&unsealed, path);
+                    let entry =
+                        self.entry("request", request, path, &mount, None, None, Some(&message));
+                    self.audit(&unsealed, &entry).await;
+                }
+                return Err(error);
+            }
+        };
+        let mount = if audited {
+            mount_of(&unsealed, path)
+        } else {
+            None
+        };
+        if audited {
+            let entry = self.entry("request", request, path, &mount, Some(&caller), None, None);
+            if !self.audit(&unsealed, &entry).await {
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    "no audit device could record this request, so it was not run",
+                ));
+            }
+        }
         let result = self
             .dispatch(&unsealed, request, path, &caller, route)
             .await;
+        if audited {
+            let error = result.as_ref().err().map(|error| error.messages.join("; "));
+            let outcome = audit_outcome(&result);
+            let entry = self.entry(
+                "response",
+                request,
+                path,
+                &mount,
+                Some(&caller),
+                Some(outcome),
+                error.as_deref(),
+            );
+            self.audit(&unsealed, &entry).await;
+        }
         if caller.token.exhausted
             && let Err(error) = unsealed.tokens.revoke_tree(&caller.token.hash).await
         {
             tracing::warn!(%error, "revoking a used-up token failed; tidy will retry");
         }
         result
+    }
+
+    /// An audit entry for `request`.
+    #[allow(clippy::too_many_arguments)]
+    fn entry<'a>(
+        &self,
+        kind: &'static str,
+        request: &'a Request,
+        path: &'a str,
+        mount: &'a Option<(String, String)>,
+        caller: Option<&'a Caller>,
+        outcome: Option<audit::entry::Outcome<'a>>,
+        error: Option<&'a str>,
+    ) -> audit::Entry<'a> {
+        audit::Entry {
+            kind,
+            time: std::time::SystemTime::now(),
+            request,
+            path,
+            mount: mount
+                .as_ref()
+                .map(|(point, kind)| (point.as_str(), kind.as_str())),
+            caller: caller.and_then(|caller| {
+                Some(audit::entry::Caller {
+                    token: &caller.token,
+                    client_token: request.token.as_ref()?.expose(),
+                })
+            }),
+            outcome,
+            error,
+        }
+    }
+
+    /// Writes `entry` to the audit devices; false when none wrote it (counted).
+    async fn audit(&self, unsealed: &Unsealed, entry: &audit::Entry<'_>) -> bool {
+        let written = unsealed.audit.log(entry).await;
+        if !written {
+            self.metrics.audit_failed(entry.kind);
+            tracing::warn!(
+                request_id = %entry.request.id,
+                entry = entry.kind,
+                "no audit device wrote an entry"
+            );
+        }
+        written
+    }
+
+    /// SIGHUP: audit files are closed and opened again (for logrotate).
+    pub fn reopen_audit_devices(&self) {
+        if let Ok(unsealed) = self.unsealed() {
+            unsealed.audit.reopen();
+        }
     }
 
     /// The caller of `request`; `looked_up` is its token's entry when the
@@ -964,6 +1081,61 @@ pub(crate) fn capability_for(operation: Operation, exists: bool) -> Capability {
 impl ForwardHandler for Core {
     fn forward(&self, request: Request) -> crate::raft::transport::BoxFuture<'_, Response> {
         Box::pin(Handler::handle(self, request))
+    }
+}
+
+/// The mount point and type of `path`, for audit entries.
+fn mount_of(unsealed: &Unsealed, path: &str) -> Option<(String, String)> {
+    if path == "sys" || path.starts_with("sys/") {
+        return Some(("sys/".into(), "system".into()));
+    }
+    if path == "auth/token" || path.starts_with("auth/token/") {
+        return Some(("auth/token/".into(), "token".into()));
+    }
+    unsealed.mounts.point_and_type(path)
+}
+
+/// What a route answered, as the audit sees it.
+fn audit_outcome(result: &ApiResult<Routed>) -> audit::entry::Outcome<'_> {
+    use audit::entry::{Data, Outcome};
+    match result {
+        Err(error) => Outcome {
+            status: error.code.http_status(),
+            data: Data::None,
+            auth: None,
+        },
+        Ok(routed) => match &routed.reply {
+            Reply::Data(map) => Outcome {
+                status: 200,
+                data: Data::Map(map),
+                auth: None,
+            },
+            Reply::Envelope(envelope) => Outcome {
+                status: 200,
+                data: envelope.data.as_ref().map_or(Data::None, Data::Map),
+                auth: envelope.auth.as_ref(),
+            },
+            Reply::List(keys) => Outcome {
+                status: if keys.is_empty() { 404 } else { 200 },
+                data: Data::Keys(keys),
+                auth: None,
+            },
+            Reply::NoContent => Outcome {
+                status: 204,
+                data: Data::None,
+                auth: None,
+            },
+            Reply::Raw(status, body) => Outcome {
+                status: *status,
+                data: Data::Value(body),
+                auth: None,
+            },
+            Reply::Text(..) | Reply::Binary(..) => Outcome {
+                status: 200,
+                data: Data::None,
+                auth: None,
+            },
+        },
     }
 }
 

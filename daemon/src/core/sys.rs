@@ -19,6 +19,7 @@ use crate::tokens::now_seconds;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+mod audit;
 mod raft;
 
 fn raw(status: u16, body: Value) -> Routed {
@@ -269,6 +270,7 @@ fn requires_sudo(rest: &str) -> bool {
         || [
             "storage/raft/",
             "audit/",
+            "audit-hash/",
             "raw/",
             "leases/revoke-prefix/",
             "leases/revoke-force/",
@@ -353,6 +355,7 @@ pub(super) async fn handle(
         }
         "metrics" if operation == Operation::Read => metrics(core, data),
         "storage" => raft::route(core, unsealed, request, rest).await,
+        "audit" | "audit-hash" => audit::route(unsealed, request, rest).await,
         "health"
         | "seal-status"
         | "init"

@@ -171,6 +171,7 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"true")),
         raw_body: raw.then(|| body.to_vec()),
         forwarded: false,
+        peer: None,
     };
     if let Some(wrap_ttl) = parts.headers.get("x-vault-wrap-ttl") {
         neutral.wrap_ttl = Some(String::from_utf8_lossy(wrap_ttl.as_bytes()).into_owned());

@@ -2,7 +2,8 @@
 //! HTTP/1.1 keep-alive with 32 connections, using a token whose policies hold 100
 //! path rules, next to a ceiling measured in the same run: a no-op handler on the
 //! same HTTP stack (axum adapter, `to_neutral`, `render`) under the same load
-//! generator. Prints each figure and its ratio to the ceiling.
+//! generator. Prints each figure and its ratio to the ceiling; then the reads again
+//! with a file audit device, and their ratio to the reads without one.
 //!
 //! Usage: `coffer-bench [SECONDS]` (default 5 per workload, after 1 s of warm-up).
 //! The server under test is the real `coffer` binary in dev mode, with its data on
@@ -178,6 +179,24 @@ fn main() {
     let ceiling = run(&noop_address, &token, Workload::Ceiling, seconds);
     let reads = run(&server.address, &token, Workload::Read, seconds);
     let writes = run(&server.address, &token, Workload::Write, seconds);
+    // The same reads with a file audit device: two entries per read, written
+    // before the request runs and after it answers.
+    let audit_log = server.workspace().join("audit.log");
+    root.call(
+        "PUT",
+        "sys/audit/file",
+        Some(json!({"type": "file", "options": {"file_path": audit_log}})),
+    )
+    .expect(204);
+    let audited_reads = run(&server.address, &token, Workload::Read, seconds);
+    let audit_lines = std::fs::read_to_string(&audit_log)
+        .map(|text| text.lines().count())
+        .unwrap_or(0);
+    assert!(
+        audit_lines >= audited_reads.requests * 2,
+        "the audit file has {audit_lines} lines for {} reads",
+        audited_reads.requests
+    );
     let _ = noop.kill();
     let _ = noop.wait();
 
@@ -190,6 +209,7 @@ fn main() {
         ("no-op handler (ceiling)", &ceiling),
         ("KV v2 read", &reads),
         ("KV v2 write (fsync'd)", &writes),
+        ("KV v2 read, file audit device", &audited_reads),
     ] {
         println!(
             "{:<32} {:>10.0} {:>9.2} {:>9.2} {:>8} {:>10.2}",
@@ -217,8 +237,21 @@ fn main() {
             "NOT met"
         },
     );
+    let audit_ratio = audited_reads.rate() / reads.rate();
+    println!(
+        "audit: reads with a file device {:.0}/s vs {:.0}/s without: {:.2}x, overhead {:.1}% (target <= 15%: {})",
+        audited_reads.rate(),
+        reads.rate(),
+        audit_ratio,
+        (1.0 - audit_ratio) * 100.0,
+        if audit_ratio >= 0.85 {
+            "met"
+        } else {
+            "NOT met"
+        },
+    );
     assert_eq!(
-        reads.errors + writes.errors + ceiling.errors,
+        reads.errors + writes.errors + ceiling.errors + audited_reads.errors,
         0,
         "requests failed"
     );

@@ -1,0 +1,328 @@
+//! Where a device's lines go: a file (or stdout), syslog, or a TCP, UDP or Unix
+//! socket. Sinks do blocking I/O on their device's own thread; every socket has
+//! the device's write timeout, so a peer that stops reading makes a write fail
+//! instead of hanging.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+
+/// One opened destination. `write` gets every line of a batch, each a JSON
+/// document ending in a newline, and returns once all are handed to the OS.
+pub trait Sink: Send {
+    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()>;
+}
+
+/// The socket kinds of the `socket` device (and of remote syslog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketType {
+    Tcp,
+    Udp,
+    Unix,
+}
+
+/// A destination, as configured; [`Target::open`] connects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    File {
+        path: PathBuf,
+        mode: Option<u32>,
+    },
+    Stdout,
+    Discard,
+    Syslog {
+        /// Upper case: `AUTH`, `LOCAL0`, ... (checked by [`facility`]).
+        facility: String,
+        tag: String,
+        /// `None`: the local syslog socket (`/dev/log`).
+        remote: Option<(SocketType, String)>,
+    },
+    Socket {
+        socket_type: SocketType,
+        address: String,
+    },
+}
+
+/// The syslog facility named `name` (any case).
+pub fn facility(name: &str) -> Option<Facility> {
+    let facility = match name.to_ascii_uppercase().as_str() {
+        "KERN" => Facility::LOG_KERN,
+        "USER" => Facility::LOG_USER,
+        "MAIL" => Facility::LOG_MAIL,
+        "DAEMON" => Facility::LOG_DAEMON,
+        "AUTH" => Facility::LOG_AUTH,
+        "SYSLOG" => Facility::LOG_SYSLOG,
+        "AUTHPRIV" => Facility::LOG_AUTHPRIV,
+        "LOCAL0" => Facility::LOG_LOCAL0,
+        "LOCAL1" => Facility::LOG_LOCAL1,
+        "LOCAL2" => Facility::LOG_LOCAL2,
+        "LOCAL3" => Facility::LOG_LOCAL3,
+        "LOCAL4" => Facility::LOG_LOCAL4,
+        "LOCAL5" => Facility::LOG_LOCAL5,
+        "LOCAL6" => Facility::LOG_LOCAL6,
+        "LOCAL7" => Facility::LOG_LOCAL7,
+        _ => return None,
+    };
+    Some(facility)
+}
+
+fn resolve(address: &str) -> io::Result<SocketAddr> {
+    address.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{address} resolves to nothing"),
+        )
+    })
+}
+
+fn syslog_error(error: syslog::Error) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+impl Target {
+    /// What operators see in errors and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::File { path, .. } => path.display().to_string(),
+            Target::Stdout => "stdout".into(),
+            Target::Discard => "discard".into(),
+            Target::Syslog { remote: None, .. } => "the local syslog socket".into(),
+            Target::Syslog {
+                remote: Some((_, address)),
+                ..
+            }
+            | Target::Socket { address, .. } => address.clone(),
+        }
+    }
+
+    /// Opens the destination; sockets get `timeout` for connecting and writing.
+    pub fn open(&self, timeout: Duration) -> io::Result<Box<dyn Sink>> {
+        match self {
+            Target::File { path, mode } => {
+                let mut options = OpenOptions::new();
+                options.create(true).append(true);
+                if let Some(mode) = mode {
+                    options.mode(*mode);
+                }
+                let file = options.open(path)?;
+                if let Some(mode) = mode {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    file.set_permissions(std::fs::Permissions::from_mode(*mode))?;
+                }
+                Ok(Box::new(FileSink { file }))
+            }
+            Target::Stdout => Ok(Box::new(StdoutSink)),
+            Target::Discard => Ok(Box::new(DiscardSink)),
+            Target::Syslog {
+                facility,
+                tag,
+                remote,
+            } => {
+                let formatter = Formatter3164 {
+                    facility: self::facility(facility).ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "unknown syslog facility")
+                    })?,
+                    hostname: None,
+                    process: tag.clone(),
+                    pid: std::process::id(),
+                };
+                let mut logger = match remote {
+                    None => syslog::unix(formatter).map_err(syslog_error)?,
+                    Some((SocketType::Unix, path)) => {
+                        syslog::unix_custom(formatter, path).map_err(syslog_error)?
+                    }
+                    Some((SocketType::Udp, address)) => {
+                        let server = resolve(address)?;
+                        let local = if server.is_ipv4() {
+                            "0.0.0.0:0"
+                        } else {
+                            "[::]:0"
+                        };
+                        syslog::udp(formatter, local, server).map_err(syslog_error)?
+                    }
+                    Some((SocketType::Tcp, address)) => {
+                        let stream = TcpStream::connect_timeout(&resolve(address)?, timeout)?;
+                        Logger::new(LoggerBackend::Tcp(io::BufWriter::new(stream)), formatter)
+                    }
+                };
+                match &mut logger.backend {
+                    LoggerBackend::Unix(socket) => socket.set_write_timeout(Some(timeout))?,
+                    LoggerBackend::UnixStream(socket) => {
+                        socket.get_ref().set_write_timeout(Some(timeout))?
+                    }
+                    LoggerBackend::Udp(socket, _) => socket.set_write_timeout(Some(timeout))?,
+                    LoggerBackend::Tcp(socket) => {
+                        socket.get_ref().set_write_timeout(Some(timeout))?
+                    }
+                }
+                Ok(Box::new(SyslogSink { logger }))
+            }
+            Target::Socket {
+                socket_type: SocketType::Tcp,
+                address,
+            } => {
+                let stream = TcpStream::connect_timeout(&resolve(address)?, timeout)?;
+                stream.set_write_timeout(Some(timeout))?;
+                stream.set_nodelay(true)?;
+                Ok(Box::new(StreamSink { stream }))
+            }
+            Target::Socket {
+                socket_type: SocketType::Unix,
+                address,
+            } => {
+                let stream = UnixStream::connect(address)?;
+                stream.set_write_timeout(Some(timeout))?;
+                Ok(Box::new(StreamSink { stream }))
+            }
+            Target::Socket {
+                socket_type: SocketType::Udp,
+                address,
+            } => {
+                let server = resolve(address)?;
+                let local = if server.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
+                let socket = UdpSocket::bind(local)?;
+                socket.connect(server)?;
+                socket.set_write_timeout(Some(timeout))?;
+                Ok(Box::new(DatagramSink { socket }))
+            }
+        }
+    }
+}
+
+struct FileSink {
+    file: File,
+}
+
+impl Sink for FileSink {
+    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
+        // One write for the batch: the file is opened for append, so concurrent
+        // writers (another process on the same file) never interleave a line.
+        self.file.write_all(&lines.concat())
+    }
+}
+
+struct StdoutSink;
+
+impl Sink for StdoutSink {
+    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(&lines.concat())?;
+        stdout.flush()
+    }
+}
+
+struct DiscardSink;
+
+impl Sink for DiscardSink {
+    fn write(&mut self, _lines: &[Vec<u8>]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct StreamSink<S: Write + Send> {
+    stream: S,
+}
+
+impl<S: Write + Send> Sink for StreamSink<S> {
+    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
+        self.stream.write_all(&lines.concat())
+    }
+}
+
+struct DatagramSink {
+    socket: UdpSocket,
+}
+
+impl Sink for DatagramSink {
+    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
+        // One entry per datagram, so a receiver gets whole documents.
+        for line in lines {
+            self.socket.send(line)?;
+        }
+        Ok(())
+    }
+}
+
+struct SyslogSink {
+    logger: Logger<LoggerBackend, Formatter3164>,
+}
+
+impl Sink for SyslogSink {
+    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
+        for line in lines {
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
+            self.logger
+                .info(text.as_ref())
+                .map_err(|error| io::Error::other(error.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    #[test]
+    fn a_file_gets_each_batch_appended_with_its_mode() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("audit.log");
+        let target = Target::File {
+            path: path.clone(),
+            mode: Some(0o640),
+        };
+        let mut sink = target.open(Duration::from_secs(1)).unwrap();
+        sink.write(&[b"{\"a\":1}\n".to_vec(), b"{\"b\":2}\n".to_vec()])
+            .unwrap();
+        let mut sink = target.open(Duration::from_secs(1)).unwrap();
+        sink.write(&[b"{\"c\":3}\n".to_vec()]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+    }
+
+    #[test]
+    fn a_tcp_socket_gets_lines_and_a_dead_peer_fails() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let target = Target::Socket {
+            socket_type: SocketType::Tcp,
+            address: address.clone(),
+        };
+        let mut sink = target.open(Duration::from_secs(1)).unwrap();
+        let (mut peer, _) = listener.accept().unwrap();
+        sink.write(&[b"one\n".to_vec(), b"two\n".to_vec()]).unwrap();
+        let mut received = [0u8; 8];
+        peer.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"one\ntwo\n");
+        drop(listener);
+        drop(peer);
+        let mut failed = false;
+        for _ in 0..20 {
+            if sink.write(&[b"three\n".to_vec()]).is_err() {
+                failed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(failed, "writing to a closed peer kept succeeding");
+        assert!(target.open(Duration::from_millis(200)).is_err());
+    }
+}
