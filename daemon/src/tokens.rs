@@ -116,6 +116,8 @@ pub enum RenewError {
 pub struct Renewed {
     pub entry: TokenEntry,
     pub warning: Option<String>,
+    /// Seconds granted from the renewal on (0: the token never expires).
+    pub ttl: u64,
 }
 
 pub struct TokenStore {
@@ -330,6 +332,7 @@ impl TokenStore {
             return Ok(Some(Renewed {
                 entry,
                 warning: None,
+                ttl: 0,
             }));
         }
         if !entry.renewable {
@@ -361,7 +364,11 @@ impl TokenStore {
         self.barrier
             .put_json(&format!("{ID_PREFIX}{hash}"), &entry)
             .await?;
-        Ok(Some(Renewed { entry, warning }))
+        Ok(Some(Renewed {
+            entry,
+            warning,
+            ttl: expiry.saturating_sub(now),
+        }))
     }
 
     /// Revokes every expired or used-up token (and its descendants). Returns how

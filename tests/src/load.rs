@@ -36,6 +36,24 @@ impl Outcome {
         self.requests as f64 / self.seconds
     }
 
+    /// Several runs of one workload as one.
+    pub fn merge(outcomes: Vec<Outcome>) -> Outcome {
+        let mut merged = Outcome {
+            requests: 0,
+            errors: 0,
+            seconds: 0.0,
+            latencies: Vec::new(),
+        };
+        for outcome in outcomes {
+            merged.requests += outcome.requests;
+            merged.errors += outcome.errors;
+            merged.seconds += outcome.seconds;
+            merged.latencies.extend(outcome.latencies);
+        }
+        merged.latencies.sort_unstable();
+        merged
+    }
+
     /// The latency at `fraction` (0.99 for p99), in milliseconds.
     pub fn percentile(&self, fraction: f64) -> f64 {
         if self.latencies.is_empty() {

@@ -13,13 +13,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
+};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
+use super::entry::Hasher;
 use super::sink::{Sink, SocketType, Target};
 use super::{DeviceConfig, Error, Kind};
 
@@ -30,6 +33,9 @@ const BATCH_LEN: usize = 512;
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// While lines keep coming, the thread looks for more this often instead of
+/// being woken for each.
+const POLL_INTERVAL: Duration = Duration::from_micros(500);
 /// Healthy this long, a device's next failure starts the backoff over.
 const HEALTHY_RESET: Duration = Duration::from_secs(60);
 
@@ -204,7 +210,8 @@ impl Options {
 enum Job {
     Write {
         line: Vec<u8>,
-        done: oneshot::Sender<bool>,
+        /// Told whether the line was written; `None` when nobody waits.
+        done: Option<oneshot::Sender<bool>>,
     },
     /// Close and open the sink again (SIGHUP, for logrotate).
     Reopen,
@@ -214,6 +221,8 @@ enum Job {
 struct Health {
     healthy: AtomicBool,
     failures: AtomicU64,
+    /// Lines that could not be written.
+    lost: AtomicU64,
     last_error: Mutex<String>,
 }
 
@@ -223,7 +232,7 @@ pub struct Device {
     /// Declared in the configuration file (it cannot be disabled through the API).
     pub from_config: bool,
     pub options: Options,
-    salt: Zeroizing<Vec<u8>>,
+    hasher: Hasher,
     queue: SyncSender<Job>,
     health: Arc<Health>,
 }
@@ -259,6 +268,7 @@ impl Device {
         let health = Arc::new(Health {
             healthy: AtomicBool::new(true),
             failures: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
         });
         let worker = Worker {
@@ -274,23 +284,30 @@ impl Device {
         Ok(Device {
             config,
             from_config,
+            hasher: Hasher::new(&salt, options.hmac_accessor, options.log_raw),
             options,
-            salt,
             queue,
             health,
         })
     }
 
-    pub fn salt(&self) -> &[u8] {
-        &self.salt
+    /// How this device hashes (its salt and options).
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
     }
 
     pub fn is_healthy(&self) -> bool {
         self.health.healthy.load(Ordering::Acquire)
     }
 
+    /// How many times the device started failing.
     pub fn failures(&self) -> u64 {
         self.health.failures.load(Ordering::Relaxed)
+    }
+
+    /// Lines the device could not write.
+    pub fn lost(&self) -> u64 {
+        self.health.lost.load(Ordering::Relaxed)
     }
 
     fn mark_failing(&self, reason: &str) {
@@ -307,15 +324,29 @@ impl Device {
             return None;
         }
         let (done, written) = oneshot::channel();
-        match self.queue.try_send(Job::Write { line, done }) {
-            Ok(()) => Some(written),
+        self.enqueue(Job::Write {
+            line,
+            done: Some(done),
+        })
+        .then_some(written)
+    }
+
+    /// Queues `line` for writing without anyone waiting for it; false when the
+    /// device cannot take it now.
+    pub fn submit_detached(&self, line: Vec<u8>) -> bool {
+        self.is_healthy() && self.enqueue(Job::Write { line, done: None })
+    }
+
+    fn enqueue(&self, job: Job) -> bool {
+        match self.queue.try_send(job) {
+            Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.mark_failing("its queue is full");
-                None
+                false
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.mark_failing("its thread has stopped");
-                None
+                false
             }
         }
     }
@@ -372,6 +403,7 @@ impl Worker {
         let mut retry_at = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         let mut healthy_since = Instant::now();
+        let mut busy = false;
         loop {
             if sink.is_none() && Instant::now() >= retry_at {
                 match self.target.open(self.timeout) {
@@ -394,11 +426,27 @@ impl Worker {
             } else {
                 retry_at.saturating_duration_since(Instant::now())
             };
-            let first = match jobs.recv_timeout(wait) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
+            // Under load, poll: sleep a little and take what came meanwhile, so
+            // requests queue lines without waking this thread each time and a
+            // write carries many of them. Idle, block until the next line.
+            let first = if busy {
+                std::thread::sleep(POLL_INTERVAL);
+                match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => {
+                        busy = false;
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match jobs.recv_timeout(wait) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
             };
+            busy = true;
             let mut lines = Vec::new();
             let mut waiting = Vec::new();
             let mut reopen = false;
@@ -448,7 +496,12 @@ impl Worker {
                 // The broker gave up on a slow write that has now gone through.
                 tracing::info!(device = %self.name, "audit device is writing again");
             }
-            for done in waiting {
+            if !written {
+                self.health
+                    .lost
+                    .fetch_add(waiting.len() as u64, Ordering::Relaxed);
+            }
+            for done in waiting.into_iter().flatten() {
                 let _ = done.send(written);
             }
         }

@@ -51,6 +51,47 @@ pub struct Entry<'a> {
     pub error: Option<&'a str>,
 }
 
+/// `hmac-sha256:` and 64 hex digits, on the stack.
+struct HashText([u8; 76]);
+
+impl HashText {
+    fn new(key: &hmac::Key, input: &str) -> HashText {
+        let mut text = [0u8; 76];
+        text[..12].copy_from_slice(b"hmac-sha256:");
+        let tag = hmac::sign(key, input.as_bytes());
+        // A 32-byte tag always fills the 64 digits.
+        let _ = hex::encode_to_slice(tag.as_ref(), &mut text[12..]);
+        HashText(text)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// A secret as written: hashed, or raw for `log_raw` devices.
+enum Secret<'a> {
+    Raw(&'a str),
+    Hashed(HashText),
+}
+
+impl Secret<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Secret::Raw(text) => text,
+            Secret::Hashed(hash) => hash.as_str(),
+        }
+    }
+}
+
+/// A caller's token and accessor hashed for one device, and its token's issue
+/// time: computed once for a request's two entries.
+pub struct HashedCaller {
+    client_token: String,
+    accessor: String,
+    issue_time: String,
+}
+
 /// How one device hashes: its salt as an HMAC key and its options.
 pub struct Hasher {
     key: hmac::Key,
@@ -69,44 +110,165 @@ impl Hasher {
 
     /// `hmac-sha256:<hex>` of `input`, as `sys/audit-hash` answers it.
     pub fn hash(&self, input: &str) -> String {
-        format!(
-            "hmac-sha256:{}",
-            hex::encode(hmac::sign(&self.key, input.as_bytes()))
-        )
+        HashText::new(&self.key, input).as_str().to_owned()
     }
 
-    fn secret(&self, input: &str) -> String {
+    /// `input` as it is written: hashed, unless the device logs raw values
+    /// (empty strings stay empty, as in Vault).
+    fn secret<'a>(&self, input: &'a str) -> Secret<'a> {
         if self.log_raw || input.is_empty() {
-            input.to_owned()
+            Secret::Raw(input)
         } else {
-            self.hash(input)
+            Secret::Hashed(HashText::new(&self.key, input))
         }
     }
 
-    fn accessor(&self, input: &str) -> String {
+    fn accessor<'a>(&self, input: &'a str) -> Secret<'a> {
         if self.hmac_accessor {
             self.secret(input)
         } else {
-            input.to_owned()
+            Secret::Raw(input)
+        }
+    }
+
+    /// What a request's entries show of its caller, hashed once for both.
+    pub fn caller(&self, caller: &Caller<'_>) -> HashedCaller {
+        HashedCaller {
+            client_token: self.secret(caller.client_token).as_str().to_owned(),
+            accessor: self.accessor(&caller.token.accessor).as_str().to_owned(),
+            issue_time: rfc3339(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(caller.token.creation_time),
+            ),
         }
     }
 
     /// `value` with every string (at any depth, map keys excepted) hashed.
     pub fn value(&self, value: &Value) -> Value {
         match value {
-            Value::String(text) => Value::String(self.secret(text)),
+            Value::String(text) => Value::String(self.secret(text).as_str().to_owned()),
             Value::Array(items) => {
                 Value::Array(items.iter().map(|item| self.value(item)).collect())
             }
-            Value::Object(map) => Value::Object(self.map(map)),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(key, value)| (key.clone(), self.value(value)))
+                    .collect(),
+            ),
             other => other.clone(),
         }
     }
+}
 
-    fn map(&self, map: &Map<String, Value>) -> Map<String, Value> {
-        map.iter()
-            .map(|(key, value)| (key.clone(), self.value(value)))
-            .collect()
+/// A JSON value serialized with its strings hashed, without building a copy.
+struct Hashed<'a> {
+    value: &'a Value,
+    hasher: &'a Hasher,
+}
+
+impl Serialize for Hashed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        match self.value {
+            Value::String(text) => serializer.serialize_str(self.hasher.secret(text).as_str()),
+            Value::Array(items) => {
+                let mut sequence = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    sequence.serialize_element(&Hashed {
+                        value: item,
+                        hasher: self.hasher,
+                    })?;
+                }
+                sequence.end()
+            }
+            Value::Object(map) => HashedMap {
+                map,
+                hasher: self.hasher,
+            }
+            .serialize(serializer),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// A JSON object serialized with its strings hashed.
+struct HashedMap<'a> {
+    map: &'a Map<String, Value>,
+    hasher: &'a Hasher,
+}
+
+impl HashedMap<'_> {
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+impl Serialize for HashedMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.map.len()))?;
+        for (key, value) in self.map {
+            map.serialize_entry(
+                key,
+                &Hashed {
+                    value,
+                    hasher: self.hasher,
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+/// List keys, serialized hashed.
+struct HashedKeys<'a> {
+    keys: &'a [String],
+    hasher: &'a Hasher,
+}
+
+impl Serialize for HashedKeys<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut sequence = serializer.serialize_seq(Some(self.keys.len()))?;
+        for key in self.keys {
+            sequence.serialize_element(self.hasher.secret(key).as_str())?;
+        }
+        sequence.end()
+    }
+}
+
+/// A response's `data`, serialized hashed.
+struct HashedData<'a> {
+    data: &'a Data<'a>,
+    hasher: &'a Hasher,
+}
+
+impl Serialize for HashedData<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self.data {
+            Data::None => serializer.serialize_none(),
+            Data::Map(map) => HashedMap {
+                map,
+                hasher: self.hasher,
+            }
+            .serialize(serializer),
+            Data::Value(value) => Hashed {
+                value,
+                hasher: self.hasher,
+            }
+            .serialize(serializer),
+            Data::Keys(keys) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(
+                    "keys",
+                    &HashedKeys {
+                        keys,
+                        hasher: self.hasher,
+                    },
+                )?;
+                map.end()
+            }
+        }
     }
 }
 
@@ -119,14 +281,14 @@ struct Line<'a> {
     auth: Option<AuthSection<'a>>,
     request: RequestSection<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<ResponseSection>,
+    response: Option<ResponseSection<'a>>,
     error: &'a str,
 }
 
 #[derive(Serialize)]
 struct AuthSection<'a> {
-    client_token: String,
-    accessor: String,
+    client_token: &'a str,
+    accessor: &'a str,
     display_name: &'a str,
     policies: &'a [String],
     token_policies: &'a [String],
@@ -134,7 +296,7 @@ struct AuthSection<'a> {
     entity_id: &'a str,
     token_type: &'static str,
     token_ttl: u64,
-    token_issue_time: String,
+    token_issue_time: &'a str,
 }
 
 #[derive(Serialize)]
@@ -144,23 +306,23 @@ struct RequestSection<'a> {
     path: &'a str,
     mount_point: &'a str,
     mount_type: &'a str,
-    client_token: String,
-    client_token_accessor: String,
+    client_token: &'a str,
+    client_token_accessor: &'a str,
     remote_address: &'a str,
     transport: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     peer: Option<&'a LocalPeer>,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    data: Map<String, Value>,
+    #[serde(skip_serializing_if = "HashedMap::is_empty")]
+    data: HashedMap<'a>,
 }
 
 #[derive(Serialize)]
-struct ResponseSection {
+struct ResponseSection<'a> {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Value>,
+    data: Option<HashedData<'a>>,
 }
 
 fn rfc3339(time: SystemTime) -> String {
@@ -168,22 +330,26 @@ fn rfc3339(time: SystemTime) -> String {
 }
 
 impl Entry<'_> {
-    /// The entry as one JSON line for a device hashing with `hasher`.
-    pub fn render(&self, hasher: &Hasher) -> Vec<u8> {
-        let auth = self.caller.as_ref().map(|caller| AuthSection {
-            client_token: hasher.secret(caller.client_token),
-            accessor: hasher.accessor(&caller.token.accessor),
-            display_name: &caller.token.display_name,
-            policies: &caller.token.policies,
-            token_policies: &caller.token.policies,
-            metadata: &caller.token.meta,
-            entity_id: "",
-            token_type: "service",
-            token_ttl: caller.token.creation_ttl,
-            token_issue_time: rfc3339(
-                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(caller.token.creation_time),
-            ),
-        });
+    /// The entry as one JSON line for a device hashing with `hasher`; `caller`
+    /// is [`Hasher::caller`] of the entry's caller for that device.
+    pub fn render(&self, hasher: &Hasher, caller: Option<&HashedCaller>) -> Vec<u8> {
+        let hashed = caller.filter(|_| self.caller.is_some());
+        let auth = self
+            .caller
+            .as_ref()
+            .zip(hashed)
+            .map(|(caller, hashed)| AuthSection {
+                client_token: &hashed.client_token,
+                accessor: &hashed.accessor,
+                display_name: &caller.token.display_name,
+                policies: &caller.token.policies,
+                token_policies: &caller.token.policies,
+                metadata: &caller.token.meta,
+                entity_id: "",
+                token_type: "service",
+                token_ttl: caller.token.creation_ttl,
+                token_issue_time: &hashed.issue_time,
+            });
         let (mount_point, mount_type) = self.mount.unwrap_or(("", ""));
         let request = RequestSection {
             id: &self.request.id,
@@ -191,20 +357,15 @@ impl Entry<'_> {
             path: self.path,
             mount_point,
             mount_type,
-            client_token: self
-                .caller
-                .as_ref()
-                .map(|caller| hasher.secret(caller.client_token))
-                .unwrap_or_default(),
-            client_token_accessor: self
-                .caller
-                .as_ref()
-                .map(|caller| hasher.accessor(&caller.token.accessor))
-                .unwrap_or_default(),
+            client_token: hashed.map_or("", |hashed| hashed.client_token.as_str()),
+            client_token_accessor: hashed.map_or("", |hashed| hashed.accessor.as_str()),
             remote_address: self.request.remote_address.as_deref().unwrap_or(""),
             transport: self.request.transport.as_str(),
             peer: self.request.peer.as_ref(),
-            data: hasher.map(&self.request.data),
+            data: HashedMap {
+                map: &self.request.data,
+                hasher,
+            },
         };
         let response = self.outcome.as_ref().map(|outcome| ResponseSection {
             status: outcome.status,
@@ -213,11 +374,12 @@ impl Entry<'_> {
                 if let Value::Object(map) = &mut value {
                     for (key, hash) in [("client_token", true), ("accessor", false)] {
                         if let Some(Value::String(text)) = map.get_mut(key) {
-                            *text = if hash {
+                            let written = if hash {
                                 hasher.secret(text)
                             } else {
                                 hasher.accessor(text)
                             };
+                            *text = written.as_str().to_owned();
                         }
                     }
                 }
@@ -225,11 +387,7 @@ impl Entry<'_> {
             }),
             data: match outcome.data {
                 Data::None => None,
-                Data::Map(map) => Some(Value::Object(hasher.map(map))),
-                Data::Keys(keys) => Some(serde_json::json!({
-                    "keys": keys.iter().map(|key| hasher.secret(key)).collect::<Vec<_>>()
-                })),
-                Data::Value(value) => Some(hasher.value(value)),
+                ref data => Some(HashedData { data, hasher }),
             },
         });
         let line = Line {
@@ -240,7 +398,10 @@ impl Entry<'_> {
             response,
             error: self.error.unwrap_or(""),
         };
-        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        let mut bytes = Vec::with_capacity(1024);
+        if serde_json::to_writer(&mut bytes, &line).is_err() {
+            bytes.clear();
+        }
         bytes.push(b'\n');
         bytes
     }
@@ -300,7 +461,11 @@ mod tests {
             error: None,
         };
         let hasher = Hasher::new(b"salt", true, false);
-        let line = entry.render(&hasher);
+        let render = |hasher: &Hasher| {
+            let caller = entry.caller.as_ref().map(|caller| hasher.caller(caller));
+            entry.render(hasher, caller.as_ref())
+        };
+        let line = render(&hasher);
         assert_eq!(line.last(), Some(&b'\n'));
         let text = String::from_utf8(line).unwrap();
         for secret in ["s3cret", "hvs.TOKENVALUE", "accessor-value", "2026-01-01"] {
@@ -329,11 +494,10 @@ mod tests {
         // Another salt, another hash; hmac_accessor = false keeps accessors.
         let other = Hasher::new(b"other", false, false);
         assert_ne!(other.hash("s3cret"), hasher.hash("s3cret"));
-        let parsed: Value = serde_json::from_slice(&entry.render(&other)).unwrap();
+        let parsed: Value = serde_json::from_slice(&render(&other)).unwrap();
         assert_eq!(parsed["auth"]["accessor"], "accessor-value");
         // log_raw writes everything as it is.
-        let raw: Value =
-            serde_json::from_slice(&entry.render(&Hasher::new(b"s", true, true))).unwrap();
+        let raw: Value = serde_json::from_slice(&render(&Hasher::new(b"s", true, true))).unwrap();
         assert_eq!(raw["request"]["data"]["data"]["password"], "s3cret");
     }
 }

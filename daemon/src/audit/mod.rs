@@ -118,6 +118,51 @@ impl DeviceConfig {
     }
 }
 
+/// One request's audit: the devices enabled when it began, and its caller's
+/// token and accessor hashed once per device for both of its entries.
+pub struct Scope {
+    devices: Arc<Vec<Arc<Device>>>,
+    callers: Vec<Option<entry::HashedCaller>>,
+}
+
+impl Scope {
+    /// Writes `entry` to every healthy device and waits for them (each up to its
+    /// deadline). True when at least one device wrote it; false means the entry
+    /// is nowhere.
+    pub async fn log(&self, entry: &Entry<'_>) -> bool {
+        let start = Instant::now();
+        let mut pending = Vec::with_capacity(self.devices.len());
+        for (device, caller) in self.devices.iter().zip(&self.callers) {
+            if !device.is_healthy() {
+                continue;
+            }
+            if let Some(written) = device.submit(entry.render(device.hasher(), caller.as_ref())) {
+                pending.push((device, written));
+            }
+        }
+        let mut accepted = false;
+        for (device, written) in pending {
+            let deadline = start + device.options.deadline;
+            if let device::Outcome::Written = device.wait(written, deadline).await {
+                accepted = true;
+            }
+        }
+        accepted
+    }
+
+    /// Queues `entry` on every healthy device without waiting (a response: it is
+    /// answered whatever the devices do). False when no device took it.
+    pub fn log_detached(&self, entry: &Entry<'_>) -> bool {
+        let mut taken = false;
+        for (device, caller) in self.devices.iter().zip(&self.callers) {
+            if device.is_healthy() {
+                taken |= device.submit_detached(entry.render(device.hasher(), caller.as_ref()));
+            }
+        }
+        taken
+    }
+}
+
 /// The enabled devices.
 pub struct Broker {
     devices: RwLock<Arc<Vec<Arc<Device>>>>,
@@ -211,44 +256,24 @@ impl Broker {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
     }
 
-    /// Writes `entry` to every healthy device and waits for them (each up to its
-    /// deadline). True when at least one device wrote it, or when no device is
-    /// enabled; false means the entry is nowhere.
-    pub async fn log(&self, entry: &Entry<'_>) -> bool {
+    /// The audit of one request by `caller`: `None` when no device is enabled.
+    pub fn scope(&self, caller: Option<&entry::Caller<'_>>) -> Option<Scope> {
         let devices = self.devices();
         if devices.is_empty() {
-            return true;
+            return None;
         }
-        let start = Instant::now();
-        let mut pending = Vec::with_capacity(devices.len());
-        for device in devices.iter() {
-            if !device.is_healthy() {
-                continue;
-            }
-            let hasher = Hasher::new(
-                device.salt(),
-                device.options.hmac_accessor,
-                device.options.log_raw,
-            );
-            if let Some(written) = device.submit(entry.render(&hasher)) {
-                pending.push((device, written));
-            }
-        }
-        let mut accepted = false;
-        for (device, written) in pending {
-            let deadline = start + device.options.deadline;
-            if let device::Outcome::Written = device.wait(written, deadline).await {
-                accepted = true;
-            }
-        }
-        accepted
+        let callers = devices
+            .iter()
+            .map(|device| caller.map(|caller| device.hasher().caller(caller)))
+            .collect();
+        Some(Scope { devices, callers })
     }
 
     /// `sys/audit-hash`: `input` hashed as the device at `path` hashes.
     pub fn hash(&self, path: &str, input: &str) -> Option<String> {
         let devices = self.devices();
         let device = devices.iter().find(|device| device.config.path == path)?;
-        Some(Hasher::new(device.salt(), true, false).hash(input))
+        Some(device.hasher().hash(input))
     }
 
     /// SIGHUP: every device closes and reopens its sink.
@@ -304,7 +329,7 @@ mod tests {
             outcome: None,
             error: Some("permission denied"),
         };
-        assert!(broker.log(&entry).await);
+        assert!(broker.scope(None).unwrap().log(&entry).await);
         let a = std::fs::read_to_string(directory.path().join("a.log")).unwrap();
         let b = std::fs::read_to_string(directory.path().join("b.log")).unwrap();
         assert!(a.contains("permission denied") && b.contains("permission denied"));
@@ -353,7 +378,7 @@ mod tests {
         // The connection is refused at once; give the thread a moment to say so.
         let mut refused = false;
         for _ in 0..50 {
-            if !broker.log(&entry).await {
+            if !broker.scope(None).unwrap().log(&entry).await {
                 refused = true;
                 break;
             }

@@ -758,29 +758,32 @@ impl Core {
             return answer;
         }
         let unsealed = self.unsealed()?;
-        let audited = !unsealed.audit.is_empty();
         let caller = match self.authenticate(&unsealed, request, token).await {
             Ok(caller) => caller,
             Err(error) => {
-                if audited {
+                if let Some(scope) = unsealed.audit.scope(None) {
                     // A refused token is audited too; the request runs nothing.
                     let message = error.messages.join("; ");
                     let mount = mount_of(&unsealed, path);
-                    let entry =
-                        self.entry("request", request, path, &mount, None, None, Some(&message));
-                    self.audit(&unsealed, &entry).await;
+                    let entry = entry("request", request, path, &mount, None, None, Some(&message));
+                    self.audit(&scope, &entry).await;
                 }
                 return Err(error);
             }
         };
-        let mount = if audited {
+        let audit_caller = request.token.as_ref().map(|token| audit::entry::Caller {
+            token: &caller.token,
+            client_token: token.expose(),
+        });
+        let scope = unsealed.audit.scope(audit_caller.as_ref());
+        let mount = if scope.is_some() {
             mount_of(&unsealed, path)
         } else {
             None
         };
-        if audited {
-            let entry = self.entry("request", request, path, &mount, Some(&caller), None, None);
-            if !self.audit(&unsealed, &entry).await {
+        if let Some(scope) = &scope {
+            let entry = entry("request", request, path, &mount, audit_caller, None, None);
+            if !self.audit(scope, &entry).await {
                 return Err(ApiError::new(
                     ErrorCode::Unavailable,
                     "no audit device could record this request, so it was not run",
@@ -790,19 +793,25 @@ impl Core {
         let result = self
             .dispatch(&unsealed, request, path, &caller, route)
             .await;
-        if audited {
+        if let Some(scope) = &scope {
             let error = result.as_ref().err().map(|error| error.messages.join("; "));
-            let outcome = audit_outcome(&result);
-            let entry = self.entry(
+            let entry = entry(
                 "response",
                 request,
                 path,
                 &mount,
-                Some(&caller),
-                Some(outcome),
+                request.token.as_ref().map(|token| audit::entry::Caller {
+                    token: &caller.token,
+                    client_token: token.expose(),
+                }),
+                Some(audit_outcome(&result)),
                 error.as_deref(),
             );
-            self.audit(&unsealed, &entry).await;
+            // The response is answered whatever the devices do, so nothing waits
+            // for its entry; the request's entry is what gates execution.
+            if !scope.log_detached(&entry) {
+                self.metrics.audit_failed("response");
+            }
         }
         if caller.token.exhausted
             && let Err(error) = unsealed.tokens.revoke_tree(&caller.token.hash).await
@@ -812,40 +821,9 @@ impl Core {
         result
     }
 
-    /// An audit entry for `request`.
-    #[allow(clippy::too_many_arguments)]
-    fn entry<'a>(
-        &self,
-        kind: &'static str,
-        request: &'a Request,
-        path: &'a str,
-        mount: &'a Option<(String, String)>,
-        caller: Option<&'a Caller>,
-        outcome: Option<audit::entry::Outcome<'a>>,
-        error: Option<&'a str>,
-    ) -> audit::Entry<'a> {
-        audit::Entry {
-            kind,
-            time: std::time::SystemTime::now(),
-            request,
-            path,
-            mount: mount
-                .as_ref()
-                .map(|(point, kind)| (point.as_str(), kind.as_str())),
-            caller: caller.and_then(|caller| {
-                Some(audit::entry::Caller {
-                    token: &caller.token,
-                    client_token: request.token.as_ref()?.expose(),
-                })
-            }),
-            outcome,
-            error,
-        }
-    }
-
     /// Writes `entry` to the audit devices; false when none wrote it (counted).
-    async fn audit(&self, unsealed: &Unsealed, entry: &audit::Entry<'_>) -> bool {
-        let written = unsealed.audit.log(entry).await;
+    async fn audit(&self, scope: &audit::Scope, entry: &audit::Entry<'_>) -> bool {
+        let written = scope.log(entry).await;
         if !written {
             self.metrics.audit_failed(entry.kind);
             tracing::warn!(
@@ -1081,6 +1059,30 @@ pub(crate) fn capability_for(operation: Operation, exists: bool) -> Capability {
 impl ForwardHandler for Core {
     fn forward(&self, request: Request) -> crate::raft::transport::BoxFuture<'_, Response> {
         Box::pin(Handler::handle(self, request))
+    }
+}
+
+/// An audit entry for `request`.
+fn entry<'a>(
+    kind: &'static str,
+    request: &'a Request,
+    path: &'a str,
+    mount: &'a Option<(String, String)>,
+    caller: Option<audit::entry::Caller<'a>>,
+    outcome: Option<audit::entry::Outcome<'a>>,
+    error: Option<&'a str>,
+) -> audit::Entry<'a> {
+    audit::Entry {
+        kind,
+        time: std::time::SystemTime::now(),
+        request,
+        path,
+        mount: mount
+            .as_ref()
+            .map(|(point, kind)| (point.as_str(), kind.as_str())),
+        caller,
+        outcome,
+        error,
     }
 }
 

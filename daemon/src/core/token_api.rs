@@ -58,7 +58,10 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Map<String, Value> {
     }
 }
 
-fn auth_block(entry: &TokenEntry, token: &str) -> Auth {
+/// The `auth` block for `token`; `lease_duration` is the TTL just granted (read
+/// from the clock when the token was made or renewed, not again now, so it is
+/// never a second short).
+fn auth_block(entry: &TokenEntry, token: &str, lease_duration: u64) -> Auth {
     Auth {
         client_token: token.to_owned(),
         accessor: entry.accessor.clone(),
@@ -72,7 +75,7 @@ fn auth_block(entry: &TokenEntry, token: &str) -> Auth {
                 .map(|(key, value)| (key.clone(), json!(value)))
                 .collect()
         }),
-        lease_duration: entry.ttl_at(now_seconds()),
+        lease_duration,
         renewable: entry.renewable && entry.expire_time.is_some(),
         entity_id: String::new(),
         token_type: "service".into(),
@@ -351,7 +354,12 @@ async fn create(
         path: format!("auth/token/{endpoint}"),
     };
     let (token, entry) = unsealed.tokens.create(new).await?;
-    Ok(with_auth(auth_block(&entry, &token), None))
+    let granted = if entry.expire_time.is_some() {
+        entry.creation_ttl
+    } else {
+        0
+    };
+    Ok(with_auth(auth_block(&entry, &token, granted), None))
 }
 
 async fn renew(
@@ -368,7 +376,7 @@ async fn renew(
         .await
     {
         Ok(Some(renewed)) => Ok(with_auth(
-            auth_block(&renewed.entry, token),
+            auth_block(&renewed.entry, token, renewed.ttl),
             renewed.warning.map(|warning| vec![warning]),
         )),
         Ok(None) => Err(bad_token()),
