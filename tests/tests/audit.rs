@@ -658,3 +658,46 @@ fn a_bad_audit_block_in_the_config_is_refused_at_startup() {
     assert!(stderr.contains("line 8"), "{stderr}");
     assert!(stderr.contains("unknown audit device type"), "{stderr}");
 }
+
+/// A file device on a full disk (`/dev/full` answers every write with ENOSPC):
+/// beside a working device it is skipped; alone it refuses requests at once and
+/// never makes them wait.
+#[test]
+fn a_full_disk_is_skipped_beside_another_device_and_refuses_requests_when_alone() {
+    let server = Server::dev();
+    let root = server.root();
+    root.kv_put("kept", json!({"v": "1"}));
+    let file = server.workspace().join("working.log");
+    enable(&root, "file", "file", json!({"file_path": file})).expect(204);
+    enable(
+        &root,
+        "full",
+        "file",
+        json!({"file_path": "/dev/full", "mode": "0000"}),
+    )
+    .expect(204);
+    for count in 0..5 {
+        root.kv_put(&format!("beside-full-{count}"), json!({"v": count}));
+    }
+    let devices = root.get("sys/audit").expect(200);
+    assert_eq!(devices.body["data"]["full/"]["healthy"], false);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("beside-full-4")
+    );
+
+    // Alone, it refuses everything, at once.
+    root.delete("sys/audit/file").expect(204);
+    let started = Instant::now();
+    let answer = root.get("secret/data/kept");
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a full disk made a request wait"
+    );
+    let write = root.post("secret/data/not-written", json!({"data": {"v": "x"}}));
+    assert_eq!(write.status, 503);
+    // Health is not audited and keeps answering.
+    server.client(None).get("sys/health").expect(200);
+}
