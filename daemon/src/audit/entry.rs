@@ -398,7 +398,7 @@ impl Entry<'_> {
             response,
             error: self.error.unwrap_or(""),
         };
-        let mut bytes = Vec::with_capacity(1024);
+        let mut bytes = Vec::with_capacity(2048);
         if serde_json::to_writer(&mut bytes, &line).is_err() {
             bytes.clear();
         }

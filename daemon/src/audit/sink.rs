@@ -203,11 +203,28 @@ struct FileSink {
     file: File,
 }
 
+/// Writes every line with as few system calls as the kernel allows (one
+/// `writev` per batch, usually), without copying them into one buffer.
+fn write_lines(out: &mut impl Write, lines: &[Vec<u8>]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> =
+        lines.iter().map(|line| io::IoSlice::new(line)).collect();
+    let mut remaining: &mut [io::IoSlice<'_>] = &mut slices;
+    while !remaining.is_empty() {
+        match out.write_vectored(remaining) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => io::IoSlice::advance_slices(&mut remaining, written),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
 impl Sink for FileSink {
     fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
-        // One write for the batch: the file is opened for append, so concurrent
-        // writers (another process on the same file) never interleave a line.
-        self.file.write_all(&lines.concat())
+        // The file is opened for append, so another writer of the same file
+        // never lands inside a line.
+        write_lines(&mut self.file, lines)
     }
 }
 
@@ -235,7 +252,7 @@ struct StreamSink<S: Write + Send> {
 
 impl<S: Write + Send> Sink for StreamSink<S> {
     fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
-        self.stream.write_all(&lines.concat())
+        write_lines(&mut self.stream, lines)
     }
 }
 

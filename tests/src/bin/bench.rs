@@ -178,21 +178,37 @@ fn main() {
     );
     let ceiling = run(&noop_address, &token, Workload::Ceiling, seconds);
     // Reads without and with a file audit device (two entries per read, one
-    // written before the request runs), alternated twice so drift on a noisy
-    // machine falls on both alike; before the writes, which leave RocksDB busy.
+    // written before the request runs), in six short rounds of each, in ABBA
+    // order, so the drift of a noisy machine falls on both alike; before the
+    // writes, which leave RocksDB busy.
     let audit_log = server.workspace().join("audit.log");
+    let round_seconds = (seconds / 2).max(2);
     let mut plain_rounds = Vec::new();
     let mut audited_rounds = Vec::new();
-    for _ in 0..2 {
-        plain_rounds.push(run(&server.address, &token, Workload::Read, seconds));
-        root.call(
-            "PUT",
-            "sys/audit/file",
-            Some(json!({"type": "file", "options": {"file_path": audit_log}})),
-        )
-        .expect(204);
-        audited_rounds.push(run(&server.address, &token, Workload::Read, seconds));
-        root.delete("sys/audit/file").expect(204);
+    let set_audit = |on: bool| {
+        if on {
+            root.call(
+                "PUT",
+                "sys/audit/file",
+                Some(json!({"type": "file", "options": {"file_path": audit_log}})),
+            )
+            .expect(204);
+        } else {
+            root.delete("sys/audit/file").expect(204);
+        }
+    };
+    for round in 0..6 {
+        let audited_first = round % 2 == 1;
+        for audited in [audited_first, !audited_first] {
+            set_audit(audited);
+            let outcome = run(&server.address, &token, Workload::Read, round_seconds);
+            set_audit(false);
+            if audited {
+                audited_rounds.push(outcome);
+            } else {
+                plain_rounds.push(outcome);
+            }
+        }
     }
     let audited_requests: usize = audited_rounds.iter().map(|round| round.requests).sum();
     let audit_lines = std::fs::read_to_string(&audit_log)
