@@ -441,6 +441,12 @@ mod tests {
             .cloned()
             .unwrap();
         request.remote_address = Some("127.0.0.1:4000".into());
+        request.peer = Some(LocalPeer {
+            uid: 1000,
+            gid: 100,
+            pid: 4242,
+            executable: Some("/usr/bin/app".into()),
+        });
         let token = token();
         let response_data = json!({"version": 3, "created_time": "2026-01-01T00:00:00Z"});
         let entry = Entry {
@@ -476,6 +482,10 @@ mod tests {
         assert_eq!(parsed["request"]["path"], "secret/data/app");
         assert_eq!(parsed["request"]["operation"], "update");
         assert_eq!(parsed["request"]["transport"], "http");
+        assert_eq!(
+            parsed["request"]["peer"],
+            json!({"uid": 1000, "gid": 100, "pid": 4242, "executable": "/usr/bin/app"})
+        );
         assert_eq!(parsed["request"]["mount_type"], "kv");
         assert_eq!(parsed["request"]["data"]["data"]["port"], 5432);
         assert_eq!(
