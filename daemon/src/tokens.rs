@@ -275,14 +275,11 @@ impl TokenStore {
         Ok(Some(entry))
     }
 
-    /// Revokes the token and all its descendants, atomically.
+    /// Revokes the token and all its descendants, atomically. Their leases are
+    /// the caller's business (the core expires them first).
     pub async fn revoke_tree(&self, hash: &str) -> Result<(), barrier::Error> {
         let mut batch = self.barrier.batch();
-        let mut pending = vec![hash.to_owned()];
-        while let Some(current) = pending.pop() {
-            for child in self.barrier.list(&format!("{PARENT_PREFIX}{current}/"))? {
-                pending.push(child.trim_end_matches('/').to_owned());
-            }
+        for current in self.tree(hash)? {
             self.delete_records(&current, &mut batch)?;
         }
         self.barrier.commit(batch).await.map(drop)
@@ -371,22 +368,33 @@ impl TokenStore {
         }))
     }
 
-    /// Revokes every expired or used-up token (and its descendants). Returns how
-    /// many trees were revoked.
-    pub async fn tidy(&self) -> Result<usize, barrier::Error> {
+    /// The hashes of every expired or used-up token, for the caller to revoke
+    /// (with their descendants and leases).
+    pub fn expired(&self) -> Result<Vec<String>, barrier::Error> {
         let now = now_seconds();
-        let mut revoked = 0;
+        let mut expired = Vec::new();
         for key in self.barrier.scan(ID_PREFIX)? {
             let hash = &key[ID_PREFIX.len()..];
-            match self.entry(hash)? {
-                Some(entry) if !entry.is_valid_at(now) => {
-                    self.revoke_tree(hash).await?;
-                    revoked += 1;
-                }
-                _ => {}
+            if let Some(entry) = self.entry(hash)?
+                && !entry.is_valid_at(now)
+            {
+                expired.push(hash.to_owned());
             }
         }
-        Ok(revoked)
+        Ok(expired)
+    }
+
+    /// The token and all its descendants, the token first.
+    pub fn tree(&self, hash: &str) -> Result<Vec<String>, barrier::Error> {
+        let mut tree = Vec::new();
+        let mut pending = vec![hash.to_owned()];
+        while let Some(current) = pending.pop() {
+            for child in self.barrier.list(&format!("{PARENT_PREFIX}{current}/"))? {
+                pending.push(child.trim_end_matches('/').to_owned());
+            }
+            tree.push(current);
+        }
+        Ok(tree)
     }
 }
 
@@ -516,7 +524,8 @@ mod tests {
             .unwrap();
         store.barrier.commit(batch).await.unwrap();
         assert!(store.lookup(&token).unwrap().is_none());
-        assert_eq!(store.tidy().await.unwrap(), 1);
+        assert_eq!(store.expired().unwrap(), vec![entry.hash.clone()]);
+        store.revoke_tree(&entry.hash).await.unwrap();
         assert!(backend.scan("sys/token/").unwrap().is_empty());
     }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub mod cluster;
+pub mod databases;
 pub mod load;
 
 /// The `coffer` binary under test: `$COFFER_BIN`, or the one next to this test's

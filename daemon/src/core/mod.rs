@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod fields;
+mod leasing;
 pub mod reply;
 mod sys;
 mod token_api;
@@ -48,6 +49,8 @@ const CLUSTER_PATH: &str = "core/cluster";
 /// How long Raft keeps running after a restored snapshot sealed the node.
 const RESTORE_SEAL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a joining node waits for its replica to catch up before unsealing.
+/// How often the leader looks for due leases.
+const LEASE_ROUND: std::time::Duration = std::time::Duration::from_millis(250);
 const JOIN_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Server-wide settings the core needs from the configuration.
@@ -93,6 +96,15 @@ pub(crate) struct Unsealed {
     pub kv_locks: Stripes,
     pub cluster: ClusterInfo,
     pub audit: Broker,
+    pub leases: Arc<crate::leases::Manager>,
+    pub databases: crate::database::Pools,
+    /// The system's default and max lease TTL (for mounts that set none).
+    pub lease_ttls: (u64, u64),
+    /// Bounds the revocations the leader runs at once.
+    pub revocations: Arc<tokio::sync::Semaphore>,
+    /// A static-role rotation round is running; and when the last one started.
+    pub rotating: std::sync::atomic::AtomicBool,
+    pub last_rotation_round: std::sync::atomic::AtomicU64,
     /// Asks the core to reopen itself from the store (after a snapshot replaced
     /// the data).
     reopen_requests: tokio::sync::mpsc::UnboundedSender<()>,
@@ -150,6 +162,9 @@ impl ApplyObserver for Unsealed {
         }
         if touched(&|key| key == audit::TABLE_PATH || key == "core/") {
             self.reload_audit();
+        }
+        for key in change.touched {
+            self.leases.observe(key);
         }
     }
 }
@@ -271,8 +286,8 @@ impl Core {
         &self.cluster
     }
 
-    /// Runs the core's background duties until the process ends: token tidy on the
-    /// leader, and reopening after a snapshot replaced the data.
+    /// Runs the core's background duties until the process ends: token tidy and
+    /// lease expiry on the leader, and reopening after a snapshot replaced the data.
     pub async fn run_background(self: Arc<Self>, tidy_interval: std::time::Duration) {
         let receiver = self
             .reopen_requested
@@ -284,9 +299,12 @@ impl Core {
         };
         let mut tidy = tokio::time::interval(tidy_interval);
         tidy.tick().await;
+        let mut leases = tokio::time::interval(LEASE_ROUND);
+        leases.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tidy.tick() => self.tidy().await,
+                _ = leases.tick() => self.lease_round().await,
                 request = reopen_requested.recv() => match request {
                     Some(()) => self.reopen().await,
                     None => return,
@@ -687,6 +705,12 @@ impl Core {
             kv_locks: Stripes::new(),
             cluster,
             audit: Broker::new(Zeroizing::new(salt.to_vec()), self.settings.audit.clone()),
+            leases: Arc::new(crate::leases::Manager::new(barrier.clone())),
+            databases: crate::database::Pools::default(),
+            lease_ttls: (self.settings.default_lease_ttl, self.settings.max_lease_ttl),
+            revocations: Arc::new(tokio::sync::Semaphore::new(leasing::CONCURRENT_REVOCATIONS)),
+            rotating: Default::default(),
+            last_rotation_round: Default::default(),
             barrier,
             reopen_requests: self.reopen_requests.clone(),
         };
@@ -720,7 +744,7 @@ impl Core {
         if !self.cluster.is_leader() {
             return;
         }
-        match unsealed.tokens.tidy().await {
+        match unsealed.tidy_tokens().await {
             Ok(0) => {}
             Ok(revoked) => tracing::info!(revoked, "revoked expired tokens"),
             Err(error) => tracing::warn!(%error, "token tidy failed"),
@@ -814,7 +838,7 @@ impl Core {
             }
         }
         if caller.token.exhausted
-            && let Err(error) = unsealed.tokens.revoke_tree(&caller.token.hash).await
+            && let Err(error) = unsealed.revoke_token(&caller.token.hash, false).await
         {
             tracing::warn!(%error, "revoking a used-up token failed; tidy will retry");
         }
@@ -891,6 +915,28 @@ impl Core {
             return Err(ApiError::no_route(path));
         };
         *route = Some(mount.path.clone());
+        if mount.kind == "database" {
+            let engine = unsealed.database(&mount);
+            let exists = request.operation != Operation::Write || engine.exists(&rest)?;
+            caller.authorize(
+                path,
+                capability_for(request.operation, exists),
+                &request.data,
+                false,
+            )?;
+            let requester = crate::database::Requester {
+                display_name: &caller.token.display_name,
+                token_hash: Some(&caller.token.hash),
+            };
+            let reply = engine
+                .handle(request.operation, &rest, path, &request.data, &requester)
+                .await?;
+            return Ok(Routed {
+                reply,
+                mount_type: "database",
+                flatten: false,
+            });
+        }
         let engine = Kv::of(&mount, &unsealed.barrier, &unsealed.kv_locks)
             .ok_or_else(|| ApiError::no_route(path))?;
         let exists = request.operation != Operation::Write || engine.exists(&rest)?;
@@ -934,6 +980,9 @@ impl Core {
         }
         match request.operation {
             Operation::Write | Operation::Delete | Operation::Patch => Placement::Leader,
+            // Reading dynamic credentials creates a user and a lease: the
+            // leader does it (it owns leases), as in Vault.
+            Operation::Read if self.issues_leases(&request.path) => Placement::Leader,
             Operation::Read | Operation::List => {
                 let entry = (|| {
                     let token = request.token.as_ref()?;
@@ -945,6 +994,16 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Whether a read of `path` goes to a mount whose reads issue leases.
+    fn issues_leases(&self, path: &str) -> bool {
+        self.unsealed().is_ok_and(|unsealed| {
+            unsealed
+                .mounts
+                .resolve(path)
+                .is_some_and(|(mount, _)| mount.kind != "kv")
+        })
     }
 
     /// Runs `request` on the leader (or tells the client where the leader is).

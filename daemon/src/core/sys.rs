@@ -20,6 +20,7 @@ use crate::tokens::now_seconds;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 mod audit;
+mod leases;
 mod raft;
 
 fn raw(status: u16, body: Value) -> Routed {
@@ -266,7 +267,7 @@ fn metrics(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
 
 /// `sys/` paths that need the `sudo` capability besides the operation's own.
 fn requires_sudo(rest: &str) -> bool {
-    matches!(rest, "seal" | "rotate" | "audit" | "raw")
+    matches!(rest, "seal" | "rotate" | "audit" | "raw" | "leases")
         || [
             "storage/raft/",
             "audit/",
@@ -274,6 +275,9 @@ fn requires_sudo(rest: &str) -> bool {
             "raw/",
             "leases/revoke-prefix/",
             "leases/revoke-force/",
+            "leases/lookup/",
+            "revoke-prefix/",
+            "revoke-force/",
         ]
         .iter()
         .any(|prefix| rest.starts_with(prefix))
@@ -356,6 +360,9 @@ pub(super) async fn handle(
         "metrics" if operation == Operation::Read => metrics(core, data),
         "storage" => raft::route(core, unsealed, request, rest).await,
         "audit" | "audit-hash" => audit::route(unsealed, request, rest).await,
+        "leases" | "renew" | "revoke" | "revoke-prefix" | "revoke-force" => {
+            leases::route(unsealed, request, rest).await
+        }
         "health"
         | "seal-status"
         | "init"
@@ -491,8 +498,9 @@ fn engine_type(
             options.insert("version".into(), "1".into());
             Ok(("kv".into(), options))
         }
+        "database" => Ok(("database".into(), options)),
         other => Err(ApiError::invalid(format!(
-            "unsupported secrets engine type {:?}; coffer serves kv (v1 and v2)",
+            "unsupported secrets engine type {:?}; coffer serves kv (v1 and v2) and database",
             other.chars().take(64).collect::<String>()
         ))),
     }
@@ -611,10 +619,13 @@ async fn mounts_route(
                 .map_err(mount_error)?;
             Ok(system(Reply::NoContent))
         }
-        (false, Operation::Delete) => match unsealed.mounts.unmount(&mount_path).await {
-            Ok(_) | Err(mounts::Error::NotMounted(_)) => Ok(system(Reply::NoContent)),
-            Err(error) => Err(mount_error(error)),
-        },
+        (false, Operation::Delete) => {
+            leases::revoke_mount(unsealed, &mount_path).await?;
+            match unsealed.mounts.unmount(&mount_path).await {
+                Ok(_) | Err(mounts::Error::NotMounted(_)) => Ok(system(Reply::NoContent)),
+                Err(error) => Err(mount_error(error)),
+            }
+        }
         (false, Operation::Read) => {
             let entry = unsealed
                 .mounts

@@ -159,29 +159,29 @@ pub(super) async fn handle(
         ("revoke", Operation::Write) => {
             let token = required(&fields, "token")?;
             let hash = unsealed.tokens.hash(&token);
-            unsealed.tokens.revoke_tree(&hash).await?;
+            unsealed.revoke_token(&hash, false).await?;
             Reply::NoContent
         }
         ("revoke-self", Operation::Write) => {
-            unsealed.tokens.revoke_tree(&caller.token.hash).await?;
+            unsealed.revoke_token(&caller.token.hash, false).await?;
             Reply::NoContent
         }
         ("revoke-accessor", Operation::Write) => {
             let accessor = required(&fields, "accessor")?;
             if let Some(entry) = unsealed.tokens.lookup_accessor(&accessor)? {
-                unsealed.tokens.revoke_tree(&entry.hash).await?;
+                unsealed.revoke_token(&entry.hash, false).await?;
             }
             Reply::NoContent
         }
         ("revoke-orphan", Operation::Write) => {
             let token = required(&fields, "token")?;
             let hash = unsealed.tokens.hash(&token);
-            unsealed.tokens.revoke_orphan(&hash).await?;
+            unsealed.revoke_token(&hash, true).await?;
             Reply::NoContent
         }
         ("accessors", Operation::List) => Reply::List(unsealed.tokens.accessors()?),
         ("tidy", Operation::Write) => {
-            unsealed.tokens.tidy().await?;
+            unsealed.tidy_tokens().await?;
             Reply::NoContent
         }
         ("roles", Operation::List) => Reply::List(Vec::new()),

@@ -59,7 +59,8 @@ type Membership = StoredMembership<NodeId, NodeInfo>;
 #[derive(Debug)]
 pub struct Applied<'a> {
     pub index: u64,
-    /// Keys (or deleted prefixes) under `core/` and `sys/policy/` that changed.
+    /// Keys (or deleted prefixes) under `core/`, `sys/policy/` and
+    /// `sys/expire/id/` (leases) that changed.
     pub touched: &'a [String],
     /// The whole data set was replaced (a snapshot was installed or restored).
     pub replaced: bool,
@@ -75,7 +76,7 @@ pub trait ApplyObserver: Send + Sync {
 }
 
 fn watched(key: &str) -> bool {
-    key.starts_with("core/") || key.starts_with("sys/policy/")
+    key.starts_with("core/") || key.starts_with("sys/policy/") || key.starts_with("sys/expire/id/")
 }
 
 /// The RocksDB database with Raft's log, metadata and state machine.
