@@ -16,6 +16,7 @@ pub mod leases;
 pub mod locks;
 pub mod metrics;
 pub mod mounts;
+pub mod password_policy;
 pub mod policy;
 pub mod policy_store;
 pub mod raft;

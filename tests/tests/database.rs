@@ -741,3 +741,78 @@ fn bad_input_gets_clear_errors_and_creates_nothing() {
     assert_eq!(answer.status, 400);
     assert_eq!(postgres.roles_like("v-"), users_before);
 }
+
+#[test]
+fn passwords_follow_the_connections_password_policy() {
+    let _serial = serial();
+    let postgres = postgres();
+    let server = Server::dev();
+    let api = server.root();
+    configure_postgres(&api, &postgres, "1m", "1h");
+    let policy = "length = 32\nrule \"charset\" {\n  charset = \"abcdef0123456789\"\n  min-chars = 4\n}\nrule \"charset\" {\n  charset = \"!#%\"\n  min-chars = 2\n}\n";
+    api.call(
+        "PUT",
+        "sys/policies/password/hexish",
+        Some(json!({"policy": policy})),
+    )
+    .expect(204);
+    assert_eq!(
+        api.get("sys/policies/password/hexish").expect(200).body["data"]["policy"],
+        policy
+    );
+    let list = api.list("sys/policies/password").expect(200);
+    assert_eq!(list.body["data"]["keys"], json!(["hexish"]));
+    let generated = api.get("sys/policies/password/hexish/generate").expect(200);
+    let password = generated.body["data"]["password"].as_str().unwrap();
+    assert_eq!(password.len(), 32);
+    assert!(
+        password.chars().all(|c| "abcdef0123456789!#%".contains(c)),
+        "{password}"
+    );
+    assert!(password.chars().filter(|c| "!#%".contains(*c)).count() >= 2);
+
+    // A connection that names it makes passwords with it.
+    api.post("database/config/pg", json!({"password_policy": "hexish"}))
+        .expect(204);
+    assert_eq!(
+        api.get("database/config/pg").expect(200).body["data"]["password_policy"],
+        "hexish"
+    );
+    let creds = credentials(&api, "app");
+    assert_eq!(creds.password.len(), 32);
+    assert!(
+        creds
+            .password
+            .chars()
+            .all(|c| "abcdef0123456789!#%".contains(c)),
+        "{}",
+        creds.password
+    );
+    postgres
+        .query_as(&creds.username, &creds.password, "SELECT 'x'")
+        .expect("a user with a policy password logs in");
+
+    // Bad input: an unknown policy, a policy with a quote, a malformed one.
+    let answer = api.post("database/config/pg", json!({"password_policy": "nope"}));
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    for bad in [
+        "length = 10\nrule \"charset\" { charset = \"ab'\" }",
+        "length = 2\nrule \"charset\" { charset = \"ab\" }",
+        "length = ",
+    ] {
+        let answer = api.call(
+            "PUT",
+            "sys/policies/password/bad",
+            Some(json!({"policy": bad})),
+        );
+        assert_eq!(answer.status, 400, "{bad}: {:?}", answer.body);
+    }
+    api.get("sys/policies/password/bad").expect(404);
+    api.get("sys/policies/password/nope/generate").expect(400);
+    api.delete("sys/policies/password/hexish").expect(204);
+    // The connection now names a policy that is gone: a clear 400, no user.
+    let before = postgres.roles_like("v-");
+    let message = api.get("database/creds/app").expect(400).errors().join(" ");
+    assert!(message.contains("hexish"), "{message}");
+    assert_eq!(postgres.roles_like("v-"), before);
+}

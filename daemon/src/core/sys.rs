@@ -21,6 +21,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 mod audit;
 mod leases;
+mod password;
 mod raft;
 
 fn raw(status: u16, body: Value) -> Routed {
@@ -332,6 +333,15 @@ pub(super) async fn handle(
         }
         "mounts" => mounts_route(unsealed, rest, operation, data).await,
         "auth" => auth_route(rest, operation),
+        "policies" if rest.starts_with("policies/password") => {
+            password::route(
+                unsealed,
+                &rest["policies/password".len()..],
+                operation,
+                data,
+            )
+            .await
+        }
         "policies" => policies_route(unsealed, rest, operation, data, false).await,
         "policy" => policies_route(unsealed, rest, operation, data, true).await,
         "capabilities-self" if operation == Operation::Write => {

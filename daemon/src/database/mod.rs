@@ -25,6 +25,7 @@ use crate::core::fields::Fields;
 use crate::core::reply::Reply;
 use crate::leases::{self, Lease};
 use crate::mounts::MountEntry;
+use crate::password_policy;
 use crate::tokens::now_seconds;
 use plugin::{Plugin, Pool, Values};
 
@@ -44,6 +45,10 @@ pub struct Connection {
     pub verify_connection: bool,
     pub max_open_connections: u32,
     pub root_rotation_statements: Vec<String>,
+    /// A `sys/policies/password/<name>` for the passwords this connection makes
+    /// (empty: Vault's default policy).
+    #[serde(default)]
+    pub password_policy: String,
 }
 
 impl Connection {
@@ -236,6 +241,16 @@ impl Database<'_> {
         Ok(self.barrier.get_json(&self.key("static-role", name))?)
     }
 
+    /// A new password under the connection's policy.
+    fn password(&self, connection: &Connection) -> ApiResult<String> {
+        let generated = if connection.password_policy.is_empty() {
+            names::password()
+        } else {
+            password_policy::load(self.barrier, &connection.password_policy)?.generate()
+        };
+        generated.map_err(|error| ApiError::internal(&error))
+    }
+
     async fn pool(&self, name: &str, connection: &Connection) -> ApiResult<Pool> {
         self.pools
             .get(self.mount, name, connection, false)
@@ -417,8 +432,18 @@ impl Database<'_> {
                     .map(|old| old.root_rotation_statements.clone())
                     .unwrap_or_default(),
             },
+            password_policy: match fields.string("password_policy")? {
+                Some(name) => name,
+                None => existing
+                    .as_ref()
+                    .map(|old| old.password_policy.clone())
+                    .unwrap_or_default(),
+            },
             plugin_name,
         };
+        if !connection.password_policy.is_empty() {
+            password_policy::load(self.barrier, &connection.password_policy)?;
+        }
         if connection.connection_url.is_empty() {
             return Err(ApiError::invalid("connection_url is required"));
         }
@@ -454,7 +479,7 @@ impl Database<'_> {
             "allowed_roles": connection.allowed_roles,
             "verify_connection": connection.verify_connection,
             "root_credentials_rotate_statements": connection.root_rotation_statements,
-            "password_policy": "",
+            "password_policy": connection.password_policy,
         })))
     }
 
@@ -468,7 +493,7 @@ impl Database<'_> {
             ));
         }
         let plugin = connection.plugin()?;
-        let password = names::password().map_err(|error| ApiError::internal(&error))?;
+        let password = self.password(&connection)?;
         let statements = if connection.root_rotation_statements.is_empty() {
             plugin.default_rotation()
         } else {
@@ -582,7 +607,7 @@ impl Database<'_> {
             plugin.username_limit(),
         )
         .map_err(|error| ApiError::internal(&error))?;
-        let password = names::password().map_err(|error| ApiError::internal(&error))?;
+        let password = self.password(&connection)?;
         let values = Values {
             name: &username,
             password: Some(&password),
@@ -734,7 +759,7 @@ impl Database<'_> {
             .connection(&role.db_name)?
             .ok_or_else(|| ApiError::invalid(format!("no connection named {:?}", role.db_name)))?;
         let plugin = connection.plugin()?;
-        let password = names::password().map_err(|error| ApiError::internal(&error))?;
+        let password = self.password(&connection)?;
         let statements = if role.rotation_statements.is_empty() {
             plugin.default_rotation()
         } else {
