@@ -37,6 +37,11 @@ pub fn now_seconds() -> u64 {
         .unwrap_or_default()
 }
 
+/// Unix seconds as RFC 3339 (`2026-11-22T10:00:00Z`), as Vault shows times.
+pub fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(unix)).to_string()
+}
+
 /// A stored token. The token itself is not here: only its HMAC.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TokenEntry {

@@ -433,6 +433,9 @@ fn revocation_retries_while_the_database_is_down_and_succeeds_once_it_is_back() 
     let creds = credentials(&api, "app");
 
     postgres.stop();
+    // Asking meanwhile is the database's fault, not the client's: 502.
+    let refused = api.get("database/creds/app").expect(502);
+    assert!(!refused.errors().is_empty());
     // Past expiry the lease is kept while attempts fail (each waits out the
     // pool's 5 s connect timeout).
     wait_for(Duration::from_secs(20), "a failed revocation", || {

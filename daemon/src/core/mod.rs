@@ -169,6 +169,12 @@ impl ApplyObserver for Unsealed {
     }
 }
 
+/// The secrets engine serving one request.
+enum Engine<'a> {
+    Kv(Kv<'a>),
+    Database(crate::database::Database<'a>),
+}
+
 /// A node that has a challenge from a member and waits for the operator's key
 /// shares to answer it.
 pub(crate) struct Joining {
@@ -915,43 +921,44 @@ impl Core {
             return Err(ApiError::no_route(path));
         };
         *route = Some(mount.path.clone());
-        if mount.kind == "database" {
-            let engine = unsealed.database(&mount);
-            let exists = request.operation != Operation::Write || engine.exists(&rest)?;
-            caller.authorize(
-                path,
-                capability_for(request.operation, exists),
-                &request.data,
-                false,
-            )?;
-            let requester = crate::database::Requester {
-                display_name: &caller.token.display_name,
-                token_hash: Some(&caller.token.hash),
+        let engine = if mount.kind == "database" {
+            Engine::Database(unsealed.database(&mount))
+        } else {
+            Engine::Kv(
+                Kv::of(&mount, &unsealed.barrier, &unsealed.kv_locks)
+                    .ok_or_else(|| ApiError::no_route(path))?,
+            )
+        };
+        let exists = request.operation != Operation::Write
+            || match &engine {
+                Engine::Kv(kv) => kv.exists(&rest)?,
+                Engine::Database(database) => database.exists(&rest)?,
             };
-            let reply = engine
-                .handle(request.operation, &rest, path, &request.data, &requester)
-                .await?;
-            return Ok(Routed {
-                reply,
-                mount_type: "database",
-                flatten: false,
-            });
-        }
-        let engine = Kv::of(&mount, &unsealed.barrier, &unsealed.kv_locks)
-            .ok_or_else(|| ApiError::no_route(path))?;
-        let exists = request.operation != Operation::Write || engine.exists(&rest)?;
         caller.authorize(
             path,
             capability_for(request.operation, exists),
             &request.data,
             false,
         )?;
-        let reply = engine
-            .handle(request.operation, &rest, &request.data)
-            .await?;
+        let (reply, mount_type) = match engine {
+            Engine::Kv(kv) => (
+                kv.handle(request.operation, &rest, &request.data).await?,
+                "kv",
+            ),
+            Engine::Database(database) => {
+                let requester = crate::database::Requester {
+                    display_name: &caller.token.display_name,
+                    token_hash: Some(&caller.token.hash),
+                };
+                let reply = database
+                    .handle(request.operation, &rest, path, &request.data, &requester)
+                    .await?;
+                (reply, "database")
+            }
+        };
         Ok(Routed {
             reply,
-            mount_type: "kv",
+            mount_type,
             flatten: false,
         })
     }

@@ -1,7 +1,5 @@
 //! The `auth/token/` endpoints: create, look up, renew and revoke tokens.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use coffer_protocols::{Auth, LogicalResponse, Operation, Request};
 use serde_json::{Map, Value, json};
 
@@ -10,7 +8,7 @@ use super::fields::Fields;
 use super::reply::Reply;
 use super::{Caller, Core, Routed, Unsealed, capability_for};
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
-use crate::tokens::{NewToken, RenewError, TokenEntry, now_seconds};
+use crate::tokens::{NewToken, RenewError, TokenEntry, now_seconds, rfc3339};
 
 fn routed(reply: Reply) -> Routed {
     Routed {
@@ -18,10 +16,6 @@ fn routed(reply: Reply) -> Routed {
         mount_type: "token",
         flatten: false,
     }
-}
-
-fn rfc3339(seconds: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
 }
 
 /// The `data` of a token lookup. `id` is the token itself, only when the caller

@@ -26,7 +26,7 @@ use crate::core::reply::Reply;
 use crate::leases::{self, Lease};
 use crate::mounts::MountEntry;
 use crate::password_policy;
-use crate::tokens::now_seconds;
+use crate::tokens::{now_seconds, rfc3339};
 use plugin::{Plugin, Pool, Values};
 
 /// The shortest rotation period of a static role, as in Vault.
@@ -195,11 +195,6 @@ fn statements(fields: &Fields<'_>, key: &str) -> ApiResult<Option<Vec<String>>> 
 fn expiration(unix: u64) -> String {
     let text = rfc3339(unix);
     format!("{} {}+0000", &text[..10], text[11..].trim_end_matches('Z'))
-}
-
-fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
-        .to_string()
 }
 
 /// The engine serving one `database` mount, for one request.
@@ -510,7 +505,7 @@ impl Database<'_> {
         let pool = self.pool(name, &connection).await?;
         pool.run(&rendered, &[&password, connection.password.as_str()])
             .await
-            .map_err(upstream)?;
+            .map_err(|failure| upstream(failure.message))?;
         connection.password = Zeroizing::new(password);
         self.barrier
             .put_json(&self.key("config", name), &connection)
@@ -614,11 +609,18 @@ impl Database<'_> {
             expiration: Some(&expiration(now + ttl)),
         };
         let creation = plugin::render(&role.creation_statements, &values);
-        if let Err(message) = pool.run(&creation, &[&password]).await {
+        if let Err(failure) = pool.run(&creation, &[&password]).await {
             self.roll_back(&pool, &role, &username).await;
-            return Err(ApiError::invalid(format!(
-                "the database refused the creation statements: {message}"
-            )));
+            // The statements' fault is the client's (400); an unreachable
+            // database is not (502).
+            return Err(if failure.refused {
+                ApiError::invalid(format!(
+                    "the database refused the creation statements: {}",
+                    failure.message
+                ))
+            } else {
+                upstream(format!("cannot reach the database: {}", failure.message))
+            });
         }
         let internal = LeaseData {
             db_name: role.db_name.clone(),
@@ -672,7 +674,7 @@ impl Database<'_> {
                     expiration: None,
                 },
             );
-            pool.run(&rendered, &[]).await
+            pool.run(&rendered, &[]).await.map_err(String::from)
         };
         if let Err(message) = outcome {
             tracing::error!(mount = %self.mount.path, user = %username, %message, "rolling back a failed user creation failed");
@@ -776,8 +778,13 @@ impl Database<'_> {
         let pool = self.pool(&role.db_name, &connection).await?;
         pool.run(&rendered, &[&password, role.password.as_str()])
             .await
-            .map_err(|message| {
-                ApiError::invalid(format!("the database refused the rotation: {message}"))
+            .map_err(|failure| {
+                let message = format!("the database refused the rotation: {}", failure.message);
+                if failure.refused {
+                    ApiError::invalid(message)
+                } else {
+                    upstream(message)
+                }
             })?;
         role.password = Zeroizing::new(password);
         role.last_rotation = now_seconds();
@@ -846,7 +853,7 @@ impl Database<'_> {
                     expiration: None,
                 },
             );
-            pool.run(&rendered, &[]).await
+            pool.run(&rendered, &[]).await.map_err(String::from)
         }
     }
 
@@ -872,7 +879,7 @@ impl Database<'_> {
                 expiration: Some(&expiration(expire_time)),
             },
         );
-        pool.run(&rendered, &[]).await
+        pool.run(&rendered, &[]).await.map_err(String::from)
     }
 }
 

@@ -265,8 +265,11 @@ impl Pool {
     /// Runs `statements` as one unit where the database can (PostgreSQL: one
     /// transaction; MySQL, whose DDL commits by itself: one by one, stopping at
     /// the first error). `secrets` are removed from any error.
-    pub async fn run(&self, statements: &[String], secrets: &[&str]) -> Result<(), String> {
-        let fail = |error: sqlx::Error| scrub(&database_message(&error), secrets);
+    pub async fn run(&self, statements: &[String], secrets: &[&str]) -> Result<(), Failure> {
+        let fail = |error: sqlx::Error| Failure {
+            refused: matches!(error, sqlx::Error::Database(_)),
+            message: scrub(&database_message(&error), secrets),
+        };
         match self {
             Pool::Postgres(pool) => {
                 let mut attempt = 1;
@@ -363,7 +366,22 @@ impl Pool {
             ],
             Pool::MySql(_) => vec![format!("DROP USER IF EXISTS '{name}'@'%'")],
         };
-        self.run(&statements, &[]).await
+        self.run(&statements, &[]).await.map_err(String::from)
+    }
+}
+
+/// Why statements did not run: the database refused one (`refused`: the
+/// statements' fault), or it could not be reached or answered (its fault).
+#[derive(Debug)]
+pub struct Failure {
+    pub refused: bool,
+    /// The database's message, without secrets.
+    pub message: String,
+}
+
+impl From<Failure> for String {
+    fn from(failure: Failure) -> String {
+        failure.message
     }
 }
 

@@ -12,12 +12,7 @@ use super::super::reply::Reply;
 use super::super::{Routed, Unsealed};
 use super::{raw, system};
 use crate::leases::{self, Lease};
-use crate::tokens::now_seconds;
-
-fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
-        .to_string()
-}
+use crate::tokens::{now_seconds, rfc3339};
 
 /// The `leases` routes, and the older top-level names (`rest` is past `sys/`).
 pub(super) async fn route(unsealed: &Unsealed, request: &Request, rest: &str) -> ApiResult<Routed> {
