@@ -53,6 +53,35 @@ pub struct Config {
     /// the device's own (`file_path`, `mode`, `address`, `socket_type`, `facility`,
     /// `tag`, `write_timeout`, `hmac_accessor`, `log_raw`) plus `description`.
     pub audit: Vec<crate::audit::DeviceConfig>,
+    /// `fuse { ... }`: serve secrets as files; absent: no filesystem.
+    pub fuse: Option<Fuse>,
+}
+
+/// `fuse { mount_point = "/secrets" }`: the `/secrets` filesystem. It is mounted
+/// once the server is unsealed and unmounted at shutdown; while the server is
+/// sealed again, opens fail with `EAGAIN`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fuse {
+    /// `mount_point`: an empty directory (created if missing). A coffer mount
+    /// left there by a crash is detached first.
+    pub mount_point: PathBuf,
+    /// `threads`: threads serving FUSE requests (default 8). An open that
+    /// creates a database user holds one for as long as that takes.
+    pub threads: usize,
+    /// `revoke_unused_leases`: revoke a dynamic credential's lease once nobody
+    /// has read it for one TTL and no file of it is open (default false: it is
+    /// left to expire).
+    pub revoke_unused_leases: bool,
+}
+
+impl Fuse {
+    pub fn at(mount_point: PathBuf) -> Self {
+        Fuse {
+            mount_point,
+            threads: 8,
+            revoke_unused_leases: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,6 +183,7 @@ impl Config {
             disable_mlock: false,
             telemetry: Telemetry::default(),
             audit: Vec::new(),
+            fuse: None,
         };
         for attribute in &body.attributes {
             let value = &attribute.value;
@@ -202,6 +232,15 @@ impl Config {
                 }
                 "listener" => listeners.push(parse_listener(block)?),
                 "telemetry" => config.telemetry = parse_telemetry(block)?,
+                "fuse" => {
+                    if config.fuse.is_some() {
+                        return Err(hcl::Error::new(
+                            block.line,
+                            "only one fuse block is allowed",
+                        ));
+                    }
+                    config.fuse = Some(parse_fuse(block)?);
+                }
                 "audit" => {
                     let device = parse_audit(block)?;
                     if config.audit.iter().any(|other| other.path == device.path) {
@@ -400,6 +439,38 @@ fn parse_telemetry(block: &hcl::Block) -> Result<Telemetry, hcl::Error> {
         }
     }
     Ok(telemetry)
+}
+
+fn parse_fuse(block: &hcl::Block) -> Result<Fuse, hcl::Error> {
+    if !block.labels.is_empty() {
+        return Err(hcl::Error::new(block.line, "fuse takes no label"));
+    }
+    let mut mount_point = None;
+    let mut fuse = Fuse::at(PathBuf::new());
+    for attribute in &block.body.attributes {
+        let value = &attribute.value;
+        match attribute.key.as_str() {
+            "mount_point" => mount_point = Some(PathBuf::from(string(value, "mount_point")?)),
+            "threads" => {
+                fuse.threads = value
+                    .to_json()
+                    .as_u64()
+                    .filter(|threads| (1..=256).contains(threads))
+                    .and_then(|threads| usize::try_from(threads).ok())
+                    .ok_or_else(|| {
+                        hcl::Error::new(value.line, "threads must be a number from 1 to 256")
+                    })?;
+            }
+            "revoke_unused_leases" => {
+                fuse.revoke_unused_leases = boolean(value, "revoke_unused_leases")?
+            }
+            other => return Err(unknown(attribute.line, other, "fuse")),
+        }
+    }
+    fuse.mount_point = mount_point
+        .filter(|path| path.is_absolute())
+        .ok_or_else(|| hcl::Error::new(block.line, "fuse needs an absolute mount_point"))?;
+    Ok(fuse)
 }
 
 fn parse_audit(block: &hcl::Block) -> Result<crate::audit::DeviceConfig, hcl::Error> {

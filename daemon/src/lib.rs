@@ -13,6 +13,7 @@ pub mod duration;
 pub mod hcl;
 pub mod kv;
 pub mod leases;
+pub mod local_auth;
 pub mod locks;
 pub mod metrics;
 pub mod mounts;

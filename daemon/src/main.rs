@@ -36,6 +36,7 @@ fn main() {
                 dev: args.dev,
                 dev_root_token: args.dev_root_token,
                 dev_listen: args.dev_listen,
+                dev_fuse: args.dev_fuse,
                 data_dir: args.data_dir,
             };
             match server::load(&options) {

@@ -45,6 +45,7 @@ pub struct Options {
     pub dev: bool,
     pub dev_root_token: Option<String>,
     pub dev_listen: Option<String>,
+    pub dev_fuse: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -70,6 +71,10 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
         disable_mlock: true,
         telemetry: config::Telemetry::default(),
         audit: Vec::new(),
+        fuse: options.dev_fuse.as_ref().map(|path| {
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            config::Fuse::at(absolute)
+        }),
     })
 }
 
@@ -163,6 +168,15 @@ fn cluster_listener(
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     prepare_data_dir(&config.storage.path)?;
+    if let Some(fuse) = &config.fuse {
+        // Refuse a bad mount point now, not after the operator has unsealed.
+        if coffer_fuse::mount_point::prepare(&fuse.mount_point)? {
+            tracing::warn!(
+                mount_point = %fuse.mount_point.display(),
+                "detached a coffer mount left by an earlier run"
+            );
+        }
+    }
 
     let mut listeners = Vec::new();
     let mut addresses = Vec::new();
@@ -276,6 +290,11 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         }));
     }
     let background = tokio::spawn(core.clone().run_background(TIDY_INTERVAL));
+    let filesystem = Arc::new(std::sync::Mutex::new(None));
+    let mounter = config
+        .fuse
+        .clone()
+        .map(|fuse| tokio::spawn(mount_when_unsealed(core.clone(), fuse, filesystem.clone())));
     let joiner = (!config.storage.retry_join.is_empty())
         .then(|| tokio::spawn(retry_join(core.clone(), config.storage.retry_join.clone())));
 
@@ -287,6 +306,22 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "listener failed"),
             Err(error) => tracing::error!(%error, "listener task failed"),
+        }
+    }
+    if let Some(mounter) = mounter {
+        mounter.abort();
+        let _ = mounter.await;
+    }
+    let mounted = filesystem
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(mounted) = mounted {
+        let unmounted = tokio::task::spawn_blocking(move || mounted.unmount()).await;
+        match unmounted {
+            Ok(Ok(())) => tracing::info!("unmounted the FUSE filesystem"),
+            Ok(Err(error)) => tracing::error!(%error, "unmounting the FUSE filesystem failed"),
+            Err(error) => tracing::error!(%error, "unmounting the FUSE filesystem failed"),
         }
     }
     background.abort();
@@ -302,6 +337,47 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     drop(cluster);
     tracing::info!("storage closed; goodbye");
     Ok(())
+}
+
+/// How often a server with a `fuse` block checks whether it has been unsealed.
+const MOUNT_POLL: Duration = Duration::from_millis(200);
+
+/// Mounts the `/secrets` filesystem once the server is first unsealed; it stays
+/// mounted until shutdown (opens fail with EAGAIN while sealed again).
+async fn mount_when_unsealed(
+    core: Arc<Core>,
+    fuse: config::Fuse,
+    slot: Arc<std::sync::Mutex<Option<coffer_fuse::Mounted>>>,
+) {
+    let mut poll = tokio::time::interval(MOUNT_POLL);
+    while core.is_sealed() {
+        poll.tick().await;
+    }
+    let options = coffer_fuse::Options {
+        mount_point: fuse.mount_point.clone(),
+        threads: fuse.threads,
+        revoke_unused_leases: fuse.revoke_unused_leases,
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let mounted = tokio::task::spawn_blocking(move || {
+        // Whatever was mounted meanwhile (nothing, normally) is detached first.
+        coffer_fuse::mount_point::prepare(&options.mount_point)
+            .map_err(|error| error.to_string())?;
+        coffer_fuse::mount(core, runtime, &options).map_err(|error| error.to_string())
+    })
+    .await;
+    match mounted {
+        Ok(Ok(mounted)) => {
+            say!("FUSE filesystem mounted at {}", fuse.mount_point.display());
+            *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(mounted);
+        }
+        Ok(Err(error)) => tracing::error!(
+            mount_point = %fuse.mount_point.display(),
+            %error,
+            "cannot mount the FUSE filesystem"
+        ),
+        Err(error) => tracing::error!(%error, "cannot mount the FUSE filesystem"),
+    }
 }
 
 /// `retry_join`: while this node belongs to no cluster, asks each configured

@@ -128,6 +128,30 @@ pub struct LocalPeer {
     pub pid: u32,
     /// `/proc/<pid>/exe`, when it could be read.
     pub executable: Option<String>,
+    /// Supplementary groups, filled in by the core only when a role binds groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<u32>,
+    /// The systemd unit, filled in by the core only when a role binds units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+impl LocalPeer {
+    /// A caller as the kernel reported it, with its executable read from `/proc`.
+    pub fn from_kernel(uid: u32, gid: u32, pid: u32) -> Self {
+        let executable = (pid != 0)
+            .then(|| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+            .flatten()
+            .map(|path| path.to_string_lossy().into_owned());
+        LocalPeer {
+            uid,
+            gid,
+            pid,
+            executable,
+            groups: Vec::new(),
+            unit: None,
+        }
+    }
 }
 
 /// Serde for bytes as a base64 string in JSON (request bodies, snapshot

@@ -133,9 +133,21 @@ impl Hasher {
 
     /// What a request's entries show of its caller, hashed once for both.
     pub fn caller(&self, caller: &Caller<'_>) -> HashedCaller {
+        // A local caller has no token: nothing to hash.
+        let hashed = |text: &str, hash: &dyn Fn(&str) -> String| {
+            if text.is_empty() {
+                String::new()
+            } else {
+                hash(text)
+            }
+        };
         HashedCaller {
-            client_token: self.secret(caller.client_token).as_str().to_owned(),
-            accessor: self.accessor(&caller.token.accessor).as_str().to_owned(),
+            client_token: hashed(caller.client_token, &|text| {
+                self.secret(text).as_str().to_owned()
+            }),
+            accessor: hashed(&caller.token.accessor, &|text| {
+                self.accessor(text).as_str().to_owned()
+            }),
             issue_time: rfc3339(
                 SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(caller.token.creation_time),
             ),
@@ -446,6 +458,8 @@ mod tests {
             gid: 100,
             pid: 4242,
             executable: Some("/usr/bin/app".into()),
+            groups: Vec::new(),
+            unit: None,
         });
         let token = token();
         let response_data = json!({"version": 3, "created_time": "2026-01-01T00:00:00Z"});

@@ -90,6 +90,9 @@ pub struct ServerArgs {
     /// The dev server's listen address (default 127.0.0.1:8200).
     #[arg(long, requires = "dev")]
     pub dev_listen: Option<String>,
+    /// Mount the dev server's /secrets filesystem at this empty directory.
+    #[arg(long, requires = "dev", value_name = "PATH")]
+    pub dev_fuse: Option<PathBuf>,
     /// Data directory (dev: default a throwaway temporary directory; with
     /// --config: overrides storage "raft" path).
     #[arg(long)]

@@ -10,7 +10,9 @@
 
 pub mod error;
 pub mod fields;
+mod fs;
 mod leasing;
+mod local_api;
 pub mod reply;
 mod sys;
 mod token_api;
@@ -18,7 +20,8 @@ mod token_api;
 use std::sync::{Arc, Mutex, RwLock};
 
 use coffer_protocols::{
-    ErrorCode, Handler, LogicalResponse, Observation, Operation, Request, Response, ResponseBody,
+    ErrorCode, Handler, LocalPeer, LogicalResponse, Observation, Operation, Request, Response,
+    ResponseBody, Transport,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -98,6 +101,8 @@ pub(crate) struct Unsealed {
     pub audit: Broker,
     pub leases: Arc<crate::leases::Manager>,
     pub databases: crate::database::Pools,
+    /// `auth/local` roles, parsed.
+    pub local_roles: crate::local_auth::Roles,
     /// The system's default and max lease TTL (for mounts that set none).
     pub lease_ttls: (u64, u64),
     /// Bounds the revocations the leader runs at once.
@@ -121,6 +126,7 @@ impl Unsealed {
             tracing::error!(%error, "cannot reload the mount table");
         }
         self.policies.invalidate();
+        self.local_roles.invalidate();
         self.reload_audit();
     }
 
@@ -159,6 +165,9 @@ impl ApplyObserver for Unsealed {
         }
         if touched(&|key| key.starts_with("sys/policy/")) {
             self.policies.invalidate();
+        }
+        if touched(&|key| key.starts_with(crate::local_auth::PREFIX)) {
+            self.local_roles.invalidate();
         }
         if touched(&|key| key == audit::TABLE_PATH || key == "core/") {
             self.reload_audit();
@@ -222,8 +231,12 @@ pub struct InitOutput {
 
 /// The authenticated caller of a request.
 pub(crate) struct Caller {
+    /// The token's entry; for a local caller authenticated by its roles, an
+    /// entry made for this request and stored nowhere (empty hash and accessor).
     pub token: TokenEntry,
     pub acl: Arc<Acl>,
+    /// Set when the caller was authenticated by `auth/local` roles, not a token.
+    pub local: Option<crate::local_auth::Identity>,
 }
 
 impl Caller {
@@ -713,6 +726,7 @@ impl Core {
             audit: Broker::new(Zeroizing::new(salt.to_vec()), self.settings.audit.clone()),
             leases: Arc::new(crate::leases::Manager::new(barrier.clone())),
             databases: crate::database::Pools::default(),
+            local_roles: crate::local_auth::Roles::new(barrier.clone()),
             lease_ttls: (self.settings.default_lease_ttl, self.settings.max_lease_ttl),
             revocations: Arc::new(tokio::sync::Semaphore::new(leasing::CONCURRENT_REVOCATIONS)),
             rotating: Default::default(),
@@ -788,7 +802,7 @@ impl Core {
             return answer;
         }
         let unsealed = self.unsealed()?;
-        let caller = match self.authenticate(&unsealed, request, token).await {
+        let caller = match self.authenticate(&unsealed, request, path, token).await {
             Ok(caller) => caller,
             Err(error) => {
                 if let Some(scope) = unsealed.audit.scope(None) {
@@ -801,18 +815,24 @@ impl Core {
                 return Err(error);
             }
         };
-        let audit_caller = request.token.as_ref().map(|token| audit::entry::Caller {
-            token: &caller.token,
-            client_token: token.expose(),
-        });
-        let scope = unsealed.audit.scope(audit_caller.as_ref());
+        let scope = unsealed
+            .audit
+            .scope(audit_caller(request, &caller).as_ref());
         let mount = if scope.is_some() {
             mount_of(&unsealed, path)
         } else {
             None
         };
         if let Some(scope) = &scope {
-            let entry = entry("request", request, path, &mount, audit_caller, None, None);
+            let entry = entry(
+                "request",
+                request,
+                path,
+                &mount,
+                audit_caller(request, &caller),
+                None,
+                None,
+            );
             if !self.audit(scope, &entry).await {
                 return Err(ApiError::new(
                     ErrorCode::Unavailable,
@@ -830,10 +850,7 @@ impl Core {
                 request,
                 path,
                 &mount,
-                request.token.as_ref().map(|token| audit::entry::Caller {
-                    token: &caller.token,
-                    client_token: token.expose(),
-                }),
+                audit_caller(request, &caller),
                 Some(audit_outcome(&result)),
                 error.as_deref(),
             );
@@ -878,8 +895,25 @@ impl Core {
         &self,
         unsealed: &Unsealed,
         request: &Request,
+        path: &str,
         looked_up: Option<TokenEntry>,
     ) -> ApiResult<Caller> {
+        let login = path == local_api::LOGIN_PATH;
+        if login || request.token.is_none() {
+            let local = request
+                .peer
+                .as_ref()
+                .filter(|_| matches!(request.transport, Transport::Fuse | Transport::Unix));
+            match local {
+                Some(peer) => return authenticate_local(unsealed, request, peer, login),
+                None if login => {
+                    return Err(ApiError::invalid(
+                        "auth/local/login needs a caller on this host: call it over the Unix socket",
+                    ));
+                }
+                None => {}
+            }
+        }
         let token = request.token.as_ref().ok_or_else(ApiError::denied)?;
         let mut entry = match looked_up {
             Some(entry) => entry,
@@ -899,7 +933,11 @@ impl Core {
             .policies
             .acl(&entry.policies)
             .map_err(|error| ApiError::internal(&error))?;
-        Ok(Caller { token: entry, acl })
+        Ok(Caller {
+            token: entry,
+            acl,
+            local: None,
+        })
     }
 
     async fn dispatch(
@@ -916,6 +954,10 @@ impl Core {
         if path == "auth/token" || path.starts_with("auth/token/") {
             *route = Some("auth/token/".into());
             return token_api::handle(self, unsealed, request, path, caller).await;
+        }
+        if path == "auth/local" || path.starts_with("auth/local/") {
+            *route = Some("auth/local/".into());
+            return local_api::handle(self, unsealed, request, path, caller).await;
         }
         let Some((mount, rest)) = unsealed.mounts.resolve(path) else {
             return Err(ApiError::no_route(path));
@@ -948,7 +990,7 @@ impl Core {
             Engine::Database(database) => {
                 let requester = crate::database::Requester {
                     display_name: &caller.token.display_name,
-                    token_hash: Some(&caller.token.hash),
+                    token_hash: caller.local.is_none().then_some(caller.token.hash.as_str()),
                 };
                 let reply = database
                     .handle(request.operation, &rest, path, &request.data, &requester)
@@ -1000,6 +1042,25 @@ impl Core {
                     entry => Placement::Here(entry.map(Box::new)),
                 }
             }
+        }
+    }
+
+    /// Adds to a local caller what the `auth/local` roles bind beyond uid and
+    /// gid (supplementary groups, systemd unit), read from `/proc` on the node
+    /// the caller is on, before the request may be forwarded.
+    fn describe_peer(&self, peer: &mut LocalPeer) {
+        let Ok(unsealed) = self.unsealed() else {
+            return;
+        };
+        if peer.pid == 0 {
+            return;
+        }
+        let (groups, units) = unsealed.local_roles.needs();
+        if groups && peer.groups.is_empty() {
+            peer.groups = crate::local_auth::supplementary_groups(peer.pid);
+        }
+        if units && peer.unit.is_none() {
+            peer.unit = crate::local_auth::systemd_unit(peer.pid);
         }
     }
 
@@ -1097,7 +1158,12 @@ impl Core {
 }
 
 impl Handler for Core {
-    async fn handle(&self, request: Request) -> Response {
+    async fn handle(&self, mut request: Request) -> Response {
+        if !request.forwarded
+            && let Some(peer) = request.peer.as_mut()
+        {
+            self.describe_peer(peer);
+        }
         match self.placement(&request) {
             Placement::Leader => self.forward(&request).await,
             Placement::Here(token) => self.run(&request, token.map(|entry| *entry)).await,
@@ -1126,6 +1192,69 @@ impl ForwardHandler for Core {
     fn forward(&self, request: Request) -> crate::raft::transport::BoxFuture<'_, Response> {
         Box::pin(Handler::handle(self, request))
     }
+}
+
+/// The caller as audit entries show it: the token as presented, or none for a
+/// local caller (its peer credentials are in the request section).
+fn audit_caller<'a>(request: &'a Request, caller: &'a Caller) -> Option<audit::entry::Caller<'a>> {
+    if caller.local.is_some() {
+        return Some(audit::entry::Caller {
+            token: &caller.token,
+            client_token: "",
+        });
+    }
+    request.token.as_ref().map(|token| audit::entry::Caller {
+        token: &caller.token,
+        client_token: token.expose(),
+    })
+}
+
+/// A local caller authenticated by the `auth/local` roles it matches (only the
+/// named one for a login that names a role); 403 when it matches none.
+fn authenticate_local(
+    unsealed: &Unsealed,
+    request: &Request,
+    peer: &LocalPeer,
+    login: bool,
+) -> ApiResult<Caller> {
+    let only = if login {
+        fields::Fields::new(&request.data).string("role")?
+    } else {
+        None
+    };
+    let identity = unsealed
+        .local_roles
+        .identify(peer, only.as_deref())?
+        .ok_or_else(ApiError::denied)?;
+    let acl = unsealed
+        .policies
+        .acl(&identity.policies)
+        .map_err(|error| ApiError::internal(&error))?;
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("role".to_owned(), identity.roles.join(","));
+    meta.insert("uid".to_owned(), peer.uid.to_string());
+    let token = TokenEntry {
+        hash: String::new(),
+        accessor: String::new(),
+        parent: None,
+        policies: identity.policies.clone(),
+        meta,
+        display_name: format!("local-{}", identity.roles.join("-")),
+        num_uses: 0,
+        exhausted: false,
+        creation_time: crate::tokens::now_seconds(),
+        creation_ttl: 0,
+        expire_time: None,
+        explicit_max_ttl: 0,
+        period: 0,
+        renewable: false,
+        path: local_api::LOGIN_PATH.to_owned(),
+    };
+    Ok(Caller {
+        token,
+        acl,
+        local: Some(identity),
+    })
 }
 
 /// An audit entry for `request`.
@@ -1159,6 +1288,9 @@ fn mount_of(unsealed: &Unsealed, path: &str) -> Option<(String, String)> {
     }
     if path == "auth/token" || path.starts_with("auth/token/") {
         return Some(("auth/token/".into(), "token".into()));
+    }
+    if path == "auth/local" || path.starts_with("auth/local/") {
+        return Some(("auth/local/".into(), "local".into()));
     }
     unsealed.mounts.point_and_type(path)
 }

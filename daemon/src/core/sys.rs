@@ -306,6 +306,14 @@ pub(super) async fn handle(
         }
         return ui_mounts(unsealed, caller, mount_path.trim_start_matches('/'));
     }
+    // The filesystem's view authorizes each node by the rules of the paths it
+    // stands for.
+    if let Some(fs_path) = rest.strip_prefix("internal/fs")
+        && (fs_path.is_empty() || fs_path.starts_with('/'))
+    {
+        *route = Some("sys/internal/fs".into());
+        return super::fs::route(unsealed, caller, operation, fs_path, data).await;
+    }
 
     caller.authorize(
         path,
@@ -474,6 +482,18 @@ fn token_auth_json() -> Value {
         "token",
         "token based credentials",
         "auth_token",
+        "",
+        &MountConfig::default(),
+        &BTreeMap::new(),
+        false,
+    )
+}
+
+fn local_auth_json() -> Value {
+    mount_info(
+        "local",
+        "callers on this host, by the uid, gid and unit the kernel reports",
+        "auth_local",
         "",
         &MountConfig::default(),
         &BTreeMap::new(),
@@ -697,14 +717,18 @@ fn auth_route(rest: &str, operation: Operation) -> ApiResult<Routed> {
     match (target, operation) {
         ("", Operation::Read) => {
             let mut listing = Map::new();
+            listing.insert("local/".into(), local_auth_json());
             listing.insert("token/".into(), token_auth_json());
             Ok(system(Reply::Data(listing)))
         }
         ("token", Operation::Delete) => Err(ApiError::invalid(
             "the token auth method cannot be disabled",
         )),
+        ("local", Operation::Delete) => Err(ApiError::invalid(
+            "the local auth method cannot be disabled: with no roles it grants nothing",
+        )),
         (_, Operation::Write) => Err(ApiError::invalid(
-            "unsupported auth method: coffer serves the token auth method",
+            "unsupported auth method: coffer serves the token and local auth methods",
         )),
         _ => Err(ApiError::unsupported(rest, operation.as_str())),
     }
@@ -819,6 +843,9 @@ fn ui_mounts(unsealed: &Unsealed, caller: &Caller, path: &str) -> ApiResult<Rout
         let mut auth = Map::new();
         if caller.acl.has_access_under("auth/token/") {
             auth.insert("token/".into(), token_auth_json());
+        }
+        if caller.acl.has_access_under("auth/local/") {
+            auth.insert("local/".into(), local_auth_json());
         }
         return Ok(system(Reply::data(json!({"secret": secret, "auth": auth}))));
     }

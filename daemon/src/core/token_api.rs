@@ -55,7 +55,7 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Map<String, Value> {
 /// The `auth` block for `token`; `lease_duration` is the TTL just granted (read
 /// from the clock when the token was made or renewed, not again now, so it is
 /// never a second short).
-fn auth_block(entry: &TokenEntry, token: &str, lease_duration: u64) -> Auth {
+pub(super) fn auth_block(entry: &TokenEntry, token: &str, lease_duration: u64) -> Auth {
     Auth {
         client_token: token.to_owned(),
         accessor: entry.accessor.clone(),
@@ -79,7 +79,7 @@ fn auth_block(entry: &TokenEntry, token: &str, lease_duration: u64) -> Auth {
     }
 }
 
-fn with_auth(auth: Auth, warnings: Option<Vec<String>>) -> Reply {
+pub(super) fn with_auth(auth: Auth, warnings: Option<Vec<String>>) -> Reply {
     Reply::Envelope(Box::new(LogicalResponse {
         auth: Some(auth),
         warnings,
@@ -102,6 +102,16 @@ pub(super) async fn handle(
     let data = &request.data;
     let sudo = matches!(endpoint, "revoke-orphan" | "accessors" | "tidy");
     let decision = caller.authorize(path, capability_for(operation, true), data, sudo)?;
+    if caller.local.is_some()
+        && matches!(
+            endpoint,
+            "create" | "create-orphan" | "lookup-self" | "renew-self" | "revoke-self"
+        )
+    {
+        return Err(ApiError::invalid(
+            "this request was authenticated by auth/local, not by a token: log in at auth/local/login for a token",
+        ));
+    }
     let fields = Fields::new(data);
     let unsupported = || ApiError::unsupported(path, operation.as_str());
     let reply = match (endpoint, operation) {

@@ -253,6 +253,24 @@ impl Database<'_> {
             .map_err(upstream)
     }
 
+    /// The names of the mount's roles (static roles when `static_roles`).
+    pub fn role_names(&self, static_roles: bool) -> ApiResult<Vec<String>> {
+        let kind = if static_roles { "static-role" } else { "role" };
+        Ok(self
+            .barrier
+            .list(&format!("{}{kind}/", self.mount.data_prefix()))?
+            .into_iter()
+            .filter(|name| !name.ends_with('/'))
+            .collect())
+    }
+
+    /// Whether the mount has a role (a static role when `static_roles`) `name`.
+    pub fn has_role(&self, static_roles: bool, name: &str) -> ApiResult<bool> {
+        let kind = if static_roles { "static-role" } else { "role" };
+        Ok(names::validate_name("role", name).is_ok()
+            && self.barrier.get(&self.key(kind, name))?.is_some())
+    }
+
     /// Whether a write to `path` updates something that exists (for the
     /// `create` / `update` capability).
     pub fn exists(&self, path: &str) -> ApiResult<bool> {
