@@ -57,15 +57,22 @@ impl Held {
     /// Less than a third of the TTL is left before the max TTL: the next open
     /// takes a new lease.
     fn replace_due(&self, now: u64) -> bool {
-        now >= self.expire_time || self.max_expire_time.saturating_sub(now) * 3 <= self.ttl
+        now >= self.expire_time
+            || self.max_expire_time.saturating_sub(now).saturating_mul(3) <= self.ttl
     }
 
     fn in_use(&self) -> bool {
         self.open_handles > 0 || self.last_used.elapsed() < Duration::from_secs(self.ttl.max(1))
     }
 
+    /// At about 2/3 of the TTL; a second earlier for short TTLs, whose expiry
+    /// the core counts in whole seconds (never before half the TTL).
     fn renew_due(&self) -> bool {
-        self.renewable && self.last_renewed.elapsed() >= Duration::from_secs(self.ttl) * 2 / 3
+        let ttl = Duration::from_secs(self.ttl);
+        let due = (ttl * 2 / 3)
+            .saturating_sub(Duration::from_secs(1))
+            .max(ttl / 2);
+        self.renewable && self.last_renewed.elapsed() >= due
     }
 
     fn update(&mut self, lease: &Value) {

@@ -81,6 +81,13 @@ impl Drop for Mounted {
     }
 }
 
+/// Whether `fusermount3`, which auto-unmount needs, is on the `PATH`.
+fn fusermount_present() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|directory| directory.join("fusermount3").is_file())
+    })
+}
+
 /// Mounts the filesystem at `options.mount_point` (which `mount_point::prepare`
 /// has made ready): read-only, `nosuid`, `nodev`, `noexec`, open to every user
 /// (the core decides who reads what), and unmounted by `fusermount3` if this
@@ -102,8 +109,14 @@ pub fn mount<H: Handler>(
         MountOption::NoDev,
         MountOption::NoExec,
         MountOption::NoAtime,
-        MountOption::AutoUnmount,
     ];
+    if fusermount_present() {
+        config.mount_options.push(MountOption::AutoUnmount);
+    } else {
+        tracing::warn!(
+            "fusermount3 is missing (Debian package fuse3): a crash will leave a dead mount until the next start detaches it"
+        );
+    }
     config.acl = SessionACL::All;
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;

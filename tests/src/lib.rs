@@ -46,6 +46,8 @@ pub struct Server {
     pub log_path: PathBuf,
     config_path: Option<PathBuf>,
     dev: bool,
+    /// The dev server's `--dev-fuse` mount point.
+    pub fuse: Option<PathBuf>,
     workspace: tempfile::TempDir,
 }
 
@@ -121,6 +123,18 @@ impl Server {
         Server::start(None, true, None)
     }
 
+    /// A dev server with its `/secrets` filesystem mounted at `<workspace>/secrets`
+    /// (returns once it is mounted).
+    pub fn dev_with_fuse() -> Server {
+        let workspace = tempfile::tempdir().expect("temp dir");
+        let mount_point = workspace.path().join("secrets");
+        let mut server = Server::prepare(None, true, workspace);
+        server.fuse = Some(mount_point.clone());
+        server.spawn();
+        wait_mounted(&mount_point);
+        server
+    }
+
     /// A dev server whose data directory is created under `parent` (the benchmark
     /// puts it on a real disk, never a tmpfs).
     pub fn dev_in(parent: &Path) -> Server {
@@ -144,6 +158,12 @@ impl Server {
             None => tempfile::tempdir(),
         }
         .expect("temp dir");
+        let mut server = Server::prepare(config, dev, workspace);
+        server.spawn();
+        server
+    }
+
+    fn prepare(config: Option<&str>, dev: bool, workspace: tempfile::TempDir) -> Server {
         let data_dir = workspace.path().join("data");
         let config_path = config.map(|text| {
             let path = workspace.path().join("coffer.hcl");
@@ -154,7 +174,7 @@ impl Server {
             .expect("write config");
             path
         });
-        let mut server = Server {
+        Server {
             child: None,
             address: String::new(),
             root_token: None,
@@ -163,10 +183,9 @@ impl Server {
             data_dir,
             config_path,
             dev,
+            fuse: None,
             workspace,
-        };
-        server.spawn();
-        server
+        }
     }
 
     fn spawn(&mut self) {
@@ -186,6 +205,9 @@ impl Server {
                 "127.0.0.1:0",
             ]);
             command.arg("--data-dir").arg(&self.data_dir);
+            if let Some(mount_point) = &self.fuse {
+                command.arg("--dev-fuse").arg(mount_point);
+            }
         } else if let Some(config) = &self.config_path {
             command.arg("--config").arg(config);
         }
@@ -292,7 +314,77 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        // fusermount3 takes the mount down after the kill; wait for it (and
+        // detach it if a test left it stale) before the workspace is removed.
+        if let Some(mount_point) = &self.fuse {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !mounts_at(mount_point).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !mounts_at(mount_point).is_empty() {
+                let _ = Command::new("umount").arg("-l").arg(mount_point).status();
+            }
+        }
     }
+}
+
+/// The filesystem types mounted at `path` (from `/proc/self/mountinfo`).
+pub fn mounts_at(path: &Path) -> Vec<String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let separator = fields.iter().position(|field| *field == "-")?;
+            (Path::new(fields.get(4)?) == path)
+                .then(|| fields.get(separator + 1).map(|kind| (*kind).to_owned()))?
+        })
+        .collect()
+}
+
+/// Waits until coffer's filesystem is mounted at `path`.
+pub fn wait_mounted(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !mounts_at(path).iter().any(|kind| kind == "fuse.coffer") {
+        assert!(
+            Instant::now() < deadline,
+            "{} was not mounted within 30 s",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `program args` as `uid`:`gid` with no supplementary groups (or with
+/// `groups`), through `setpriv`; returns (exit code, stdout, stderr).
+pub fn run_as(
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    program: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        command.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        command.arg(format!("--groups={}", list.join(",")));
+    }
+    let output = command
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("run setpriv");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Sends `signal` (a name such as `TERM`) to `pid`; false if it is already gone.
