@@ -3,11 +3,18 @@
 //! (audited, authorized) read, everything read-only.
 //!
 //! Inodes stand for (directory path, file kind) pairs and are shared by every
-//! caller; what a caller may see is decided at each lookup and open, so entry
-//! and attribute TTLs are zero and opens use direct I/O. Positive answers about
-//! a directory (it exists, its field names) are kept for one second per caller
-//! thread, so one path walk asks the core once per component; a miss always asks
-//! again, and contents are always read afresh at open.
+//! caller, and so is the kernel's dentry cache. What a caller may see is
+//! therefore decided by every operation that reaches a node (lookup, getattr,
+//! access, open, opendir), never by the cache: attribute TTLs are zero (each
+//! `stat` asks, per caller), opens use direct I/O and build their bytes afresh,
+//! and listings are filtered per caller. Positive entries are kept by the
+//! kernel for [`ENTRY_TTL`], which spares a path walk one round trip per
+//! component; a caller who may not see a cached name still gets `EACCES` from
+//! the operation it attempts, exactly as from a lookup (403 whether or not the
+//! name exists), and a name deleted meanwhile fails at open with `ENOENT`.
+//! Negative answers are never cached. Positive answers about a directory (it
+//! exists, its field names) are also kept for one second per caller thread
+//! here; a name they do not know is always asked again.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -28,6 +35,8 @@ use crate::client::{Client, Who};
 use crate::leases::{Held, Leases, fs_path};
 use crate::render;
 
+/// How long the kernel keeps a positive name lookup (see the module comment).
+pub const ENTRY_TTL: Duration = Duration::from_secs(1);
 /// How long a positive answer about a directory is reused for one caller thread.
 const INFO_REUSE: Duration = Duration::from_secs(1);
 /// Cached answers kept at most (then the cache starts over).
@@ -305,21 +314,59 @@ impl<H: Handler> SecretsFs<H> {
         Ok(info)
     }
 
+    /// The file `name` in `directory` for `who`, if the directory holds one:
+    /// from the reused answer, or (when that does not know the name, which may
+    /// be new) a fresh one.
+    fn file_in(&self, who: Who, directory: &str, name: &str) -> Result<Option<FileKind>, Errno> {
+        let find = |info: &Info| {
+            info.files(last_segment(directory))
+                .into_iter()
+                .find(|(file, _)| file == name)
+                .map(|(_, kind)| kind)
+        };
+        let info = self.info(who, directory, true)?;
+        if let Some(kind) = find(&info) {
+            return Ok(Some(kind));
+        }
+        if matches!(*info, Info::Folder) {
+            return Ok(None);
+        }
+        Ok(find(&*self.info(who, directory, false)?))
+    }
+
+    /// Whether `who` may see `node` now (getattr and access on a name the
+    /// kernel cached for another caller come here).
+    fn visible(&self, who: Who, node: &Node) -> Result<(), Errno> {
+        match node {
+            Node::Directory(path) => self.info(who, path, true).map(|_| ()),
+            Node::File(directory, kind) => {
+                let info = self.info(who, directory, true)?;
+                if info
+                    .files(last_segment(directory))
+                    .iter()
+                    .any(|(_, file)| file == kind)
+                {
+                    Ok(())
+                } else {
+                    Err(Errno::ENOENT)
+                }
+            }
+        }
+    }
+
     /// The node `name` names in `directory`, for `who`.
     fn resolve(&self, who: Who, directory: &str, name: &str) -> Result<Node, Errno> {
         if !render::valid_file_name(name) {
             return Err(Errno::ENOENT);
         }
         if !directory.is_empty() {
-            let info = self.info(who, directory, true)?;
-            if let Some((_, kind)) = info
-                .files(last_segment(directory))
-                .into_iter()
-                .find(|(file, _)| file == name)
-            {
+            if let Some(kind) = self.file_in(who, directory, name)? {
                 return Ok(Node::File(directory.to_owned(), kind));
             }
-            if matches!(*info, Info::Credential { .. } | Info::Static { .. }) {
+            if matches!(
+                *self.info(who, directory, true)?,
+                Info::Credential { .. } | Info::Static { .. }
+            ) {
                 return Err(Errno::ENOENT);
             }
         }
@@ -478,8 +525,9 @@ impl<H: Handler> Filesystem for SecretsFs<H> {
             Ok(node) => {
                 let directory = matches!(node, Node::Directory(_));
                 let ino = lock(&self.inodes).number(node, true);
-                reply.entry(
+                reply.entry_with_ttls(
                     &Duration::ZERO,
+                    &ENTRY_TTL,
                     &self.attr(ino, directory, 0, who),
                     Generation(0),
                 );
@@ -497,6 +545,11 @@ impl<H: Handler> Filesystem for SecretsFs<H> {
         let Some(node) = self.node(ino) else {
             return reply.error(Errno::ENOENT);
         };
+        if ino != INodeNo::ROOT
+            && let Err(error) = self.visible(who, &node)
+        {
+            return reply.error(error);
+        }
         // An open file reports the size of the bytes its handle serves.
         let size = fh
             .and_then(|fh| {
@@ -509,11 +562,18 @@ impl<H: Handler> Filesystem for SecretsFs<H> {
         reply.attr(&Duration::ZERO, &self.attr(ino.0, directory, size, who));
     }
 
-    fn access(&self, _request: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+    fn access(&self, request: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         if mask.contains(AccessFlags::W_OK) {
-            reply.error(Errno::EROFS);
-        } else {
-            reply.ok();
+            return reply.error(Errno::EROFS);
+        }
+        let visible = match self.node(ino) {
+            _ if ino == INodeNo::ROOT => Ok(()),
+            Some(node) => self.visible(Who::of(request), &node),
+            None => Err(Errno::ENOENT),
+        };
+        match visible {
+            Ok(()) => reply.ok(),
+            Err(error) => reply.error(error),
         }
     }
 

@@ -126,7 +126,8 @@ pub struct LocalPeer {
     pub uid: u32,
     pub gid: u32,
     pub pid: u32,
-    /// `/proc/<pid>/exe`, when it could be read.
+    /// `/proc/<pid>/exe`, when it could be read (filled in by the core when an
+    /// audit device will record it).
     pub executable: Option<String>,
     /// Supplementary groups, filled in by the core only when a role binds groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -137,20 +138,24 @@ pub struct LocalPeer {
 }
 
 impl LocalPeer {
-    /// A caller as the kernel reported it, with its executable read from `/proc`.
+    /// A caller as the kernel reported it.
     pub fn from_kernel(uid: u32, gid: u32, pid: u32) -> Self {
-        let executable = (pid != 0)
-            .then(|| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
-            .flatten()
-            .map(|path| path.to_string_lossy().into_owned());
         LocalPeer {
             uid,
             gid,
             pid,
-            executable,
+            executable: None,
             groups: Vec::new(),
             unit: None,
         }
+    }
+
+    /// `/proc/<pid>/exe`, if the caller is still there to ask.
+    pub fn read_executable(pid: u32) -> Option<String> {
+        (pid != 0)
+            .then(|| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+            .flatten()
+            .map(|path| path.to_string_lossy().into_owned())
     }
 }
 

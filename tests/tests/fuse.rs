@@ -186,6 +186,18 @@ fn each_uid_reads_and_lists_only_what_its_roles_allow() {
         let error = cat(uid, &secrets.join(path)).unwrap_err();
         assert!(error.contains("Permission denied"), "{uid} {path}: {error}");
     }
+    // Alice's lookups sit in the kernel's (shared) dentry cache for a second:
+    // Bob still gets nothing from them.
+    assert_eq!(
+        cat(ALICE, &secrets.join("secret/a/db/password")).unwrap(),
+        "alice-pass"
+    );
+    for program in ["stat", "cat", "ls"] {
+        let target = secrets.join("secret/a/db/password");
+        let (code, _, stderr) = run_as(BOB, BOB, &[], program, &[target.to_str().unwrap()]);
+        assert_ne!(code, 0, "{program} as Bob succeeded");
+        assert!(stderr.contains("Permission denied"), "{program}: {stderr}");
+    }
     // A path that does not exist where the caller has no rights: 403, not 404.
     let error = cat(BOB, &secrets.join("secret/a/nothing/x")).unwrap_err();
     assert!(error.contains("Permission denied"), "{error}");

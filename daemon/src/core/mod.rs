@@ -1046,14 +1046,19 @@ impl Core {
     }
 
     /// Adds to a local caller what the `auth/local` roles bind beyond uid and
-    /// gid (supplementary groups, systemd unit), read from `/proc` on the node
-    /// the caller is on, before the request may be forwarded.
+    /// gid (supplementary groups, systemd unit) and, when an audit device will
+    /// record it, its executable: read from `/proc` on the node the caller is
+    /// on, before the request may be forwarded, and only when needed (each is
+    /// a few system calls on every FUSE open).
     fn describe_peer(&self, peer: &mut LocalPeer) {
         let Ok(unsealed) = self.unsealed() else {
             return;
         };
         if peer.pid == 0 {
             return;
+        }
+        if peer.executable.is_none() && !unsealed.audit.devices().is_empty() {
+            peer.executable = LocalPeer::read_executable(peer.pid);
         }
         let (groups, units) = unsealed.local_roles.needs();
         if groups && peer.groups.is_empty() {
