@@ -69,8 +69,8 @@ pub struct Fuse {
     /// creates a database user holds one for as long as that takes.
     pub threads: usize,
     /// `revoke_unused_leases`: revoke a dynamic credential's lease once nobody
-    /// has read it for one TTL and no file of it is open (default false: it is
-    /// left to expire).
+    /// has opened its files for 2/3 of its TTL and none is open (default false:
+    /// it is left to expire).
     pub revoke_unused_leases: bool,
 }
 
@@ -735,6 +735,40 @@ cluster_addr = "http://127.0.0.1:8201"
             ),
             9,
             "at least 1s",
+        );
+    }
+
+    #[test]
+    fn the_fuse_block() {
+        let config = Config::parse(&format!(
+            "{VAULT_SHAPED}\nfuse {{\n mount_point = \"/secrets\"\n threads = 2\n revoke_unused_leases = true\n}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.fuse,
+            Some(Fuse {
+                mount_point: "/secrets".into(),
+                threads: 2,
+                revoke_unused_leases: true,
+            })
+        );
+        assert_eq!(Config::parse(VAULT_SHAPED).unwrap().fuse, None);
+        let with = |body: &str| format!("{VAULT_SHAPED}fuse {{\n{body}\n}}\n");
+        error(&with(" threads = 2"), 12, "absolute mount_point");
+        error(
+            &with(" mount_point = \"secrets\""),
+            12,
+            "absolute mount_point",
+        );
+        error(
+            &with(" mount_point = \"/s\"\n threads = 0"),
+            14,
+            "threads must be a number from 1 to 256",
+        );
+        error(
+            &with(" mount_point = \"/s\"\n dir = 1"),
+            14,
+            "unknown key \"dir\" in fuse",
         );
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! A held lease is checked with the core at every open (an operator may have
 //! revoked it), renewed at about 2/3 of its TTL while it is in use (opened within
-//! the last TTL, or held open), and replaced by a new lease once less than a
+//! the last 2/3 of its TTL, or held open), and replaced by a new lease once less than a
 //! third of its TTL is left before its max TTL. A lease no longer in use is
 //! forgotten and left to expire, or revoked when the filesystem is configured so.
 
@@ -61,8 +61,10 @@ impl Held {
             || self.max_expire_time.saturating_sub(now).saturating_mul(3) <= self.ttl
     }
 
+    /// Opened within the last 2/3 of the TTL, or held open.
     fn in_use(&self) -> bool {
-        self.open_handles > 0 || self.last_used.elapsed() < Duration::from_secs(self.ttl.max(1))
+        let window = (Duration::from_secs(self.ttl) * 2 / 3).max(Duration::from_secs(1));
+        self.open_handles > 0 || self.last_used.elapsed() < window
     }
 
     /// At about 2/3 of the TTL; a second earlier for short TTLs, whose expiry

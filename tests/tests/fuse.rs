@@ -620,3 +620,96 @@ fn credential_files_share_one_lease_per_uid_renewed_then_replaced() {
     let late = issued.elapsed().as_secs_f64() - 9.0;
     assert!(late < 2.5, "dropped {late:.1} s after its max TTL");
 }
+
+/// A configured (not dev) server with `fuse { revoke_unused_leases = true }`:
+/// mounted only once unsealed; a credential nobody opens any more is revoked
+/// before its lease would have run out.
+#[test]
+fn a_configured_mount_revokes_unused_leases_before_they_expire() {
+    let _serial = serial();
+    let postgres = Postgres::start();
+    let mut server = Server::with_config(
+        r#"
+storage "raft" {
+  path    = "{data_dir}"
+  node_id = "fuse-1"
+}
+listener "tcp" {
+  address     = "127.0.0.1:0"
+  tls_disable = true
+}
+cluster_addr = "http://127.0.0.1:0"
+fuse {
+  mount_point          = "{data_dir}-secrets"
+  threads              = 4
+  revoke_unused_leases = true
+}
+"#,
+    );
+    let mount_point = PathBuf::from(format!("{}-secrets", server.data_dir.display()));
+    server.fuse = Some(mount_point.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(mounts_at(&mount_point).is_empty(), "mounted while sealed");
+    let init = server
+        .client(None)
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"secret_shares": 1, "secret_threshold": 1})),
+        )
+        .expect(200);
+    let key = init.body["keys"][0].as_str().unwrap().to_owned();
+    let token = init.body["root_token"].as_str().unwrap().to_owned();
+    server
+        .client(None)
+        .post("sys/unseal", json!({"key": key}))
+        .expect(200);
+    wait_mounted(&mount_point);
+    let api = server.client(Some(&token));
+    api.post("sys/mounts/database", json!({"type": "database"}))
+        .expect(204);
+    api.post(
+        "database/config/pg",
+        json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": postgres.template(),
+            "username": "postgres",
+            "password": postgres.password,
+            "allowed_roles": ["app"],
+        }),
+    )
+    .expect(204);
+    api.post(
+        "database/roles/app",
+        json!({"db_name": "pg", "creation_statements": [r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#], "default_ttl": "12s"}),
+    )
+    .expect(204);
+    policy(
+        &api,
+        "app-db",
+        "path \"database/creds/app\" {\n capabilities = [\"read\"]\n}",
+    );
+    api.post(
+        "auth/local/role/app",
+        json!({"bound_uids": [ALICE], "policies": ["app-db"]}),
+    )
+    .expect(204);
+
+    let read = Instant::now();
+    let username = cat(ALICE, &mount_point.join("database/creds/app/username")).unwrap();
+    assert!(postgres.role_exists(&username));
+    // Unused for 2/3 of its 12 s TTL (8 s): revoked then, not at 12 s.
+    wait_for(
+        Duration::from_secs(11),
+        "the unused lease to be revoked",
+        || (!postgres.role_exists(&username)).then_some(()),
+    );
+    let after = read.elapsed();
+    assert!(
+        after >= Duration::from_secs(7) && after < Duration::from_secs(11),
+        "revoked after {after:?}"
+    );
+    // Reading again leases a new user.
+    let again = cat(ALICE, &mount_point.join("database/creds/app/username")).unwrap();
+    assert_ne!(again, username);
+}
