@@ -275,6 +275,28 @@ impl Postgres {
             .expect("role listing")
     }
 
+    /// Mounts `database/` on `api` and configures connection `pg` to this
+    /// server for `allowed_roles`, as its superuser.
+    pub fn mount_connection(&self, api: &crate::Api, allowed_roles: &[&str]) {
+        api.post(
+            "sys/mounts/database",
+            serde_json::json!({"type": "database"}),
+        )
+        .expect(204);
+        api.post(
+            "database/config/pg",
+            serde_json::json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": self.template(),
+                "username": "postgres",
+                "password": self.password,
+                "allowed_roles": allowed_roles,
+                "verify_connection": true,
+            }),
+        )
+        .expect(204);
+    }
+
     /// Logs in as `username` and runs `sql` (the first column of the first row
     /// as text, if any).
     pub fn query_as(

@@ -39,20 +39,7 @@ fn postgres() -> Postgres {
 
 /// Mounts `database/` and configures connection `pg` with role `app`.
 fn configure_postgres(api: &Api, postgres: &Postgres, ttl: &str, max_ttl: &str) {
-    api.post("sys/mounts/database", json!({"type": "database"}))
-        .expect(204);
-    api.post(
-        "database/config/pg",
-        json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": postgres.template(),
-            "username": "postgres",
-            "password": postgres.password,
-            "allowed_roles": ["app", "static-app", "broken"],
-            "verify_connection": true,
-        }),
-    )
-    .expect(204);
+    postgres.mount_connection(api, &["app", "static-app", "broken"]);
     api.post(
         "database/roles/app",
         json!({

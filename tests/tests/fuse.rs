@@ -92,6 +92,18 @@ fn ls(uid: u32, path: &Path) -> Result<Vec<String>, String> {
     }
 }
 
+/// A dev server with the roles, and `secret/a/db` holding `password = "p"`,
+/// which Alice has just read: (server, root client, the password file).
+fn alice_reads_p() -> (Server, Api, PathBuf) {
+    let server = Server::dev_with_fuse();
+    let api = server.root();
+    roles(&api);
+    api.kv_put("a/db", json!({"password": "p"}));
+    let file = mount_point(&server).join("secret/a/db/password");
+    assert_eq!(cat(ALICE, &file).unwrap(), "p");
+    (server, api, file)
+}
+
 fn mount_point(server: &Server) -> PathBuf {
     server.fuse.clone().unwrap()
 }
@@ -301,13 +313,8 @@ fn writes_and_deletes_fail_with_erofs_and_opens_are_audited() {
 #[test]
 fn sealed_opens_fail_with_eagain_and_sigterm_unmounts() {
     let _serial = serial();
-    let mut server = Server::dev_with_fuse();
-    let api = server.root();
-    roles(&api);
-    api.kv_put("a/db", json!({"password": "p"}));
+    let (mut server, api, file) = alice_reads_p();
     let secrets = mount_point(&server);
-    let file = secrets.join("secret/a/db/password");
-    assert_eq!(cat(ALICE, &file).unwrap(), "p");
 
     api.call("PUT", "sys/seal", None).expect(204);
     let error = cat(ALICE, &file).unwrap_err();
@@ -330,13 +337,8 @@ fn sealed_opens_fail_with_eagain_and_sigterm_unmounts() {
 #[test]
 fn a_killed_daemon_leaves_no_dead_mount_and_mounts_again() {
     let _serial = serial();
-    let mut server = Server::dev_with_fuse();
-    let api = server.root();
-    roles(&api);
-    api.kv_put("a/db", json!({"password": "p"}));
+    let (mut server, _api, file) = alice_reads_p();
     let secrets = mount_point(&server);
-    let file = secrets.join("secret/a/db/password");
-    assert_eq!(cat(ALICE, &file).unwrap(), "p");
 
     // kill -9: fusermount3's auto-unmount takes the mount down.
     let watcher = fusermount_of(server.pid());
@@ -513,19 +515,7 @@ fn credential_files_share_one_lease_per_uid_renewed_then_replaced() {
     postgres.admin("CREATE TABLE items (id int); INSERT INTO items VALUES (7);");
     let server = Server::dev_with_fuse();
     let api = server.root();
-    api.post("sys/mounts/database", json!({"type": "database"}))
-        .expect(204);
-    api.post(
-        "database/config/pg",
-        json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": postgres.template(),
-            "username": "postgres",
-            "password": postgres.password,
-            "allowed_roles": ["app"],
-        }),
-    )
-    .expect(204);
+    postgres.mount_connection(&api, &["app"]);
     api.post(
         "database/roles/app",
         json!({"db_name": "pg", "creation_statements": [CREATE_PG], "default_ttl": "3s", "max_ttl": "9s"}),
@@ -666,19 +656,7 @@ fuse {
         .expect(200);
     wait_mounted(&mount_point);
     let api = server.client(Some(&token));
-    api.post("sys/mounts/database", json!({"type": "database"}))
-        .expect(204);
-    api.post(
-        "database/config/pg",
-        json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": postgres.template(),
-            "username": "postgres",
-            "password": postgres.password,
-            "allowed_roles": ["app"],
-        }),
-    )
-    .expect(204);
+    postgres.mount_connection(&api, &["app"]);
     api.post(
         "database/roles/app",
         json!({"db_name": "pg", "creation_statements": [r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#], "default_ttl": "12s"}),

@@ -154,19 +154,7 @@ fn main() {
         "bench/item",
         json!({"field": String::from_utf8_lossy(content)}),
     );
-    api.post("sys/mounts/database", json!({"type": "database"}))
-        .expect(204);
-    api.post(
-        "database/config/pg",
-        json!({
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": postgres.template(),
-            "username": "postgres",
-            "password": postgres.password,
-            "allowed_roles": ["app"],
-        }),
-    )
-    .expect(204);
+    postgres.mount_connection(&api, &["app"]);
     api.post(
         "database/roles/app",
         json!({"db_name": "pg", "creation_statements": [CREATE_PG], "default_ttl": "1h", "max_ttl": "2h"}),
