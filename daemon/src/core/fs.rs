@@ -199,15 +199,20 @@ async fn describe(
 }
 
 /// Renews or gives back a lease the filesystem took for a credential:
-/// `{"lease_id": .., "action": "renew" | "revoke"}`. Authorized, like the
-/// lease itself, by `read` on the credential's path, so a role needs no rights
-/// on `sys/leases/`.
+/// `{"lease_id": .., "action": "renew" | "revoke"}`, for local callers only.
+/// Authorized, like the lease itself, by `read` on the credential's path, so a
+/// role needs no rights on `sys/leases/`.
 async fn act(
     unsealed: &Unsealed,
     caller: &Caller,
     place: Place,
     data: &Map<String, Value>,
 ) -> ApiResult<Value> {
+    if caller.local.is_none() {
+        return Err(ApiError::invalid(
+            "only the filesystem manages its leases here: token holders use sys/leases/",
+        ));
+    }
     let fields = super::fields::Fields::new(data);
     fields.only(&["lease_id", "action"])?;
     let (Some(id), Some(action)) = (fields.string("lease_id")?, fields.string("action")?) else {
