@@ -6,7 +6,10 @@
 //! - bindfs over that tmpfs: a peer FUSE filesystem from Debian;
 //! - coffer: a KV v2 field file (`/secrets/secret/bench/item/field`);
 //! - coffer: a cached dynamic-credential file (`.../database/creds/app/username`,
-//!   one lease held; every open still checks it with the core).
+//!   one lease held; every open still checks it with the core);
+//! - the same filesystem code over a handler that answers at once (no
+//!   authentication, audit or storage): the FUSE layer's own ceiling, which
+//!   separates what the core costs from what FUSE costs.
 //!
 //! Every open walks the whole path (absolute path each time), so coffer's
 //! zero-TTL lookups are part of the figure. Workloads alternate in rounds,
@@ -23,6 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use coffer_protocols::{
+    Handler, LogicalResponse, Observation, Operation, Request, Response, ResponseBody,
+};
 use coffer_tests::Server;
 use coffer_tests::databases::Postgres;
 use serde_json::json;
@@ -127,6 +133,46 @@ impl Drop for Peers {
     }
 }
 
+/// Answers the filesystem's requests for one KV field at once.
+struct AtOnce;
+
+impl Handler for AtOnce {
+    async fn handle(&self, request: Request) -> Response {
+        let data = match (request.operation, request.path.as_str()) {
+            (Operation::Read, "secret/data/bench/item") => {
+                json!({"data": {"field": "small-secret-value-0123456789"}})
+            }
+            (Operation::Read, "sys/internal/fs/secret/bench/item") => json!({
+                "kind": "secret",
+                "read_path": "secret/data/bench/item",
+                "version": 2,
+                "fields": ["field"],
+            }),
+            (Operation::Read, _) => json!({"kind": "folder"}),
+            _ => json!({}),
+        };
+        let logical = LogicalResponse::with_data(data.as_object().cloned().unwrap_or_default());
+        Response::new(None, ResponseBody::Logical(Box::new(logical)))
+    }
+
+    fn observe(&self, _observation: Observation<'_>) {}
+}
+
+/// The filesystem over [`AtOnce`], unmounted when dropped.
+fn fuse_ceiling(runtime: &tokio::runtime::Runtime) -> (coffer_fuse::Mounted, tempfile::TempDir) {
+    let workspace = tempfile::tempdir().unwrap();
+    let mount_point = workspace.path().join("ceiling");
+    coffer_fuse::mount_point::prepare(&mount_point).unwrap();
+    let options = coffer_fuse::Options {
+        mount_point: mount_point.clone(),
+        threads: 8,
+        revoke_unused_leases: false,
+    };
+    let mounted = coffer_fuse::mount(Arc::new(AtOnce), runtime.handle().clone(), &options).unwrap();
+    coffer_tests::wait_mounted(&mount_point);
+    (mounted, workspace)
+}
+
 const CREATE_PG: &str =
     r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#;
 
@@ -166,7 +212,9 @@ fn main() {
     let credential = secrets.join("database/creds/app/username");
     let username = std::fs::read(&credential).unwrap();
     let peers = Peers::mount(content);
-    let workloads: [(&str, PathBuf, Vec<u8>); 4] = [
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (ceiling, ceiling_workspace) = fuse_ceiling(&runtime);
+    let workloads: [(&str, PathBuf, Vec<u8>); 5] = [
         ("tmpfs (limit)", peers.tmpfs.join("field"), content.to_vec()),
         (
             "bindfs over tmpfs",
@@ -175,6 +223,13 @@ fn main() {
         ),
         ("coffer KV field", kv, content.to_vec()),
         ("coffer cached credential", credential, username),
+        (
+            "FUSE layer, instant core",
+            ceiling_workspace
+                .path()
+                .join("ceiling/secret/bench/item/field"),
+            content.to_vec(),
+        ),
     ];
 
     println!(
@@ -213,7 +268,13 @@ fn main() {
             "   coffer KV / tmpfs:                {:.3}x  (the limit)",
             medians[2] / medians[0]
         );
+        println!(
+            "   FUSE layer (instant core) / bindfs: {:.2}x; coffer KV / FUSE layer: {:.2}x",
+            medians[4] / medians[1],
+            medians[2] / medians[4]
+        );
     }
+    drop(ceiling);
     drop(peers);
     drop(server);
     drop(postgres);
