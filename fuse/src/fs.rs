@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use coffer_protocols::{Handler, Operation};
@@ -33,6 +33,7 @@ use zeroize::Zeroizing;
 
 use crate::client::{Client, Who};
 use crate::leases::{Held, Leases, fs_path};
+use crate::lock;
 use crate::render;
 
 /// How long the kernel keeps a positive name lookup (see the module comment).
@@ -41,12 +42,6 @@ pub const ENTRY_TTL: Duration = Duration::from_secs(1);
 const INFO_REUSE: Duration = Duration::from_secs(1);
 /// Cached answers kept at most (then the cache starts over).
 const INFO_CACHE_LIMIT: usize = 16_384;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// What the core says a directory is, for one caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

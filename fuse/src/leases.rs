@@ -9,7 +9,7 @@
 //! forgotten and left to expire, or revoked when the filesystem is configured so.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coffer_protocols::{Handler, Operation};
@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use crate::client::{Client, Who};
+use crate::lock;
 
 /// How often the renewer looks at the held leases.
 pub const RENEW_ROUND: Duration = Duration::from_millis(500);
@@ -26,12 +27,6 @@ fn now_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One lease and the credential it stands for. The password is wiped when the

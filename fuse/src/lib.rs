@@ -81,6 +81,14 @@ impl Drop for Mounted {
     }
 }
 
+/// Locks `mutex`; a panic elsewhere while it was held does not stop the
+/// filesystem (the data behind these locks stays consistent between statements).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Whether `fusermount3`, which auto-unmount needs, is on the `PATH`.
 fn fusermount_present() -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
