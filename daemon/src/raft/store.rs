@@ -59,8 +59,8 @@ type Membership = StoredMembership<NodeId, NodeInfo>;
 #[derive(Debug)]
 pub struct Applied<'a> {
     pub index: u64,
-    /// Keys (or deleted prefixes) under `core/`, `sys/policy/` and
-    /// `sys/expire/id/` (leases) that changed.
+    /// Keys (or deleted prefixes) under `core/`, `sys/policy/`,
+    /// `sys/expire/id/` (leases) and `auth/local/` that changed.
     pub touched: &'a [String],
     /// The whole data set was replaced (a snapshot was installed or restored).
     pub replaced: bool,
@@ -75,8 +75,12 @@ pub trait ApplyObserver: Send + Sync {
     fn applied(&self, change: &Applied<'_>);
 }
 
+/// The keys whose writes the observer hears of: what nodes cache (the keyring
+/// and tables under `core/`, policies, `auth/local` roles) and leases.
 fn watched(key: &str) -> bool {
-    key.starts_with("core/") || key.starts_with("sys/policy/") || key.starts_with("sys/expire/id/")
+    ["core/", "sys/policy/", "sys/expire/id/", "auth/local/"]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
 }
 
 /// The RocksDB database with Raft's log, metadata and state machine.
@@ -811,6 +815,21 @@ pub fn dump(storage: &Storage) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
 mod tests {
     use super::*;
     use openraft::testing::{StoreBuilder, Suite};
+
+    #[test]
+    fn every_cached_kind_of_key_is_watched() {
+        for key in [
+            "core/mounts",
+            "sys/policy/app",
+            "sys/expire/id/database/creds/app/x",
+            "auth/local/role/app",
+        ] {
+            assert!(watched(key), "{key}");
+        }
+        for key in ["logical/uuid/metadata/app", "sys/token/id/x"] {
+            assert!(!watched(key), "{key}");
+        }
+    }
     use openraft::{CommittedLeaderId, Membership as RaftMembership};
 
     struct Builder;
