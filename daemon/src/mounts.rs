@@ -14,7 +14,8 @@ use crate::crypto;
 use crate::tokens::now_seconds;
 
 pub const TABLE_PATH: &str = "core/mounts";
-const DATA_PREFIX: &str = "logical/";
+/// Where every mount's data lives: `logical/<uuid>/`.
+pub const DATA_PREFIX: &str = "logical/";
 
 /// Paths that belong to the core and cannot be mounted over.
 const RESERVED: [&str; 5] = ["sys/", "auth/", "cubbyhole/", "identity/", "audit/"];

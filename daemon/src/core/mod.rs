@@ -97,6 +97,8 @@ pub(crate) struct Unsealed {
     pub policies: PolicyStore,
     pub mounts: MountTable,
     pub kv_locks: Stripes,
+    /// KV v2 metadata parsed for reads; forgotten on every replicated write.
+    pub kv_metadata: crate::kv::v2::MetadataCache,
     pub cluster: ClusterInfo,
     pub audit: Broker,
     pub leases: Arc<crate::leases::Manager>,
@@ -127,6 +129,7 @@ impl Unsealed {
         }
         self.policies.invalidate();
         self.local_roles.invalidate();
+        self.kv_metadata.clear();
         self.reload_audit();
     }
 
@@ -149,6 +152,7 @@ impl ApplyObserver for Unsealed {
         if change.replaced {
             // A snapshot was installed or restored: the salt, the keys, even the
             // root key may be another's. The core reopens (or seals) itself.
+            self.kv_metadata.clear();
             let _ = self.reopen_requests.send(());
             return;
         }
@@ -174,6 +178,9 @@ impl ApplyObserver for Unsealed {
         }
         for key in change.touched {
             self.leases.observe(key);
+            if key.starts_with(crate::mounts::DATA_PREFIX) {
+                self.kv_metadata.forget(key);
+            }
         }
     }
 }
@@ -722,6 +729,7 @@ impl Core {
             policies: PolicyStore::new(barrier.clone()),
             mounts: MountTable::load(barrier.clone())?,
             kv_locks: Stripes::new(),
+            kv_metadata: Default::default(),
             cluster,
             audit: Broker::new(Zeroizing::new(salt.to_vec()), self.settings.audit.clone()),
             leases: Arc::new(crate::leases::Manager::new(barrier.clone())),
@@ -967,8 +975,13 @@ impl Core {
             Engine::Database(unsealed.database(&mount))
         } else {
             Engine::Kv(
-                Kv::of(&mount, &unsealed.barrier, &unsealed.kv_locks)
-                    .ok_or_else(|| ApiError::no_route(path))?,
+                Kv::of(
+                    &mount,
+                    &unsealed.barrier,
+                    &unsealed.kv_locks,
+                    &unsealed.kv_metadata,
+                )
+                .ok_or_else(|| ApiError::no_route(path))?,
             )
         };
         let exists = request.operation != Operation::Write

@@ -22,12 +22,18 @@ pub enum Kv<'a> {
 
 impl<'a> Kv<'a> {
     /// The engine of `mount`, or `None` if it is not a KV mount.
-    pub fn of(mount: &'a MountEntry, barrier: &'a Barrier, locks: &'a Stripes) -> Option<Self> {
+    pub fn of(
+        mount: &'a MountEntry,
+        barrier: &'a Barrier,
+        locks: &'a Stripes,
+        cache: &'a v2::MetadataCache,
+    ) -> Option<Self> {
         match mount.kv_version()? {
             2 => Some(Kv::V2(v2::KvV2 {
                 barrier,
                 mount,
                 locks,
+                cache,
             })),
             _ => Some(Kv::V1(v1::KvV1 { barrier, mount })),
         }

@@ -107,6 +107,62 @@ pub struct KvV2<'a> {
     pub barrier: &'a Barrier,
     pub mount: &'a MountEntry,
     pub locks: &'a Stripes,
+    pub cache: &'a MetadataCache,
+}
+
+/// Key metadata (version numbers, times, custom metadata: nothing secret) kept
+/// parsed for reads, by storage key. The apply observer calls [`forget`] for
+/// every replicated write under `logical/`, before the write is acknowledged;
+/// a load that raced a write is not kept (a generation counter). Writes never
+/// use it: check-and-set reads storage under the path's lock.
+///
+/// [`forget`]: MetadataCache::forget
+#[derive(Default)]
+pub struct MetadataCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<KeyMetadata>>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// Entries kept at most; the cache starts over when full.
+const METADATA_CACHE_LIMIT: usize = 65_536;
+
+impl MetadataCache {
+    fn entries(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<
+        '_,
+        std::collections::HashMap<String, std::sync::Arc<KeyMetadata>>,
+    > {
+        self.entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A replicated write touched `key` (a prefix when it ends in `/`).
+    pub fn forget(&self, key: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut entries = self.entries();
+        if key.ends_with('/') {
+            entries.retain(|cached, _| !cached.starts_with(key));
+        } else {
+            entries.remove(key);
+        }
+    }
+
+    pub fn clear(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entries().clear();
+    }
+
+    fn get(&self, key: &str) -> Option<std::sync::Arc<KeyMetadata>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(key)
+            .cloned()
+    }
 }
 
 impl KvV2<'_> {
@@ -143,6 +199,35 @@ impl KvV2<'_> {
 
     fn metadata(&self, path: &str) -> ApiResult<Option<KeyMetadata>> {
         Ok(self.barrier.get_json(&self.metadata_key(path))?)
+    }
+
+    /// The metadata for a read: parsed once, until a write touches it.
+    fn cached_metadata(&self, path: &str) -> ApiResult<Option<std::sync::Arc<KeyMetadata>>> {
+        let key = self.metadata_key(path);
+        if let Some(hit) = self.cache.get(&key) {
+            return Ok(Some(hit));
+        }
+        let generation = self
+            .cache
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let Some(loaded) = self.barrier.get_json::<KeyMetadata>(&key)? else {
+            return Ok(None);
+        };
+        let loaded = std::sync::Arc::new(loaded);
+        let mut entries = self.cache.entries();
+        if self
+            .cache
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == generation
+        {
+            if entries.len() >= METADATA_CACHE_LIMIT {
+                entries.clear();
+            }
+            entries.insert(key, loaded.clone());
+        }
+        Ok(Some(loaded))
     }
 
     /// Whether a write updates (true) or creates (false): Vault's existence check
@@ -239,12 +324,20 @@ impl KvV2<'_> {
 
     /// The data of a live version, or the 404 Vault gives for a missing, deleted or
     /// destroyed one (the latter two still carry `data.metadata`).
+    /// The live version asked for; `for_write` reads the metadata from storage
+    /// (the caller holds the path's lock), reads may use the cache.
     fn live_version(
         &self,
         path: &str,
         data: &Map<String, Value>,
-    ) -> ApiResult<(KeyMetadata, u64, Map<String, Value>)> {
-        let metadata = self.metadata(path)?.ok_or_else(ApiError::not_found)?;
+        for_write: bool,
+    ) -> ApiResult<(std::sync::Arc<KeyMetadata>, u64, Map<String, Value>)> {
+        let metadata = if for_write {
+            self.metadata(path)?.map(std::sync::Arc::new)
+        } else {
+            self.cached_metadata(path)?
+        }
+        .ok_or_else(ApiError::not_found)?;
         let version = Self::requested_version(data, &metadata)?;
         let version_metadata = metadata
             .versions
@@ -274,7 +367,7 @@ impl KvV2<'_> {
     }
 
     fn read(&self, path: &str, data: &Map<String, Value>) -> ApiResult<Reply> {
-        let (metadata, version, secret) = self.live_version(path, data)?;
+        let (metadata, version, secret) = self.live_version(path, data, false)?;
         let version_metadata = metadata.versions.get(&version).cloned();
         Ok(Reply::data(json!({
             "data": secret,
@@ -293,7 +386,7 @@ impl KvV2<'_> {
     async fn patch(&self, path: &str, data: &Map<String, Value>) -> ApiResult<Reply> {
         let (patch, cas) = write_body(data)?;
         let _guard = self.locks.lock(&self.metadata_key(path)).await;
-        let (_, _, mut current) = self.live_version(path, &Map::new())?;
+        let (_, _, mut current) = self.live_version(path, &Map::new(), true)?;
         merge_patch(&mut current, &patch);
         self.store_version(path, current, cas).await
     }
@@ -416,7 +509,9 @@ impl KvV2<'_> {
     }
 
     fn read_metadata(&self, path: &str) -> ApiResult<Reply> {
-        let metadata = self.metadata(path)?.ok_or_else(ApiError::not_found)?;
+        let metadata = self
+            .cached_metadata(path)?
+            .ok_or_else(ApiError::not_found)?;
         let versions: Map<String, Value> = metadata
             .versions
             .iter()
@@ -516,7 +611,7 @@ impl KvV2<'_> {
 
     fn subkeys(&self, path: &str, data: &Map<String, Value>) -> ApiResult<Reply> {
         let depth = Fields::new(data).u64("depth")?.unwrap_or(0);
-        let (metadata, version, secret) = self.live_version(path, data)?;
+        let (metadata, version, secret) = self.live_version(path, data, false)?;
         let version_metadata = metadata.versions.get(&version).cloned();
         Ok(Reply::data(json!({
             "subkeys": subkeys(&secret, depth, 1),

@@ -60,7 +60,7 @@ type Membership = StoredMembership<NodeId, NodeInfo>;
 pub struct Applied<'a> {
     pub index: u64,
     /// Keys (or deleted prefixes) under `core/`, `sys/policy/`,
-    /// `sys/expire/id/` (leases) and `auth/local/` that changed.
+    /// `sys/expire/id/` (leases), `auth/local/` and `logical/` that changed.
     pub touched: &'a [String],
     /// The whole data set was replaced (a snapshot was installed or restored).
     pub replaced: bool,
@@ -76,11 +76,18 @@ pub trait ApplyObserver: Send + Sync {
 }
 
 /// The keys whose writes the observer hears of: what nodes cache (the keyring
-/// and tables under `core/`, policies, `auth/local` roles) and leases.
+/// and tables under `core/`, policies, `auth/local` roles, KV metadata under
+/// `logical/`) and leases.
 fn watched(key: &str) -> bool {
-    ["core/", "sys/policy/", "sys/expire/id/", "auth/local/"]
-        .iter()
-        .any(|prefix| key.starts_with(prefix))
+    [
+        "core/",
+        "sys/policy/",
+        "sys/expire/id/",
+        "auth/local/",
+        "logical/",
+    ]
+    .iter()
+    .any(|prefix| key.starts_with(prefix))
 }
 
 /// The RocksDB database with Raft's log, metadata and state machine.
@@ -826,7 +833,8 @@ mod tests {
         ] {
             assert!(watched(key), "{key}");
         }
-        for key in ["logical/uuid/metadata/app", "sys/token/id/x"] {
+        assert!(watched("logical/uuid/metadata/app"));
+        for key in ["sys/token/id/x", "sys/token/parent/y"] {
             assert!(!watched(key), "{key}");
         }
     }
@@ -921,7 +929,15 @@ mod tests {
             recorder.0.lock().unwrap().last().unwrap(),
             &(
                 3,
-                vec!["core/mounts".to_owned(), "sys/policy/p".to_owned()],
+                [
+                    "core/mounts",
+                    "logical/a/x",
+                    "logical/a/y",
+                    "logical/a/y",
+                    "sys/policy/p"
+                ]
+                .map(str::to_owned)
+                .to_vec(),
                 false
             )
         );
