@@ -146,13 +146,9 @@ async fn describe(
             if !readable && !under {
                 return Err(ApiError::denied());
             }
-            let kv = Kv::of(
-                &mount,
-                &unsealed.barrier,
-                &unsealed.kv_locks,
-                &unsealed.kv_metadata,
-            )
-            .ok_or_else(|| ApiError::no_route(&mount.path))?;
+            let kv = unsealed
+                .kv(&mount)
+                .ok_or_else(|| ApiError::no_route(&mount.path))?;
             if readable && let Some(secret) = read_secret(&kv, &mount, &sub).await? {
                 return Ok(json!({
                     "kind": "secret",
@@ -374,13 +370,9 @@ async fn children(unsealed: &Unsealed, caller: &Caller, place: Place) -> ApiResu
             if !kv_under(caller, &mount, &folder) {
                 return Err(ApiError::denied());
             }
-            let kv = Kv::of(
-                &mount,
-                &unsealed.barrier,
-                &unsealed.kv_locks,
-                &unsealed.kv_metadata,
-            )
-            .ok_or_else(|| ApiError::no_route(&mount.path))?;
+            let kv = unsealed
+                .kv(&mount)
+                .ok_or_else(|| ApiError::no_route(&mount.path))?;
             let keys = kv_list(&kv, &mount, &sub).await?;
             let (data_base, _) = kv_bases(&mount);
             Ok(keys

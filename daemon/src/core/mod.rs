@@ -133,6 +133,11 @@ impl Unsealed {
         self.reload_audit();
     }
 
+    /// The KV engine of `mount`, or `None` if it is not a KV mount.
+    pub(crate) fn kv<'a>(&'a self, mount: &'a crate::mounts::MountEntry) -> Option<Kv<'a>> {
+        Kv::of(mount, &self.barrier, &self.kv_locks, &self.kv_metadata)
+    }
+
     /// Runs the devices of the audit table as stored now (and the configured ones).
     fn reload_audit(&self) {
         match self
@@ -975,13 +980,9 @@ impl Core {
             Engine::Database(unsealed.database(&mount))
         } else {
             Engine::Kv(
-                Kv::of(
-                    &mount,
-                    &unsealed.barrier,
-                    &unsealed.kv_locks,
-                    &unsealed.kv_metadata,
-                )
-                .ok_or_else(|| ApiError::no_route(path))?,
+                unsealed
+                    .kv(&mount)
+                    .ok_or_else(|| ApiError::no_route(path))?,
             )
         };
         let exists = request.operation != Operation::Write
