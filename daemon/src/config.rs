@@ -27,8 +27,12 @@ pub enum Error {
 pub struct Config {
     /// `storage "raft" { ... }`: where and as which node this server stores data.
     pub storage: Storage,
-    /// `listener "tcp" { ... }` blocks: the client API's addresses (at least one).
+    /// `listener "tcp" { ... }` blocks: the client API's TCP addresses.
     pub listeners: Vec<Listener>,
+    /// `listener "unix" { ... }` blocks: the client API on Unix sockets, where
+    /// the kernel names each caller. A configuration needs at least one listener
+    /// of some type.
+    pub unix_listeners: Vec<UnixListener>,
     /// `api_addr`: the address other nodes and clients are told to use for this
     /// node's API.
     pub api_addr: Option<String>,
@@ -104,6 +108,40 @@ pub struct RetryJoin {
     pub leader_ca_cert_file: Option<PathBuf>,
 }
 
+/// `listener "unix" { address = "/run/coffer/coffer.sock" }`: the whole HTTP
+/// API on a Unix socket. A request without a token is authenticated by the
+/// `auth/local` roles from the caller's uid, gid and pid (SO_PEERCRED); one with
+/// a token uses the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnixListener {
+    /// `address`: the socket's path (default `/run/coffer/coffer.sock`); its
+    /// directory is created (mode 0755) if missing.
+    pub address: PathBuf,
+    /// `mode` (or Vault's `socket_mode`): octal permission bits, default `"0666"`:
+    /// any local user may connect, and gets only what a role or a token grants.
+    pub mode: u32,
+    /// `socket_user`: owner of the socket file (a name or a uid).
+    pub socket_user: Option<u32>,
+    /// `socket_group`: group of the socket file (a name or a gid).
+    pub socket_group: Option<u32>,
+    /// As for `listener "tcp"`.
+    pub http_read_header_timeout: u64,
+    pub http_read_timeout: u64,
+}
+
+impl UnixListener {
+    pub fn at(address: PathBuf) -> Self {
+        UnixListener {
+            address,
+            mode: 0o666,
+            socket_user: None,
+            socket_group: None,
+            http_read_header_timeout: 10,
+            http_read_timeout: 30,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     /// `address`: host:port to listen on (default `127.0.0.1:8200`).
@@ -174,6 +212,7 @@ impl Config {
                 retry_join: Vec::new(),
             },
             listeners: Vec::new(),
+            unix_listeners: Vec::new(),
             api_addr: None,
             cluster_addr: None,
             cluster_name: None,
@@ -230,6 +269,20 @@ impl Config {
                     }
                     storage = Some(parse_storage(block)?);
                 }
+                "listener" if block.labels.first().is_some_and(|kind| kind == "unix") => {
+                    let unix = parse_unix_listener(block)?;
+                    if config
+                        .unix_listeners
+                        .iter()
+                        .any(|other| other.address == unix.address)
+                    {
+                        return Err(hcl::Error::new(
+                            block.line,
+                            format!("two unix listeners use {}", unix.address.display()),
+                        ));
+                    }
+                    config.unix_listeners.push(unix);
+                }
                 "listener" => listeners.push(parse_listener(block)?),
                 "telemetry" => config.telemetry = parse_telemetry(block)?,
                 "fuse" => {
@@ -262,10 +315,10 @@ impl Config {
         config.storage = storage.ok_or_else(|| {
             hcl::Error::new(1, "a storage \"raft\" { path = \"...\" } block is required")
         })?;
-        if listeners.is_empty() {
+        if listeners.is_empty() && config.unix_listeners.is_empty() {
             return Err(hcl::Error::new(
                 1,
-                "at least one listener \"tcp\" block is required",
+                "at least one listener block (\"tcp\" or \"unix\") is required",
             ));
         }
         config.listeners = listeners;
@@ -360,7 +413,7 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
     if kind != "tcp" {
         return Err(hcl::Error::new(
             block.line,
-            format!("unsupported listener type {kind:?}: use \"tcp\""),
+            format!("unsupported listener type {kind:?}: use \"tcp\" or \"unix\""),
         ));
     }
     let mut listener = Listener {
@@ -416,6 +469,82 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
         ));
     }
     Ok(listener)
+}
+
+fn parse_unix_listener(block: &hcl::Block) -> Result<UnixListener, hcl::Error> {
+    let mut listener = UnixListener::at(PathBuf::from("/run/coffer/coffer.sock"));
+    for attribute in &block.body.attributes {
+        let value = &attribute.value;
+        match attribute.key.as_str() {
+            "address" => {
+                listener.address = PathBuf::from(string(value, "address")?);
+                if !listener.address.is_absolute() {
+                    return Err(hcl::Error::new(
+                        value.line,
+                        "listener \"unix\": address must be an absolute path",
+                    ));
+                }
+            }
+            "mode" | "socket_mode" => listener.mode = octal_mode(value, &attribute.key)?,
+            "socket_user" => listener.socket_user = Some(account(value, "socket_user", false)?),
+            "socket_group" => listener.socket_group = Some(account(value, "socket_group", true)?),
+            "http_read_header_timeout" => {
+                listener.http_read_header_timeout =
+                    positive_duration(value, "http_read_header_timeout")?
+            }
+            "http_read_timeout" => {
+                listener.http_read_timeout = positive_duration(value, "http_read_timeout")?
+            }
+            other => return Err(unknown(attribute.line, other, "listener \"unix\"")),
+        }
+    }
+    Ok(listener)
+}
+
+/// Permission bits written in octal: `"0660"`, `"660"`, or the number `660`.
+fn octal_mode(value: &hcl::Value, key: &str) -> Result<u32, hcl::Error> {
+    let text = match &value.kind {
+        Kind::String(text) => text.clone(),
+        Kind::Number(number) => number.to_string(),
+        _ => String::new(),
+    };
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| {
+            hcl::Error::new(
+                value.line,
+                format!("{key} must be octal permission bits such as \"0660\""),
+            )
+        })
+}
+
+/// A user or group given by name or number, resolved through the system's
+/// account database now, so a typo fails at startup with its line.
+fn account(value: &hcl::Value, key: &str, group: bool) -> Result<u32, hcl::Error> {
+    let text = match &value.kind {
+        Kind::String(text) => text.clone(),
+        Kind::Number(number) => number.to_string(),
+        _ => String::new(),
+    };
+    if let Ok(id) = text.parse::<u32>() {
+        return Ok(id);
+    }
+    let found = if group {
+        nix::unistd::Group::from_name(&text)
+            .ok()
+            .flatten()
+            .map(|group| group.gid.as_raw())
+    } else {
+        nix::unistd::User::from_name(&text)
+            .ok()
+            .flatten()
+            .map(|user| user.uid.as_raw())
+    };
+    found.ok_or_else(|| {
+        let kind = if group { "group" } else { "user" };
+        hcl::Error::new(value.line, format!("{key}: no {kind} named {text:?}"))
+    })
 }
 
 fn parse_telemetry(block: &hcl::Block) -> Result<Telemetry, hcl::Error> {
@@ -769,6 +898,68 @@ cluster_addr = "http://127.0.0.1:8201"
             &with(" mount_point = \"/s\"\n dir = 1"),
             14,
             "unknown key \"dir\" in fuse",
+        );
+    }
+
+    #[test]
+    fn unix_listener_blocks() {
+        let config = Config::parse(&format!(
+            "{VAULT_SHAPED}listener \"unix\" {{\n address = \"/run/c/c.sock\"\n mode = \"0660\"\n socket_user = \"root\"\n socket_group = 0\n http_read_timeout = \"5s\"\n}}\nlistener \"unix\" {{\n address = \"/run/c/d.sock\"\n socket_mode = 600\n}}\n"
+        ))
+        .unwrap();
+        assert_eq!(config.listeners.len(), 1, "tcp listeners stay apart");
+        assert_eq!(
+            config.unix_listeners,
+            vec![
+                UnixListener {
+                    mode: 0o660,
+                    socket_user: Some(0),
+                    socket_group: Some(0),
+                    http_read_timeout: 5,
+                    ..UnixListener::at("/run/c/c.sock".into())
+                },
+                UnixListener {
+                    mode: 0o600,
+                    ..UnixListener::at("/run/c/d.sock".into())
+                },
+            ]
+        );
+        let only_unix = "storage \"raft\" {\n path = \"/d\"\n}\nlistener \"unix\" {}\n";
+        let config = Config::parse(only_unix).unwrap();
+        assert!(config.listeners.is_empty());
+        assert_eq!(
+            config.unix_listeners[0].address,
+            PathBuf::from("/run/coffer/coffer.sock")
+        );
+        assert_eq!(config.unix_listeners[0].mode, 0o666);
+        let with = |body: &str| format!("{VAULT_SHAPED}listener \"unix\" {{\n{body}\n}}\n");
+        error(&with(" address = \"c.sock\""), 13, "absolute path");
+        error(&with(" mode = \"0999\""), 13, "octal permission bits");
+        error(&with(" mode = \"01777\""), 13, "octal permission bits");
+        error(
+            &with(" socket_user = \"no-such-user-here\""),
+            13,
+            "no user named \"no-such-user-here\"",
+        );
+        error(
+            &with(" socket_group = \"no-such-group-here\""),
+            13,
+            "no group named",
+        );
+        error(
+            &with(" tls_disable = true"),
+            13,
+            "unknown key \"tls_disable\"",
+        );
+        error(
+            &format!("{VAULT_SHAPED}listener \"unix\" {{}}\nlistener \"unix\" {{}}\n"),
+            13,
+            "two unix listeners",
+        );
+        error(
+            "storage \"raft\" {\n path = \"/d\"\n}\n",
+            1,
+            "at least one listener block",
         );
     }
 }

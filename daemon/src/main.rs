@@ -37,6 +37,7 @@ fn main() {
                 dev_root_token: args.dev_root_token,
                 dev_listen: args.dev_listen,
                 dev_fuse: args.dev_fuse,
+                dev_unix: args.dev_unix,
                 data_dir: args.data_dir,
             };
             match server::load(&options) {

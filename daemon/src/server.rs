@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use coffer_protocols::http::{self, Listener};
+use coffer_protocols::http::{self, Listener, Socket};
 use coffer_protocols::{Handler, Operation, Request, ResponseBody, Transport};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -46,6 +46,7 @@ pub struct Options {
     pub dev_root_token: Option<String>,
     pub dev_listen: Option<String>,
     pub dev_fuse: Option<PathBuf>,
+    pub dev_unix: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -62,6 +63,13 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
             retry_join: Vec::new(),
         },
         listeners: vec![config::Listener::plain(address)],
+        unix_listeners: options
+            .dev_unix
+            .iter()
+            .map(|path| {
+                config::UnixListener::at(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+            })
+            .collect(),
         api_addr: None,
         cluster_addr: None,
         cluster_name: None,
@@ -139,16 +147,18 @@ fn cluster_listener(
     if options.dev {
         return Ok(None);
     }
-    let first = config
-        .listeners
-        .first()
-        .context("at least one listener is required")?;
-    let bind = match (first.cluster_address, &config.cluster_addr) {
+    let first = config.listeners.first();
+    let bind = match (
+        first.and_then(|tcp| tcp.cluster_address),
+        &config.cluster_addr,
+    ) {
         (Some(address), _) => address,
         (None, Some(advertised)) => crate::raft::network::socket_address(advertised)
             .with_context(|| format!("cluster_addr {advertised:?} is not a host:port"))?,
         (None, None) => {
-            let mut address = first.address;
+            let mut address = first
+                .context("cluster_addr is required when no listener \"tcp\" is configured")?
+                .address;
             if address.port() != 0 {
                 address.set_port(address.port() + 1);
             }
@@ -198,11 +208,32 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         addresses.push(format!("{scheme}://{}", tcp.local_addr()?));
         listeners.push(Listener {
-            tcp,
+            socket: Socket::Tcp(tcp),
             tls,
             timeouts: http::Timeouts {
                 read_header: Duration::from_secs(listener.http_read_header_timeout),
                 read_body: Duration::from_secs(listener.http_read_timeout),
+            },
+        });
+    }
+
+    let mut sockets = Vec::new();
+    for unix in &config.unix_listeners {
+        let bound =
+            coffer_protocols::unix_socket::bind(&coffer_protocols::unix_socket::SocketFile {
+                path: unix.address.clone(),
+                mode: unix.mode,
+                uid: unix.socket_user,
+                gid: unix.socket_group,
+            })?;
+        let (listener, guard) = bound;
+        sockets.push(guard);
+        listeners.push(Listener {
+            socket: Socket::Unix(listener),
+            tls: None,
+            timeouts: http::Timeouts {
+                read_header: Duration::from_secs(unix.http_read_header_timeout),
+                read_body: Duration::from_secs(unix.http_read_timeout),
             },
         });
     }
@@ -243,6 +274,12 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     say!();
     for address in &addresses {
         say!("             Api Address: {address}");
+    }
+    for unix in &config.unix_listeners {
+        say!(
+            "             Unix Socket: unix://{}",
+            unix.address.display()
+        );
     }
     say!(
         "                 Storage: raft (path: {})",
@@ -324,6 +361,8 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             Err(error) => tracing::error!(%error, "unmounting the FUSE filesystem failed"),
         }
     }
+    // The socket files go once nothing is served on them.
+    drop(sockets);
     background.abort();
     let _ = background.await;
     if let Some(joiner) = joiner {

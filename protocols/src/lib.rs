@@ -1,6 +1,6 @@
 //! coffer's neutral request/response types, the handler trait and the HTTP adapter.
 //!
-//! Every door (HTTP today; gRPC, the Unix socket and FUSE later) converts its wire
+//! Every door (HTTP on TCP or a Unix socket, FUSE, and later gRPC) converts its wire
 //! format into [`Request`], calls [`Handler::handle`] and converts the [`Response`]
 //! back. This crate never sees the core's internals: the core implements [`Handler`].
 
@@ -9,6 +9,7 @@ pub mod handler;
 pub mod http;
 pub mod request;
 pub mod response;
+pub mod unix_socket;
 
 pub use error::ErrorCode;
 pub use handler::{Handler, Observation};

@@ -48,6 +48,8 @@ pub struct Server {
     dev: bool,
     /// The dev server's `--dev-fuse` mount point.
     pub fuse: Option<PathBuf>,
+    /// The dev server's `--dev-unix` socket.
+    pub unix: Option<PathBuf>,
     workspace: tempfile::TempDir,
 }
 
@@ -135,6 +137,16 @@ impl Server {
         server
     }
 
+    /// A dev server that also serves its API on a Unix socket at
+    /// `<workspace>/coffer.sock`.
+    pub fn dev_with_unix() -> Server {
+        let workspace = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::prepare(None, true, workspace);
+        server.unix = Some(server.workspace().join("coffer.sock"));
+        server.spawn();
+        server
+    }
+
     /// A dev server whose data directory is created under `parent` (the benchmark
     /// puts it on a real disk, never a tmpfs).
     pub fn dev_in(parent: &Path) -> Server {
@@ -184,6 +196,7 @@ impl Server {
             config_path,
             dev,
             fuse: None,
+            unix: None,
             workspace,
         }
     }
@@ -207,6 +220,9 @@ impl Server {
             command.arg("--data-dir").arg(&self.data_dir);
             if let Some(mount_point) = &self.fuse {
                 command.arg("--dev-fuse").arg(mount_point);
+            }
+            if let Some(socket) = &self.unix {
+                command.arg("--dev-unix").arg(socket);
             }
         } else if let Some(config) = &self.config_path {
             command.arg("--config").arg(config);

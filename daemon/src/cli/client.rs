@@ -50,7 +50,11 @@ impl std::error::Error for ApiFailure {}
 
 pub struct Client {
     http: reqwest::Client,
+    /// The server as the user named it (`http(s)://host:port` or
+    /// `unix:///path/to/socket`), for messages.
     address: String,
+    /// What URLs start with: the address, or `http://localhost` over a socket.
+    base: String,
     token: Option<Zeroizing<String>>,
 }
 
@@ -61,6 +65,18 @@ impl Client {
             .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
         let address = address.trim_end_matches('/').to_owned();
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
+        let base = match address.strip_prefix("unix://") {
+            Some(socket) => {
+                if !socket.starts_with('/') {
+                    anyhow::bail!(
+                        "{address}: a socket address is unix:// followed by an absolute path, as in unix:///run/coffer/coffer.sock"
+                    );
+                }
+                builder = builder.unix_socket(std::path::PathBuf::from(socket));
+                "http://localhost".to_owned()
+            }
+            None => address.clone(),
+        };
         if let Some(path) = env_setting("CACERT") {
             let pem =
                 std::fs::read(&path).with_context(|| format!("cannot read CA file {path}"))?;
@@ -74,6 +90,7 @@ impl Client {
         Ok(Client {
             http: builder.build().context("cannot build the HTTP client")?,
             address,
+            base,
             token: env_setting("TOKEN").map(Zeroizing::new),
         })
     }
@@ -86,7 +103,7 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<Vec<u8>> {
-        let url = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
+        let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
         let http_method = Method::from_bytes(method.as_bytes()).context("bad HTTP method")?;
         let mut request = self
             .http
@@ -120,7 +137,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Option<Value>> {
-        let url = format!("{}/v1/{}", self.address, path.trim_start_matches('/'));
+        let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
         let http_method = Method::from_bytes(method.as_bytes()).context("bad HTTP method")?;
         let mut request = self.http.request(http_method, &url);
         if let Some(token) = &self.token {

@@ -93,6 +93,11 @@ pub struct ServerArgs {
     /// Mount the dev server's /secrets filesystem at this empty directory.
     #[arg(long, requires = "dev", value_name = "PATH")]
     pub dev_fuse: Option<PathBuf>,
+    /// Also serve the dev server's API on a Unix socket at this path (mode 0666;
+    /// callers without a token are authenticated by their uid through
+    /// `auth/local` roles).
+    #[arg(long, requires = "dev", value_name = "PATH")]
+    pub dev_unix: Option<PathBuf>,
     /// Data directory (dev: default a throwaway temporary directory; with
     /// --config: overrides storage "raft" path).
     #[arg(long)]

@@ -16,11 +16,11 @@ use http_body_util::{BodyExt, Limited};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
 
-pub use serve::{Listener, ServeError, Timeouts, TlsError, serve, tls_acceptor};
+pub use serve::{Listener, ServeError, Socket, Timeouts, TlsError, serve, tls_acceptor};
 
 use crate::request::new_request_id;
 use crate::{ClientToken, ErrorCode, Handler, Observation, Operation, Request, Response};
-use crate::{ResponseBody, Transport};
+use crate::{LocalPeer, ResponseBody, Transport};
 
 /// Request bodies up to this many bytes are accepted, as in Vault.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -37,10 +37,16 @@ fn takes_raw_body(path: &str) -> bool {
     )
 }
 
-/// The peer address of a connection, put into each request's extensions by the
-/// serve loop.
+/// Who is at the other end of a connection, put into each request's extensions
+/// by the serve loop.
 #[derive(Debug, Clone)]
-pub struct PeerAddress(pub String);
+pub enum Caller {
+    /// A TCP peer: its address, for audit.
+    Remote(String),
+    /// A Unix-socket peer as the kernel named it: authenticated by `auth/local`
+    /// roles when it sends no token.
+    Local(LocalPeer),
+}
 
 /// How long the request body may take to arrive, put into each request's
 /// extensions by the serve loop (a listener's `http_read_timeout`).
@@ -58,12 +64,16 @@ async fn dispatch<H: Handler>(
 ) -> axum::response::Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
+    let transport = match request.extensions().get::<Caller>() {
+        Some(Caller::Local(_)) => Transport::Unix,
+        _ => Transport::Http,
+    };
     let response = match to_neutral(request).await {
         Ok(neutral) => handler.handle(neutral).await,
         Err(refusal) => refusal,
     };
     handler.observe(Observation {
-        transport: Transport::Http,
+        transport,
         route: response.route.as_deref().unwrap_or("unmatched"),
         method: &method,
         status: response.http_status(),
@@ -153,17 +163,19 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
         parse_object(&body)?
     };
 
+    let (transport, remote_address, peer) = match parts.extensions.get::<Caller>() {
+        Some(Caller::Local(peer)) => (Transport::Unix, None, Some(peer.clone())),
+        Some(Caller::Remote(address)) => (Transport::Http, Some(address.clone()), None),
+        None => (Transport::Http, None, None),
+    };
     let mut neutral = Request {
         id: new_request_id(),
         operation,
         path,
         data,
         token: client_token(&parts.headers)?,
-        transport: Transport::Http,
-        remote_address: parts
-            .extensions
-            .get::<PeerAddress>()
-            .map(|peer| peer.0.clone()),
+        transport,
+        remote_address,
         wrap_ttl: None,
         no_forward: parts
             .headers
@@ -171,7 +183,7 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"true")),
         raw_body: raw.then(|| body.to_vec()),
         forwarded: false,
-        peer: None,
+        peer,
     };
     if let Some(wrap_ttl) = parts.headers.get("x-vault-wrap-ttl") {
         neutral.wrap_ttl = Some(String::from_utf8_lossy(wrap_ttl.as_bytes()).into_owned());

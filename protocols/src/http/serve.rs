@@ -1,5 +1,6 @@
-//! The accept loop of the HTTP door: plain TCP or TLS (rustls), an explicit
-//! connection limit, header-read timeouts, and a graceful drain on shutdown.
+//! The accept loop of the HTTP door: TCP (plain or TLS with rustls) or a Unix
+//! socket whose callers the kernel names (SO_PEERCRED), an explicit connection
+//! limit, header-read timeouts, and a graceful drain on shutdown.
 
 use std::future::Future;
 use std::io;
@@ -13,13 +14,13 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::{BodyDeadline, PeerAddress, router};
-use crate::Handler;
+use super::{BodyDeadline, Caller, router};
+use crate::{Handler, LocalPeer};
 
 /// Connections served at once per listener; further ones wait in the kernel's
 /// accept queue until one closes.
@@ -74,9 +75,52 @@ impl Default for Timeouts {
 
 /// A bound listener of the HTTP door.
 pub struct Listener {
-    pub tcp: TcpListener,
+    pub socket: Socket,
+    /// TLS on a TCP socket; a Unix socket is always plain (the kernel, not a
+    /// certificate, says who is at the other end).
     pub tls: Option<TlsAcceptor>,
     pub timeouts: Timeouts,
+}
+
+/// Where a listener accepts connections.
+pub enum Socket {
+    Tcp(TcpListener),
+    /// Every request on it carries the caller's uid, gid and pid as the kernel
+    /// reported them when the caller connected.
+    Unix(UnixListener),
+}
+
+/// One accepted connection and who is at the other end.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, Caller),
+    Unix(tokio::net::UnixStream, Caller),
+}
+
+impl Socket {
+    async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            Socket::Tcp(listener) => {
+                let (stream, address) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok(Accepted::Tcp(stream, Caller::Remote(address.to_string())))
+            }
+            Socket::Unix(listener) => {
+                let (stream, _) = listener.accept().await?;
+                // A caller the kernel cannot name is dropped, not served.
+                let credentials = stream
+                    .peer_cred()
+                    .map_err(|error| io::Error::new(io::ErrorKind::ConnectionAborted, error))?;
+                // The pid is 0 when the caller is in a pid namespace this
+                // process cannot see: a hint only, as in FUSE.
+                let pid = credentials
+                    .pid()
+                    .and_then(|pid| u32::try_from(pid).ok())
+                    .unwrap_or(0);
+                let peer = LocalPeer::from_kernel(credentials.uid(), credentials.gid(), pid);
+                Ok(Accepted::Unix(stream, Caller::Local(peer)))
+            }
+        }
+    }
 }
 
 /// A TLS acceptor from PEM files, using the workspace's one crypto provider.
@@ -122,8 +166,8 @@ pub async fn serve<H: Handler>(
             },
             () = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.tcp.accept() => match accepted {
+        let accepted = tokio::select! {
+            accepted = listener.socket.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) if is_transient(&error) => {
                     tracing::warn!(%error, "accept failed; retrying");
@@ -134,12 +178,13 @@ pub async fn serve<H: Handler>(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let peer = PeerAddress(peer.to_string());
         let timeouts = listener.timeouts;
+        let caller = match &accepted {
+            Accepted::Tcp(_, caller) | Accepted::Unix(_, caller) => caller.clone(),
+        };
         let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(peer.clone());
+            request.extensions_mut().insert(caller.clone());
             request
                 .extensions_mut()
                 .insert(BodyDeadline(timeouts.read_body));
@@ -149,6 +194,12 @@ pub async fn serve<H: Handler>(
         let tls = listener.tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let stream = match accepted {
+                Accepted::Unix(stream, _) => {
+                    return serve_connection(stream, service, watcher, timeouts).await;
+                }
+                Accepted::Tcp(stream, _) => stream,
+            };
             match tls {
                 None => serve_connection(stream, service, watcher, timeouts).await,
                 Some(acceptor) => {

@@ -53,7 +53,7 @@ fn run_noop_server() {
         println!("Api Address: http://{}", tcp.local_addr().unwrap());
         http::serve(
             http::Listener {
-                tcp,
+                socket: http::Socket::Tcp(tcp),
                 tls: None,
                 timeouts: http::Timeouts::default(),
             },
