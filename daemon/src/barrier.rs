@@ -327,8 +327,16 @@ impl Barrier {
     }
 
     /// Commits the batch; returns the log index it was committed at.
+    /// Commits `batch`; the first commit of a client's write request carries
+    /// that request's change event (`crate::changes`).
     pub async fn commit(&self, batch: Batch) -> Result<u64, Error> {
-        Ok(self.backend.apply(batch.command).await?)
+        let mut command = batch.command;
+        if !command.ops.is_empty()
+            && let Some(change) = crate::changes::take()
+        {
+            command.changes.push(change);
+        }
+        Ok(self.backend.apply(command).await?)
     }
 
     /// Commits a command of ops that are already below the barrier (a restored
@@ -360,6 +368,7 @@ impl Barrier {
                     key: KEYRING_PATH.into(),
                     value: sealed,
                 }],
+                ..Default::default()
             })
             .await?;
         let term = next.active_term();
@@ -524,6 +533,7 @@ mod tests {
                     key: "logical/a".into(),
                     value: stored,
                 }],
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -544,6 +554,7 @@ mod tests {
                     key: "logical/b".into(),
                     value: stored,
                 }],
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -33,6 +33,9 @@ pub struct Config {
     /// the kernel names each caller. A configuration needs at least one listener
     /// of some type.
     pub unix_listeners: Vec<UnixListener>,
+    /// `listener "grpc" { address, tls_cert_file, tls_key_file, tls_disable }`
+    /// blocks: the gRPC API (`coffer.v1`) over HTTP/2, TLS on by default.
+    pub grpc_listeners: Vec<Listener>,
     /// `api_addr`: the address other nodes and clients are told to use for this
     /// node's API.
     pub api_addr: Option<String>,
@@ -213,6 +216,7 @@ impl Config {
             },
             listeners: Vec::new(),
             unix_listeners: Vec::new(),
+            grpc_listeners: Vec::new(),
             api_addr: None,
             cluster_addr: None,
             cluster_name: None,
@@ -283,6 +287,9 @@ impl Config {
                     }
                     config.unix_listeners.push(unix);
                 }
+                "listener" if block.labels.first().is_some_and(|kind| kind == "grpc") => {
+                    config.grpc_listeners.push(parse_listener(block)?)
+                }
                 "listener" => listeners.push(parse_listener(block)?),
                 "telemetry" => config.telemetry = parse_telemetry(block)?,
                 "fuse" => {
@@ -315,10 +322,13 @@ impl Config {
         config.storage = storage.ok_or_else(|| {
             hcl::Error::new(1, "a storage \"raft\" { path = \"...\" } block is required")
         })?;
-        if listeners.is_empty() && config.unix_listeners.is_empty() {
+        if listeners.is_empty()
+            && config.unix_listeners.is_empty()
+            && config.grpc_listeners.is_empty()
+        {
             return Err(hcl::Error::new(
                 1,
-                "at least one listener block (\"tcp\" or \"unix\") is required",
+                "at least one listener block (\"tcp\", \"unix\" or \"grpc\") is required",
             ));
         }
         config.listeners = listeners;
@@ -410,15 +420,17 @@ fn default_node_id() -> String {
 
 fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
     let kind = single_label(block, "listener")?;
-    if kind != "tcp" {
+    if kind != "tcp" && kind != "grpc" {
         return Err(hcl::Error::new(
             block.line,
-            format!("unsupported listener type {kind:?}: use \"tcp\" or \"unix\""),
+            format!("unsupported listener type {kind:?}: use \"tcp\", \"unix\" or \"grpc\""),
         ));
     }
+    let place = format!("listener \"{kind}\"");
+    let port = if kind == "grpc" { 8300 } else { 8200 };
     let mut listener = Listener {
         tls_disable: false,
-        ..Listener::plain(SocketAddr::from(([127, 0, 0, 1], 8200)))
+        ..Listener::plain(SocketAddr::from(([127, 0, 0, 1], port)))
     };
     for attribute in &block.body.attributes {
         let value = &attribute.value;
@@ -439,14 +451,14 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
             "tls_key_file" => {
                 listener.tls_key_file = Some(PathBuf::from(string(value, "tls_key_file")?))
             }
-            "http_read_header_timeout" => {
+            "http_read_header_timeout" if kind == "tcp" => {
                 listener.http_read_header_timeout =
                     positive_duration(value, "http_read_header_timeout")?
             }
-            "http_read_timeout" => {
+            "http_read_timeout" if kind == "tcp" => {
                 listener.http_read_timeout = positive_duration(value, "http_read_timeout")?
             }
-            "cluster_address" => {
+            "cluster_address" if kind == "tcp" => {
                 let text = string(value, "cluster_address")?;
                 listener.cluster_address = Some(text.parse().map_err(|_| {
                     hcl::Error::new(
@@ -457,7 +469,7 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
                     )
                 })?);
             }
-            other => return Err(unknown(attribute.line, other, "listener \"tcp\"")),
+            other => return Err(unknown(attribute.line, other, &place)),
         }
     }
     if !listener.tls_disable
@@ -465,7 +477,9 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
     {
         return Err(hcl::Error::new(
             block.line,
-            "listener \"tcp\": tls_cert_file and tls_key_file are required unless tls_disable = true",
+            format!(
+                "{place}: tls_cert_file and tls_key_file are required unless tls_disable = true"
+            ),
         ));
     }
     Ok(listener)

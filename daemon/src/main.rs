@@ -38,6 +38,7 @@ fn main() {
                 dev_listen: args.dev_listen,
                 dev_fuse: args.dev_fuse,
                 dev_unix: args.dev_unix,
+                dev_grpc_listen: args.dev_grpc_listen,
                 data_dir: args.data_dir,
             };
             match server::load(&options) {

@@ -207,7 +207,13 @@ mod tests {
                 value: value.clone(),
             })
             .collect();
-        backend.apply(Command { ops }).await.unwrap();
+        backend
+            .apply(Command {
+                ops,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         initialized
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use coffer_protocols::http::{self, Listener, Socket};
+use coffer_protocols::http::{self, Listener, Protocol, Socket};
 use coffer_protocols::{Handler, Operation, Request, ResponseBody, Transport};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -47,6 +47,7 @@ pub struct Options {
     pub dev_listen: Option<String>,
     pub dev_fuse: Option<PathBuf>,
     pub dev_unix: Option<PathBuf>,
+    pub dev_grpc_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -70,6 +71,12 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
                 config::UnixListener::at(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
             })
             .collect(),
+        grpc_listeners: match &options.dev_grpc_listen {
+            Some(listen) => vec![config::Listener::plain(listen.parse().with_context(
+                || format!("--dev-grpc-listen {listen:?} is not a host:port"),
+            )?)],
+            None => Vec::new(),
+        },
         api_addr: None,
         cluster_addr: None,
         cluster_name: None,
@@ -190,7 +197,18 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
 
     let mut listeners = Vec::new();
     let mut addresses = Vec::new();
-    for listener in &config.listeners {
+    let mut grpc_addresses = Vec::new();
+    let tcp_listeners = config
+        .listeners
+        .iter()
+        .map(|listener| (listener, Protocol::Http))
+        .chain(
+            config
+                .grpc_listeners
+                .iter()
+                .map(|listener| (listener, Protocol::Grpc)),
+        );
+    for (listener, protocol) in tcp_listeners {
         let tcp = TcpListener::bind(listener.address)
             .await
             .with_context(|| format!("cannot listen on {}", listener.address))?;
@@ -198,7 +216,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             None
         } else {
             match (&listener.tls_cert_file, &listener.tls_key_file) {
-                (Some(cert), Some(key)) => Some(http::tls_acceptor(cert, key)?),
+                (Some(cert), Some(key)) => Some(http::tls_acceptor(cert, key, protocol)?),
                 _ => bail!(
                     "listener {}: TLS needs tls_cert_file and tls_key_file",
                     listener.address
@@ -206,9 +224,14 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             }
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
-        addresses.push(format!("{scheme}://{}", tcp.local_addr()?));
+        let shown = format!("{scheme}://{}", tcp.local_addr()?);
+        match protocol {
+            Protocol::Grpc => grpc_addresses.push(shown),
+            _ => addresses.push(shown),
+        }
         listeners.push(Listener {
             socket: Socket::Tcp(tcp),
+            protocol,
             tls,
             timeouts: http::Timeouts {
                 read_header: Duration::from_secs(listener.http_read_header_timeout),
@@ -230,6 +253,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         sockets.push(guard);
         listeners.push(Listener {
             socket: Socket::Unix(listener),
+            protocol: Protocol::Both,
             tls: None,
             timeouts: http::Timeouts {
                 read_header: Duration::from_secs(unix.http_read_header_timeout),
@@ -274,6 +298,9 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     say!();
     for address in &addresses {
         say!("             Api Address: {address}");
+    }
+    for address in &grpc_addresses {
+        say!("            gRPC Address: {address}");
     }
     for unix in &config.unix_listeners {
         say!(

@@ -3,7 +3,38 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{Request, Response, Transport};
+use crate::{ErrorCode, Request, Response, Transport};
+
+/// One event of a watch stream. Never carries a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// A write this node applied from the replicated log.
+    Change {
+        path: String,
+        /// `write`, `patch` or `delete`.
+        operation: String,
+        /// The KV v2 version made; 0 when the path has none.
+        version: u64,
+        /// When the write ran, milliseconds since the Unix epoch.
+        time_ms: u64,
+        /// The Raft log index that applied it.
+        index: u64,
+    },
+    /// One of the caller's leases expires soon.
+    LeaseExpiring {
+        lease_id: String,
+        /// Seconds since the Unix epoch.
+        expire_time: u64,
+        ttl: u64,
+        renewable: bool,
+    },
+    /// The watcher fell behind and this many changes were dropped.
+    Lagged { missed: u64 },
+}
+
+/// Events until the watch ends: `Err` ends it with that response's error
+/// (the token was revoked, the server sealed).
+pub type WatchStream = tokio::sync::mpsc::Receiver<Result<WatchEvent, Response>>;
 
 /// One finished request, as a door saw it: fed to metrics.
 #[derive(Debug, Clone, Copy)]
@@ -24,4 +55,20 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Record a finished request (metrics). Must not block.
     fn observe(&self, observation: Observation<'_>);
+
+    /// Starts a watch of the changes under `request.path` (a prefix), as
+    /// authenticated and authorized as any request; `request.data` may hold
+    /// `lease_warning_seconds`.
+    fn watch(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<WatchStream, Response>> + Send {
+        let _ = request;
+        async {
+            Err(Response::error(
+                ErrorCode::UnsupportedOperation,
+                "this server does not support watches",
+            ))
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! back. This crate never sees the core's internals: the core implements [`Handler`].
 
 pub mod error;
+pub mod grpc;
 pub mod handler;
 pub mod http;
 pub mod request;
@@ -12,6 +13,6 @@ pub mod response;
 pub mod unix_socket;
 
 pub use error::ErrorCode;
-pub use handler::{Handler, Observation};
+pub use handler::{Handler, Observation, WatchEvent, WatchStream};
 pub use request::{ClientToken, LocalPeer, Operation, Request, Transport};
 pub use response::{Auth, LogicalResponse, Response, ResponseBody};

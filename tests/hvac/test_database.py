@@ -4,6 +4,7 @@ PostgreSQL server (initialized in a temp dir, private port, scram-sha-256)."""
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -94,7 +95,9 @@ class Postgres:
         return "postgresql://{{username}}:{{password}}@127.0.0.1:%d/postgres" % self.port
 
     def stop(self):
-        self.process.terminate()
+        # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients
+        # (coffer's pool) to disconnect.
+        self.process.send_signal(signal.SIGINT)
         self.process.wait(timeout=30)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

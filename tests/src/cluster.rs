@@ -90,6 +90,10 @@ listener "tcp" {{
   address     = "{ip}:{api_port}"
   tls_disable = true
 }}
+listener "grpc" {{
+  address     = "{ip}:0"
+  tls_disable = true
+}}
 api_addr     = "{api_addr}"
 cluster_addr = "https://{cluster_address}"
 "#

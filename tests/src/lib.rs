@@ -50,12 +50,18 @@ pub struct Server {
     pub fuse: Option<PathBuf>,
     /// The dev server's `--dev-unix` socket.
     pub unix: Option<PathBuf>,
+    /// Whether the dev server serves gRPC (`--dev-grpc-listen`), and where it
+    /// does once started (`http://127.0.0.1:PORT`; also from a config's
+    /// `listener "grpc"`).
+    dev_grpc: bool,
+    pub grpc_address: Option<String>,
     workspace: tempfile::TempDir,
 }
 
 /// What the server printed before it started serving.
 struct Banner {
     address: String,
+    grpc_address: Option<String>,
     root_token: Option<String>,
     unseal_key: Option<String>,
 }
@@ -72,6 +78,7 @@ fn read_banner(child: &mut Child, dev: bool, log_path: &Path) -> Banner {
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut address, mut root_token, mut unseal_key) = (None, None, None);
+    let mut grpc_address = None;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let line = match receiver.recv_timeout(remaining) {
@@ -97,6 +104,8 @@ fn read_banner(child: &mut Child, dev: bool, log_path: &Path) -> Banner {
         let line = line.trim();
         if let Some(value) = line.strip_prefix("Api Address: ") {
             address.get_or_insert_with(|| value.to_owned());
+        } else if let Some(value) = line.strip_prefix("gRPC Address: ") {
+            grpc_address.get_or_insert_with(|| value.to_owned());
         } else if let Some(value) = line.strip_prefix("Root Token: ") {
             root_token = Some(value.to_owned());
         } else if let Some(value) = line.strip_prefix("Unseal Key: ") {
@@ -114,6 +123,7 @@ fn read_banner(child: &mut Child, dev: bool, log_path: &Path) -> Banner {
     }
     Banner {
         address: address.expect("address"),
+        grpc_address,
         root_token,
         unseal_key,
     }
@@ -143,6 +153,17 @@ impl Server {
         let workspace = tempfile::tempdir().expect("temp dir");
         let mut server = Server::prepare(None, true, workspace);
         server.unix = Some(server.workspace().join("coffer.sock"));
+        server.spawn();
+        server
+    }
+
+    /// A dev server with every door: HTTP on TCP, gRPC on TCP
+    /// (`grpc_address`), and both on a Unix socket at `<workspace>/coffer.sock`.
+    pub fn dev_with_all_doors() -> Server {
+        let workspace = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::prepare(None, true, workspace);
+        server.unix = Some(server.workspace().join("coffer.sock"));
+        server.dev_grpc = true;
         server.spawn();
         server
     }
@@ -197,6 +218,8 @@ impl Server {
             dev,
             fuse: None,
             unix: None,
+            dev_grpc: false,
+            grpc_address: None,
             workspace,
         }
     }
@@ -224,6 +247,9 @@ impl Server {
             if let Some(socket) = &self.unix {
                 command.arg("--dev-unix").arg(socket);
             }
+            if self.dev_grpc {
+                command.args(["--dev-grpc-listen", "127.0.0.1:0"]);
+            }
         } else if let Some(config) = &self.config_path {
             command.arg("--config").arg(config);
         }
@@ -235,6 +261,7 @@ impl Server {
         let mut child = command.spawn().expect("start coffer");
         let banner = read_banner(&mut child, self.dev, &self.log_path);
         self.address = banner.address;
+        self.grpc_address = banner.grpc_address;
         if banner.root_token.is_some() {
             self.root_token = banner.root_token;
         }

@@ -1,8 +1,9 @@
-//! A closed-loop HTTP/1.1 load generator for the benchmarks: a fixed number of
-//! keep-alive connections, each sending its next request as soon as the previous
-//! answer has arrived, timing every request after a one-second warm-up. The same
-//! generator drives every server a benchmark compares, so their figures differ
-//! only by the server.
+//! A closed-loop load generator for the benchmarks: a fixed number of HTTP/1.1
+//! keep-alive connections (TCP, or a Unix socket for `unix://` addresses), or
+//! of gRPC streams over HTTP/2 connections, each sending its next request as
+//! soon as the previous answer has arrived, timing every request after a
+//! one-second warm-up. The same generator drives every server a benchmark
+//! compares, so their figures differ only by the server.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,18 +72,33 @@ async fn connection(
     start: Instant,
     end: Instant,
 ) -> (usize, usize, Vec<u32>) {
-    let host = address
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let stream = tokio::net::TcpStream::connect(&host)
-        .await
-        .expect("connect to the server under test");
-    stream.set_nodelay(true).expect("TCP_NODELAY");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP handshake");
-    tokio::spawn(connection);
+    let (host, mut sender) = match address.strip_prefix("unix://") {
+        Some(path) => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .expect("connect to the server's socket");
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("HTTP handshake");
+            tokio::spawn(connection);
+            ("localhost".to_owned(), sender)
+        }
+        None => {
+            let host = address
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned();
+            let stream = tokio::net::TcpStream::connect(&host)
+                .await
+                .expect("connect to the server under test");
+            stream.set_nodelay(true).expect("TCP_NODELAY");
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("HTTP handshake");
+            tokio::spawn(connection);
+            (host, sender)
+        }
+    };
     let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
     let mut counter = 0usize;
     while Instant::now() < end {
@@ -139,6 +155,156 @@ pub fn run(address: &str, connections: usize, seconds: u64, make: MakeCall) -> O
         let end = start + Duration::from_secs(seconds);
         let tasks: Vec<_> = (0..connections)
             .map(|id| tokio::spawn(connection(address.to_owned(), make.clone(), id, start, end)))
+            .collect();
+        let mut outcome = Outcome {
+            requests: 0,
+            errors: 0,
+            seconds: seconds as f64,
+            latencies: Vec::new(),
+        };
+        for task in tasks {
+            let (requests, errors, latencies) = task.await.expect("load task");
+            outcome.requests += requests;
+            outcome.errors += errors;
+            outcome.latencies.extend(latencies);
+        }
+        outcome.latencies.sort_unstable();
+        outcome
+    })
+}
+
+/// One unary gRPC call: the method's path (`/coffer.v1.Coffer/Read`), the
+/// encoded request message, and metadata.
+pub struct GrpcCall {
+    pub path: &'static str,
+    pub message: Bytes,
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+/// Builds the call a stream sends next: (stream id, request count).
+pub type MakeGrpcCall = Arc<dyn Fn(usize, usize) -> GrpcCall + Send + Sync>;
+
+/// The gRPC status of a finished call (from the trailers, or the headers of a
+/// trailers-only answer); `None` if there was none.
+fn grpc_status(headers: &http::HeaderMap, trailers: Option<&http::HeaderMap>) -> Option<String> {
+    trailers
+        .and_then(|trailers| trailers.get("grpc-status"))
+        .or_else(|| headers.get("grpc-status"))
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn grpc_stream(
+    mut sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    host: String,
+    make: MakeGrpcCall,
+    id: usize,
+    start: Instant,
+    end: Instant,
+) -> (usize, usize, Vec<u32>) {
+    let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
+    let mut counter = 0usize;
+    while Instant::now() < end {
+        counter += 1;
+        let call = make(id, counter);
+        // A gRPC message: no compression, a 4-byte big-endian length.
+        let mut framed = Vec::with_capacity(call.message.len() + 5);
+        framed.push(0);
+        framed.extend_from_slice(&(call.message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&call.message);
+        let mut builder = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("http://{host}{}", call.path))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        for (name, value) in &call.metadata {
+            builder = builder.header(*name, value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(framed)))
+            .expect("request");
+        let sent = Instant::now();
+        let ok = match sender.send_request(request).await {
+            Ok(response) => {
+                let headers = response.headers().clone();
+                match response.into_body().collect().await {
+                    Ok(collected) => {
+                        grpc_status(&headers, collected.trailers()).as_deref() == Some("0")
+                    }
+                    Err(_) => false,
+                }
+            }
+            Err(_) => false,
+        };
+        let finished = Instant::now();
+        if sent >= start {
+            requests += 1;
+            if !ok {
+                errors += 1;
+            }
+            latencies.push(
+                finished
+                    .duration_since(sent)
+                    .as_micros()
+                    .min(u128::from(u32::MAX)) as u32,
+            );
+        }
+        if !ok && sender.ready().await.is_err() {
+            break;
+        }
+    }
+    (requests, errors, latencies)
+}
+
+/// Runs `streams` concurrent unary gRPC calls spread over `connections`
+/// HTTP/2 connections to `address` (`http://host:port`), one second of
+/// warm-up and then `seconds` measured, on a one-thread runtime.
+pub fn run_grpc(
+    address: &str,
+    connections: usize,
+    streams: usize,
+    seconds: u64,
+    make: MakeGrpcCall,
+) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let host = address
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut senders = Vec::new();
+        for _ in 0..connections {
+            let stream = tokio::net::TcpStream::connect(&host)
+                .await
+                .expect("connect to the server under test");
+            stream.set_nodelay(true).expect("TCP_NODELAY");
+            let (sender, connection) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(stream),
+            )
+            .await
+            .expect("HTTP/2 handshake");
+            tokio::spawn(connection);
+            senders.push(sender);
+        }
+        let start = Instant::now() + Duration::from_secs(1);
+        let end = start + Duration::from_secs(seconds);
+        let tasks: Vec<_> = (0..streams)
+            .map(|id| {
+                let sender = senders[id % connections].clone();
+                tokio::spawn(grpc_stream(
+                    sender,
+                    host.clone(),
+                    make.clone(),
+                    id,
+                    start,
+                    end,
+                ))
+            })
             .collect();
         let mut outcome = Outcome {
             requests: 0,

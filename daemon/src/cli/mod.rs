@@ -98,6 +98,9 @@ pub struct ServerArgs {
     /// `auth/local` roles).
     #[arg(long, requires = "dev", value_name = "PATH")]
     pub dev_unix: Option<PathBuf>,
+    /// Also serve the dev server's gRPC API (plain HTTP/2) at this host:port.
+    #[arg(long, requires = "dev", value_name = "ADDR")]
+    pub dev_grpc_listen: Option<String>,
     /// Data directory (dev: default a throwaway temporary directory; with
     /// --config: overrides storage "raft" path).
     #[arg(long)]

@@ -16,12 +16,13 @@ mod local_api;
 pub mod reply;
 mod sys;
 mod token_api;
+mod watch;
 
 use std::sync::{Arc, Mutex, RwLock};
 
 use coffer_protocols::{
     ErrorCode, Handler, LocalPeer, LogicalResponse, Observation, Operation, Request, Response,
-    ResponseBody, Transport,
+    ResponseBody, Transport, WatchStream,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -115,6 +116,8 @@ pub(crate) struct Unsealed {
     /// Asks the core to reopen itself from the store (after a snapshot replaced
     /// the data).
     reopen_requests: tokio::sync::mpsc::UnboundedSender<()>,
+    /// Where applied writes are announced to watchers (the core's hub).
+    changes: crate::changes::Hub,
 }
 
 impl Unsealed {
@@ -186,6 +189,9 @@ impl ApplyObserver for Unsealed {
             if key.starts_with(crate::mounts::DATA_PREFIX) {
                 self.kv_metadata.forget(key);
             }
+        }
+        for (index, applied) in change.changes {
+            self.changes.publish(*index, std::slice::from_ref(applied));
         }
     }
 }
@@ -288,6 +294,8 @@ pub struct Core {
     pub(crate) challenges: Challenges,
     reopen_requests: tokio::sync::mpsc::UnboundedSender<()>,
     reopen_requested: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<()>>>,
+    /// Writes as this node applies them, for watchers; outlives seals.
+    changes: crate::changes::Hub,
 }
 
 impl Core {
@@ -310,6 +318,7 @@ impl Core {
             challenges: Challenges::default(),
             reopen_requests,
             reopen_requested: Mutex::new(Some(reopen_requested)),
+            changes: crate::changes::Hub::default(),
         })
     }
 
@@ -746,6 +755,7 @@ impl Core {
             last_rotation_round: Default::default(),
             barrier,
             reopen_requests: self.reopen_requests.clone(),
+            changes: self.changes.clone(),
         };
         unsealed.reload_audit();
         Ok(unsealed)
@@ -853,9 +863,30 @@ impl Core {
                 ));
             }
         }
-        let result = self
-            .dispatch(&unsealed, request, path, &caller, route)
-            .await;
+        let result = match request.operation {
+            Operation::Write | Operation::Patch | Operation::Delete => {
+                let change = crate::changes::Change {
+                    path: path.to_owned(),
+                    operation: match request.operation {
+                        Operation::Patch => "patch",
+                        Operation::Delete => "delete",
+                        _ => "write",
+                    }
+                    .to_owned(),
+                    version: 0,
+                    time_ms: crate::changes::now_ms(),
+                };
+                crate::changes::scope(
+                    change,
+                    self.dispatch(&unsealed, request, path, &caller, route),
+                )
+                .await
+            }
+            Operation::Read | Operation::List => {
+                self.dispatch(&unsealed, request, path, &caller, route)
+                    .await
+            }
+        };
         if let Some(scope) = &scope {
             let error = result.as_ref().err().map(|error| error.messages.join("; "));
             let entry = entry(
@@ -913,10 +944,12 @@ impl Core {
     ) -> ApiResult<Caller> {
         let login = path == local_api::LOGIN_PATH;
         if login || request.token.is_none() {
-            let local = request
-                .peer
-                .as_ref()
-                .filter(|_| matches!(request.transport, Transport::Fuse | Transport::Unix));
+            let local = request.peer.as_ref().filter(|_| {
+                matches!(
+                    request.transport,
+                    Transport::Fuse | Transport::Unix | Transport::Grpc
+                )
+            });
             match local {
                 Some(peer) => return authenticate_local(unsealed, request, peer, login),
                 None if login => {
@@ -1191,6 +1224,22 @@ impl Handler for Core {
 
     fn observe(&self, observation: Observation<'_>) {
         self.metrics.observe(&observation);
+    }
+
+    async fn watch(&self, mut request: Request) -> Result<WatchStream, Response> {
+        if let Some(peer) = request.peer.as_mut() {
+            self.describe_peer(peer);
+        }
+        self.start_watch(&request).await.map_err(|error| {
+            Response::new(
+                None,
+                ResponseBody::Error {
+                    code: error.code,
+                    messages: error.messages,
+                    data: None,
+                },
+            )
+        })
     }
 }
 

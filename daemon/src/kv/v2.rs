@@ -427,6 +427,7 @@ impl KvV2<'_> {
         };
         metadata.versions.insert(version, version_metadata.clone());
         metadata.current_version = version;
+        crate::changes::set_version(version);
         metadata.updated_time = now;
 
         let mut batch = self.barrier.batch();

@@ -101,6 +101,7 @@ async fn run(mut receiver: mpsc::UnboundedReceiver<Pending>, cluster: Weak<Clust
             let mut waiters = Vec::with_capacity(batch.len());
             for pending in batch {
                 merged.ops.extend(pending.command.ops);
+                merged.changes.extend(pending.command.changes);
                 waiters.push(pending.done);
             }
             let result = cluster.write(merged).await;

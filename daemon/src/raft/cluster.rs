@@ -750,6 +750,7 @@ mod tests {
                                 value: vec![2],
                             },
                         ],
+                        ..Default::default()
                     };
                     cluster.apply(command).await
                 })
@@ -778,6 +779,7 @@ mod tests {
         let error = cluster
             .apply(Command {
                 ops: vec![Op::Delete { key: "x".into() }],
+                ..Default::default()
             })
             .await
             .unwrap_err();

@@ -62,6 +62,8 @@ pub struct Applied<'a> {
     /// Keys (or deleted prefixes) under `core/`, `sys/policy/`,
     /// `sys/expire/id/` (leases), `auth/local/` and `logical/` that changed.
     pub touched: &'a [String],
+    /// Client writes this apply carried, with the index of their entry.
+    pub changes: &'a [(u64, crate::changes::Change)],
     /// The whole data set was replaced (a snapshot was installed or restored).
     pub replaced: bool,
     /// An operator restored a snapshot: the seal and keys may be another cluster's.
@@ -688,12 +690,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut batch = WriteBatch::default();
         let mut responses = Vec::new();
         let mut touched = Vec::new();
+        let mut changes = Vec::new();
         let mut restored = false;
         let mut last = None;
         for entry in entries {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(command) => {
+                    let index = entry.log_id.index;
+                    changes.extend(command.changes.into_iter().map(|change| (index, change)));
                     self.apply_ops(&mut batch, command.ops, &mut touched, &mut restored)
                 }
                 EntryPayload::Membership(membership) => {
@@ -725,6 +730,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.storage.notify(&Applied {
             index: last.index,
             touched: &touched,
+            changes: &changes,
             replaced: restored,
             restored,
         });
@@ -780,6 +786,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.storage.notify(&Applied {
             index: meta.last_log_id.map(|id| id.index).unwrap_or(0),
             touched: &[],
+            changes: &[],
             replaced: true,
             restored: false,
         });
@@ -862,7 +869,10 @@ mod tests {
     fn entry(index: u64, ops: Vec<Op>) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(storage::Command { ops }),
+            payload: EntryPayload::Normal(storage::Command {
+                ops,
+                ..Default::default()
+            }),
         }
     }
 

@@ -71,6 +71,11 @@ impl fmt::Debug for Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     pub ops: Vec<Op>,
+    /// What the client writes behind these ops did, for watchers on every node
+    /// (paths and versions only, never values). Merged commands keep all of
+    /// theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<crate::changes::Change>,
 }
 
 impl Command {
@@ -149,6 +154,7 @@ mod tests {
                     prefix: "b/".into(),
                 },
             ],
+            ..Default::default()
         };
         let json = serde_json::to_string(&command).unwrap();
         assert!(json.contains("\"AP8H\""), "{json}");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -52,6 +52,20 @@ pub enum TlsError {
 pub enum ServeError {
     #[error("accepting connections failed: {0}")]
     Accept(#[from] io::Error),
+    #[error(transparent)]
+    Grpc(#[from] crate::grpc::ReflectionError),
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Vault's HTTP API over HTTP/1.1.
+    Http,
+    /// The gRPC API over HTTP/2.
+    Grpc,
+    /// Both on one socket: HTTP/1.1 requests get the HTTP API; HTTP/2
+    /// requests with a gRPC content type get the gRPC API (the Unix socket).
+    Both,
 }
 
 /// How long a client may take, as Vault's listener options name them.
@@ -76,6 +90,7 @@ impl Default for Timeouts {
 /// A bound listener of the HTTP door.
 pub struct Listener {
     pub socket: Socket,
+    pub protocol: Protocol,
     /// TLS on a TCP socket; a Unix socket is always plain (the kernel, not a
     /// certificate, says who is at the other end).
     pub tls: Option<TlsAcceptor>,
@@ -123,8 +138,13 @@ impl Socket {
     }
 }
 
-/// A TLS acceptor from PEM files, using the workspace's one crypto provider.
-pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, TlsError> {
+/// A TLS acceptor from PEM files, using the workspace's one crypto provider,
+/// offering (ALPN) what `protocol` speaks.
+pub fn tls_acceptor(
+    cert_file: &Path,
+    key_file: &Path,
+    protocol: Protocol,
+) -> Result<TlsAcceptor, TlsError> {
     let certificates = CertificateDer::pem_file_iter(cert_file)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Certificate {
@@ -143,7 +163,11 @@ pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, Tl
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certificates, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = match protocol {
+        Protocol::Http => vec![b"http/1.1".to_vec()],
+        Protocol::Grpc => vec![b"h2".to_vec()],
+        Protocol::Both => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -154,7 +178,12 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let app = router(handler);
+    let protocol = listener.protocol;
+    let app = match protocol {
+        Protocol::Http => router(handler),
+        Protocol::Grpc => crate::grpc::router(handler)?,
+        Protocol::Both => by_content_type(router(handler.clone()), crate::grpc::router(handler)?),
+    };
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
@@ -196,17 +225,17 @@ pub async fn serve<H: Handler>(
             let _permit = permit;
             let stream = match accepted {
                 Accepted::Unix(stream, _) => {
-                    return serve_connection(stream, service, watcher, timeouts).await;
+                    return serve_connection(stream, service, watcher, timeouts, protocol).await;
                 }
                 Accepted::Tcp(stream, _) => stream,
             };
             match tls {
-                None => serve_connection(stream, service, watcher, timeouts).await,
+                None => serve_connection(stream, service, watcher, timeouts, protocol).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            serve_connection(stream, service, watcher, timeouts).await
+                            serve_connection(stream, service, watcher, timeouts, protocol).await
                         }
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -225,8 +254,27 @@ pub async fn serve<H: Handler>(
     Ok(())
 }
 
-async fn serve_connection<S, T>(stream: S, service: T, watcher: Watcher, timeouts: Timeouts)
-where
+/// One router for [`Protocol::Both`]: gRPC content types go to `grpc`.
+fn by_content_type(http: axum::Router, grpc: axum::Router) -> axum::Router {
+    axum::Router::new().fallback_service(tower::service_fn(
+        move |request: axum::extract::Request| {
+            let is_grpc = request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+            let target = if is_grpc { grpc.clone() } else { http.clone() };
+            target.oneshot(request)
+        },
+    ))
+}
+
+async fn serve_connection<S, T>(
+    stream: S,
+    service: T,
+    watcher: Watcher,
+    timeouts: Timeouts,
+    protocol: Protocol,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: tower::Service<
             hyper::Request<Incoming>,
@@ -237,12 +285,45 @@ where
         + 'static,
     T::Future: Send + 'static,
 {
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.read_header)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-    if let Err(error) = watcher.watch(connection).await {
+    let io = TokioIo::new(stream);
+    let service = TowerToHyperService::new(service);
+    let result = match protocol {
+        Protocol::Http => {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeouts.read_header)
+                .keep_alive(true)
+                .serve_connection(io, service);
+            watcher
+                .watch(connection)
+                .await
+                .map_err(|error| error.to_string())
+        }
+        Protocol::Grpc => {
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service);
+            watcher
+                .watch(connection)
+                .await
+                .map_err(|error| error.to_string())
+        }
+        Protocol::Both => {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeouts.read_header)
+                .keep_alive(true);
+            builder.http2().timer(TokioTimer::new());
+            let connection = builder.serve_connection(io, service).into_owned();
+            watcher
+                .watch(connection)
+                .await
+                .map_err(|error| error.to_string())
+        }
+    };
+    if let Err(error) = result {
         tracing::debug!(%error, "connection ended with an error");
     }
 }

@@ -54,6 +54,7 @@ fn run_noop_server() {
         http::serve(
             http::Listener {
                 socket: http::Socket::Tcp(tcp),
+                protocol: http::Protocol::Http,
                 tls: None,
                 timeouts: http::Timeouts::default(),
             },

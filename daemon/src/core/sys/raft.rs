@@ -266,6 +266,7 @@ async fn restore(unsealed: &Unsealed, request: &Request, force: bool) -> ApiResu
             ops: vec![Op::Restore {
                 snapshot: bytes.clone(),
             }],
+            ..Default::default()
         })
         .await?;
     tracing::warn!(pairs, force, "restored a snapshot");

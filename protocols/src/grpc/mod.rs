@@ -1,0 +1,101 @@
+//! The gRPC door (package `coffer.v1`, `proto/coffer/v1/coffer.proto`): each
+//! RPC becomes one neutral request, answered by the same pipeline as HTTP.
+//! Beside it: the standard health service (`grpc.health.v1`, NOT_SERVING while
+//! sealed) and server reflection (v1 and v1alpha). Served by the HTTP door's
+//! accept loop over HTTP/2 (`http::serve` with [`crate::http::Protocol::Grpc`]).
+
+pub mod codec;
+mod convert;
+mod service;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+pub use convert::{code, status};
+pub use service::CofferService;
+
+use crate::{Handler, Operation, Request, ResponseBody, Transport};
+
+/// The code generated from `proto/coffer/v1/coffer.proto`.
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic, unused_qualifications)]
+    tonic::include_proto!("coffer.v1");
+}
+
+/// The encoded descriptors of `coffer.v1` and its imports, for reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("coffer_descriptor");
+
+/// Messages larger than this are refused (RESOURCE_EXHAUSTED... as tonic
+/// reports it: OUT_OF_RANGE), as HTTP bodies over 32 MiB are.
+pub const MAX_MESSAGE_BYTES: usize = crate::http::MAX_BODY_BYTES;
+
+/// How often the health service learns whether the server is unsealed.
+const HEALTH_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the gRPC reflection service: {0}")]
+pub struct ReflectionError(#[from] tonic_reflection::server::Error);
+
+/// The gRPC services as one router: `coffer.v1.Coffer`, health and
+/// reflection. Must be called inside a Tokio runtime (health follows the seal
+/// state from a task that ends when the handler is dropped).
+pub fn router<H: Handler>(handler: Arc<H>) -> Result<axum::Router, ReflectionError> {
+    let coffer = pb::coffer_server::CofferServer::new(CofferService::new(handler.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(follow_seal(Arc::downgrade(&handler), reporter));
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Each version lists both reflection services.
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            .include_reflection_service(false)
+    };
+    let routes = tonic::service::Routes::new(coffer)
+        .add_service(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .prepare();
+    Ok(routes.into_axum_router())
+}
+
+/// Keeps the health service's answer true: SERVING while unsealed (for the
+/// whole server, `""`, and for `coffer.v1.Coffer`), NOT_SERVING otherwise.
+async fn follow_seal<H: Handler>(handler: Weak<H>, reporter: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    const SERVICE: &str = "coffer.v1.Coffer";
+    let mut last = None;
+    loop {
+        let Some(strong) = handler.upgrade() else {
+            return;
+        };
+        let response = strong
+            .handle(Request::new(
+                Operation::Read,
+                "sys/seal-status",
+                Transport::Grpc,
+            ))
+            .await;
+        drop(strong);
+        let unsealed = matches!(
+            &response.body,
+            ResponseBody::Raw { body, .. } if body["sealed"] == false
+        );
+        if last != Some(unsealed) {
+            let status = if unsealed {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(SERVICE, status).await;
+            last = Some(unsealed);
+        }
+        tokio::time::sleep(HEALTH_POLL).await;
+    }
+}

@@ -1,0 +1,139 @@
+//! The doors benchmark: KV v2 reads of 1,000 keys through one dev server, by
+//! 32 concurrent callers each, over
+//!
+//! - HTTP/1.1 on TCP, 32 keep-alive connections (the baseline);
+//! - HTTP/1.1 on the Unix socket, 32 connections;
+//! - gRPC (`coffer.v1.Coffer/Read`), 32 concurrent streams on one HTTP/2
+//!   connection, and on 4 connections (8 streams each).
+//!
+//! Workloads alternate in rounds, forwards then backwards (ABBA); each figure
+//! merges its rounds. Targets: gRPC >= 1.0x HTTP/TCP; Unix socket >= 1.2x
+//! HTTP/TCP. Every caller sends the same token; every answer is checked (a
+//! failure is counted as an error).
+//!
+//! Usage: `grpc_bench [SECONDS_PER_ROUND]` (default 3, after 1 s of warm-up).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use coffer_protocols::grpc::pb;
+use coffer_tests::Server;
+use coffer_tests::load::{self, Call, GrpcCall, MakeCall, MakeGrpcCall, Outcome};
+use prost::Message;
+use serde_json::json;
+
+const CALLERS: usize = 32;
+const KEYS: usize = 1000;
+const ROUNDS: usize = 4;
+
+fn key(id: usize, counter: usize) -> usize {
+    (id * 7919 + counter) % KEYS
+}
+
+fn http(address: &str, token: &str, seconds: u64) -> Outcome {
+    let token = token.to_owned();
+    let make: MakeCall = Arc::new(move |id, counter| Call {
+        method: "GET",
+        path: format!("/v1/secret/data/bench/r{}", key(id, counter)),
+        body: Bytes::new(),
+        headers: vec![("x-vault-token", token.clone())],
+    });
+    load::run(address, CALLERS, seconds, make)
+}
+
+fn grpc(address: &str, token: &str, connections: usize, seconds: u64) -> Outcome {
+    let token = token.to_owned();
+    let make: MakeGrpcCall = Arc::new(move |id, counter| GrpcCall {
+        path: "/coffer.v1.Coffer/Read",
+        message: Bytes::from(
+            pb::ReadRequest {
+                path: format!("secret/data/bench/r{}", key(id, counter)),
+                params: Default::default(),
+            }
+            .encode_to_vec(),
+        ),
+        metadata: vec![("x-vault-token", token.clone())],
+    });
+    load::run_grpc(address, connections, CALLERS, seconds, make)
+}
+
+fn main() {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(3);
+    let server = Server::dev_with_all_doors();
+    let root = server.root();
+    let token = root.token_with_policy(
+        "bench",
+        "path \"secret/data/bench/*\" {\n capabilities = [\"read\", \"create\", \"update\"]\n}",
+    );
+    let user = server.client(Some(&token));
+    for index in 0..KEYS {
+        user.post(
+            &format!("secret/data/bench/r{index}"),
+            json!({"data": {"value": format!("value-{index}"), "user": "svc"}}),
+        )
+        .expect(200);
+    }
+    let socket = format!("unix://{}", server.unix.as_ref().unwrap().display());
+    let grpc_address = server.grpc_address.clone().unwrap();
+
+    let names = [
+        "HTTP/1.1 on TCP (baseline)",
+        "HTTP/1.1 on the Unix socket",
+        "gRPC, 1 connection",
+        "gRPC, 4 connections",
+    ];
+    let workload = |index: usize| match index {
+        0 => http(&server.address, &token, seconds),
+        1 => http(&socket, &token, seconds),
+        2 => grpc(&grpc_address, &token, 1, seconds),
+        _ => grpc(&grpc_address, &token, 4, seconds),
+    };
+    println!(
+        "== doors: KV v2 reads by {CALLERS} concurrent callers ({ROUNDS} ABBA rounds of {seconds} s)"
+    );
+    let mut rounds: Vec<Vec<Outcome>> = (0..names.len()).map(|_| Vec::new()).collect();
+    for round in 0..ROUNDS {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..names.len()).collect()
+        } else {
+            (0..names.len()).rev().collect()
+        };
+        for index in order {
+            rounds[index].push(workload(index));
+        }
+    }
+    let outcomes: Vec<Outcome> = rounds.into_iter().map(Outcome::merge).collect();
+    println!(
+        "   {:<30} {:>10} {:>8} {:>8} {:>7}",
+        "workload", "reads/s", "p50 ms", "p99 ms", "errors"
+    );
+    for (name, outcome) in names.iter().zip(&outcomes) {
+        println!(
+            "   {name:<30} {:>10.0} {:>8.2} {:>8.2} {:>7}",
+            outcome.rate(),
+            outcome.percentile(0.5),
+            outcome.percentile(0.99),
+            outcome.errors
+        );
+    }
+    let baseline = outcomes[0].rate();
+    println!(
+        "   Unix socket / HTTP on TCP:        {:.2}x  (target >= 1.2x)",
+        outcomes[1].rate() / baseline
+    );
+    println!(
+        "   gRPC 1 connection / HTTP on TCP:  {:.2}x  (target >= 1.0x)",
+        outcomes[2].rate() / baseline
+    );
+    println!(
+        "   gRPC 4 connections / HTTP on TCP: {:.2}x  (target >= 1.0x)",
+        outcomes[3].rate() / baseline
+    );
+    let errors: usize = outcomes.iter().map(|outcome| outcome.errors).sum();
+    assert_eq!(errors, 0, "some reads failed");
+}
