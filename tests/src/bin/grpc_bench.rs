@@ -12,6 +12,8 @@
 //! failure is counted as an error).
 //!
 //! Usage: `grpc_bench [SECONDS_PER_ROUND]` (default 3, after 1 s of warm-up).
+//! `GRPC_BENCH_PROFILE=<index> grpc_bench SECONDS` runs only that workload
+//! (0-3, as listed) once and prints the server's pid first, for `perf`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -93,6 +95,15 @@ fn main() {
         2 => grpc(&grpc_address, &token, 1, seconds),
         _ => grpc(&grpc_address, &token, 4, seconds),
     };
+    if let Some(index) = std::env::var("GRPC_BENCH_PROFILE")
+        .ok()
+        .and_then(|text| text.parse::<usize>().ok())
+    {
+        println!("server pid {}", server.pid());
+        let outcome = workload(index.min(names.len() - 1));
+        println!("{}: {:.0} reads/s", names[index.min(3)], outcome.rate());
+        return;
+    }
     println!(
         "== doors: KV v2 reads by {CALLERS} concurrent callers ({ROUNDS} ABBA rounds of {seconds} s)"
     );
