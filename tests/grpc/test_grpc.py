@@ -6,12 +6,14 @@ and bad input that gets clear status codes while the server keeps serving."""
 import http.client
 import json
 import socket
+import subprocess
 import urllib.parse
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from conftest import BINARY
 from coffer_grpc import Coffer, target_of
 from test_database import CREATE, Postgres
 
@@ -371,3 +373,54 @@ def test_watch_warns_of_the_callers_leases_before_they_expire(prepared):
         for message in quiet:
             assert "lease_expiring" not in other.event(message), "a warning for another token's lease"
     assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_the_grpc_listener_speaks_tls_by_default(tmp_path):
+    """A configured (non-dev) server: `listener "grpc"` with a certificate."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+            "-subj", "/CN=coffer test CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=tmp_path)
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "server.csr", cwd=tmp_path)
+    (tmp_path / "ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-extfile", "ext", "-out", "cert.pem", cwd=tmp_path)
+    config = tmp_path / "coffer.hcl"
+    config.write_text(
+        'storage "raft" {\n path = "%s"\n node_id = "tls"\n}\n'
+        'listener "tcp" {\n address = "127.0.0.1:0"\n tls_disable = true\n}\n'
+        'listener "grpc" {\n address = "127.0.0.1:0"\n tls_cert_file = "%s"\n tls_key_file = "%s"\n}\n'
+        'cluster_addr = "https://127.0.0.1:0"\n'
+        % (tmp_path / "data", tmp_path / "cert.pem", tmp_path / "key.pem")
+    )
+    process = subprocess.Popen([BINARY, "server", "--config", str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    try:
+        address = None
+        for line in process.stdout:
+            if line.strip().startswith("gRPC Address: "):
+                address = line.strip().split(": ", 1)[1]
+            if "operator init" in line:
+                break
+        assert address and address.startswith("https://"), address
+        target = address[len("https://"):]
+        credentials = grpc.ssl_channel_credentials(root_certificates=(tmp_path / "ca.pem").read_bytes())
+        channel = grpc.secure_channel(target, credentials)
+        status = channel.unary_unary(
+            "/coffer.v1.Coffer/SealStatus", request_serializer=None, response_deserializer=None
+        )(b"", timeout=10)
+        assert status, "an uninitialized server still answers SealStatus over TLS"
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING, "not initialized, not unsealed"
+        channel.close()
+        plain = grpc.insecure_channel(target)
+        with pytest.raises(grpc.RpcError) as refused:
+            health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        plain.close()
+    finally:
+        process.kill()
+        process.wait()

@@ -61,6 +61,21 @@ fn grpc(address: &str, token: &str, connections: usize, seconds: u64) -> Outcome
     load::run_grpc(address, connections, CALLERS, seconds, make)
 }
 
+/// CPU time (user + system) the process `pid` has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at ")".
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
 fn main() {
     let seconds: u64 = std::env::args()
         .nth(1)
@@ -108,6 +123,7 @@ fn main() {
         "== doors: KV v2 reads by {CALLERS} concurrent callers ({ROUNDS} ABBA rounds of {seconds} s)"
     );
     let mut rounds: Vec<Vec<Outcome>> = (0..names.len()).map(|_| Vec::new()).collect();
+    let mut server_cpu = vec![0.0f64; names.len()];
     for round in 0..ROUNDS {
         let order: Vec<usize> = if round % 2 == 0 {
             (0..names.len()).collect()
@@ -115,23 +131,44 @@ fn main() {
             (0..names.len()).rev().collect()
         };
         for index in order {
-            rounds[index].push(workload(index));
+            // Includes the one-second warm-up: CPU per read is counted over
+            // warm-up reads too, so it is a slight underestimate for all alike.
+            let before = cpu_seconds(server.pid());
+            let outcome = workload(index);
+            server_cpu[index] += cpu_seconds(server.pid()) - before;
+            rounds[index].push(outcome);
         }
     }
     let outcomes: Vec<Outcome> = rounds.into_iter().map(Outcome::merge).collect();
     println!(
-        "   {:<30} {:>10} {:>8} {:>8} {:>7}",
-        "workload", "reads/s", "p50 ms", "p99 ms", "errors"
+        "   {:<30} {:>10} {:>8} {:>8} {:>7} {:>16}",
+        "workload", "reads/s", "p50 ms", "p99 ms", "errors", "server CPU/read"
     );
-    for (name, outcome) in names.iter().zip(&outcomes) {
+    let per_read: Vec<f64> = outcomes
+        .iter()
+        .zip(&server_cpu)
+        .map(|(outcome, cpu)| {
+            // The measured window plus the warm-up second of every round.
+            let reads = outcome.rate() * (outcome.seconds + ROUNDS as f64);
+            cpu / reads * 1e6
+        })
+        .collect();
+    for ((name, outcome), cpu) in names.iter().zip(&outcomes).zip(&per_read) {
         println!(
-            "   {name:<30} {:>10.0} {:>8.2} {:>8.2} {:>7}",
+            "   {name:<30} {:>10.0} {:>8.2} {:>8.2} {:>7} {:>13.1} us",
             outcome.rate(),
             outcome.percentile(0.5),
             outcome.percentile(0.99),
-            outcome.errors
+            outcome.errors,
+            cpu
         );
     }
+    println!(
+        "   server CPU per read, gRPC 1 / 4 connections vs HTTP on TCP: {:.2}x / {:.2}x; Unix socket: {:.2}x",
+        per_read[2] / per_read[0],
+        per_read[3] / per_read[0],
+        per_read[1] / per_read[0]
+    );
     let baseline = outcomes[0].rate();
     println!(
         "   Unix socket / HTTP on TCP:        {:.2}x  (target >= 1.2x)",
