@@ -65,13 +65,56 @@ impl Outcome {
     }
 }
 
+/// What one connection or stream did in the measured window.
+#[derive(Default)]
+struct Tally {
+    requests: usize,
+    errors: usize,
+    /// Microseconds.
+    latencies: Vec<u32>,
+}
+
+impl Tally {
+    /// Counts a request sent at `sent` that just finished, if it was sent after
+    /// the warm-up ended at `start`.
+    fn record(&mut self, sent: Instant, start: Instant, ok: bool) {
+        if sent < start {
+            return;
+        }
+        self.requests += 1;
+        if !ok {
+            self.errors += 1;
+        }
+        let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX));
+        self.latencies.push(micros as u32);
+    }
+
+    /// The tallies of `tasks` as one outcome over `seconds`.
+    async fn outcome(tasks: Vec<tokio::task::JoinHandle<Tally>>, seconds: u64) -> Outcome {
+        let mut outcome = Outcome {
+            requests: 0,
+            errors: 0,
+            seconds: seconds as f64,
+            latencies: Vec::new(),
+        };
+        for task in tasks {
+            let tally = task.await.expect("load task");
+            outcome.requests += tally.requests;
+            outcome.errors += tally.errors;
+            outcome.latencies.extend(tally.latencies);
+        }
+        outcome.latencies.sort_unstable();
+        outcome
+    }
+}
+
 async fn connection(
     address: String,
     make: MakeCall,
     id: usize,
     start: Instant,
     end: Instant,
-) -> (usize, usize, Vec<u32>) {
+) -> Tally {
     let (host, mut sender) = match address.strip_prefix("unix://") {
         Some(path) => {
             let stream = tokio::net::UnixStream::connect(path)
@@ -99,7 +142,7 @@ async fn connection(
             (host, sender)
         }
     };
-    let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
+    let mut tally = Tally::default();
     let mut counter = 0usize;
     while Instant::now() < end {
         counter += 1;
@@ -121,24 +164,12 @@ async fn connection(
             }
             Err(_) => false,
         };
-        let finished = Instant::now();
-        if sent >= start {
-            requests += 1;
-            if !ok {
-                errors += 1;
-            }
-            latencies.push(
-                finished
-                    .duration_since(sent)
-                    .as_micros()
-                    .min(u128::from(u32::MAX)) as u32,
-            );
-        }
+        tally.record(sent, start, ok);
         if !ok && sender.ready().await.is_err() {
             break;
         }
     }
-    (requests, errors, latencies)
+    tally
 }
 
 /// Runs `connections` connections against `address` for one second of warm-up and
@@ -156,20 +187,7 @@ pub fn run(address: &str, connections: usize, seconds: u64, make: MakeCall) -> O
         let tasks: Vec<_> = (0..connections)
             .map(|id| tokio::spawn(connection(address.to_owned(), make.clone(), id, start, end)))
             .collect();
-        let mut outcome = Outcome {
-            requests: 0,
-            errors: 0,
-            seconds: seconds as f64,
-            latencies: Vec::new(),
-        };
-        for task in tasks {
-            let (requests, errors, latencies) = task.await.expect("load task");
-            outcome.requests += requests;
-            outcome.errors += errors;
-            outcome.latencies.extend(latencies);
-        }
-        outcome.latencies.sort_unstable();
-        outcome
+        Tally::outcome(tasks, seconds).await
     })
 }
 
@@ -201,8 +219,8 @@ async fn grpc_stream(
     id: usize,
     start: Instant,
     end: Instant,
-) -> (usize, usize, Vec<u32>) {
-    let (mut requests, mut errors, mut latencies) = (0, 0, Vec::new());
+) -> Tally {
+    let mut tally = Tally::default();
     let mut counter = 0usize;
     while Instant::now() < end {
         counter += 1;
@@ -236,24 +254,12 @@ async fn grpc_stream(
             }
             Err(_) => false,
         };
-        let finished = Instant::now();
-        if sent >= start {
-            requests += 1;
-            if !ok {
-                errors += 1;
-            }
-            latencies.push(
-                finished
-                    .duration_since(sent)
-                    .as_micros()
-                    .min(u128::from(u32::MAX)) as u32,
-            );
-        }
+        tally.record(sent, start, ok);
         if !ok && sender.ready().await.is_err() {
             break;
         }
     }
-    (requests, errors, latencies)
+    tally
 }
 
 /// Runs `streams` concurrent unary gRPC calls spread over `connections`
@@ -306,19 +312,6 @@ pub fn run_grpc(
                 ))
             })
             .collect();
-        let mut outcome = Outcome {
-            requests: 0,
-            errors: 0,
-            seconds: seconds as f64,
-            latencies: Vec::new(),
-        };
-        for task in tasks {
-            let (requests, errors, latencies) = task.await.expect("load task");
-            outcome.requests += requests;
-            outcome.errors += errors;
-            outcome.latencies.extend(latencies);
-        }
-        outcome.latencies.sort_unstable();
-        outcome
+        Tally::outcome(tasks, seconds).await
     })
 }

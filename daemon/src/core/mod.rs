@@ -1230,16 +1230,7 @@ impl Handler for Core {
         if let Some(peer) = request.peer.as_mut() {
             self.describe_peer(peer);
         }
-        self.start_watch(&request).await.map_err(|error| {
-            Response::new(
-                None,
-                ResponseBody::Error {
-                    code: error.code,
-                    messages: error.messages,
-                    data: None,
-                },
-            )
-        })
+        self.start_watch(&request).await.map_err(watch::ending)
     }
 }
 

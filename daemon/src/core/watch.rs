@@ -109,8 +109,8 @@ impl Core {
     }
 }
 
-/// The response that ends a watch with `error`.
-fn ending(error: ApiError) -> Response {
+/// The response that refuses or ends a watch with `error`.
+pub(super) fn ending(error: ApiError) -> Response {
     Response::new(
         None,
         ResponseBody::Error {
