@@ -97,28 +97,18 @@ impl<H: Handler> CofferService<H> {
     }
 }
 
-/// `x-vault-token`, or `authorization: Bearer <token>`.
+/// `x-vault-token`, or `authorization: Bearer <token>`, as on HTTP.
 fn token(metadata: &tonic::metadata::MetadataMap) -> Result<Option<ClientToken>, Status> {
-    let malformed = || {
+    crate::http::token_of(
+        metadata.get("x-vault-token").map(|value| value.as_bytes()),
+        metadata.get("authorization").map(|value| value.as_bytes()),
+    )
+    .map_err(|()| {
         status(
             ErrorCode::InvalidRequest,
             &["malformed token metadata".to_owned()],
         )
-    };
-    if let Some(value) = metadata.get("x-vault-token") {
-        let token = value.to_str().map_err(|_| malformed())?.trim();
-        return Ok((!token.is_empty()).then(|| ClientToken::new(token.to_owned())));
-    }
-    if let Some(value) = metadata.get("authorization") {
-        let value = value.to_str().map_err(|_| malformed())?;
-        if let Some((scheme, token)) = value.split_once(' ')
-            && scheme.eq_ignore_ascii_case("bearer")
-        {
-            let token = token.trim();
-            return Ok((!token.is_empty()).then(|| ClientToken::new(token.to_owned())));
-        }
-    }
-    Ok(None)
+    })
 }
 
 fn params(params: std::collections::HashMap<String, String>) -> Map<String, Value> {

@@ -245,20 +245,43 @@ fn json_error_kind(error: &serde_json::Error) -> &'static str {
     }
 }
 
-/// `X-Vault-Token`, or `Authorization: Bearer <token>`.
 fn client_token(headers: &HeaderMap) -> Result<Option<ClientToken>, Response> {
-    let invalid = || Response::error(ErrorCode::InvalidRequest, "malformed token header");
-    if let Some(value) = headers.get("x-vault-token") {
-        let token = value.to_str().map_err(|_| invalid())?.trim();
-        return Ok((!token.is_empty()).then(|| ClientToken::new(token.to_owned())));
+    token_of(
+        headers.get("x-vault-token").map(HeaderValue::as_bytes),
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    )
+    .map_err(|()| Response::error(ErrorCode::InvalidRequest, "malformed token header"))
+}
+
+/// The token of `X-Vault-Token`, or else of `Authorization: Bearer <token>`
+/// (HTTP headers, gRPC metadata); `Err` when a value is not visible ASCII.
+pub(crate) fn token_of(
+    x_vault_token: Option<&[u8]>,
+    authorization: Option<&[u8]>,
+) -> Result<Option<ClientToken>, ()> {
+    let text = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .all(|byte| byte.is_ascii_graphic() || *byte == b' ' || *byte == b'\t')
+            // The copy is wiped when dropped, like the token it becomes.
+            .then(|| zeroize::Zeroizing::new(String::from_utf8_lossy(bytes).into_owned()))
+            .ok_or(())
+    };
+    let found = |token: &str| {
+        let token = token.trim();
+        (!token.is_empty()).then(|| ClientToken::new(token.to_owned()))
+    };
+    if let Some(value) = x_vault_token {
+        return Ok(found(&text(value)?));
     }
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| invalid())?;
+    if let Some(value) = authorization {
+        let value = text(value)?;
         if let Some((scheme, token)) = value.split_once(' ')
             && scheme.eq_ignore_ascii_case("bearer")
         {
-            let token = token.trim();
-            return Ok((!token.is_empty()).then(|| ClientToken::new(token.to_owned())));
+            return Ok(found(token));
         }
     }
     Ok(None)
@@ -333,4 +356,24 @@ fn json(status: StatusCode, document: &Value) -> axum::response::Response {
 fn with_common_headers(builder: http::response::Builder) -> http::response::Builder {
     // Secrets must not be cached by proxies or clients.
     builder.header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::token_of;
+
+    #[test]
+    fn tokens_come_from_x_vault_token_first_then_bearer() {
+        let token = |x: Option<&[u8]>, authorization: Option<&[u8]>| {
+            token_of(x, authorization).map(|token| token.map(|t| t.expose().to_owned()))
+        };
+        assert_eq!(token(Some(b" a "), Some(b"Bearer b")), Ok(Some("a".into())));
+        assert_eq!(token(None, Some(b"bearer b")), Ok(Some("b".into())));
+        assert_eq!(token(None, Some(b"Basic b")), Ok(None));
+        assert_eq!(token(Some(b""), None), Ok(None));
+        assert_eq!(token(None, None), Ok(None));
+        assert_eq!(token(Some("t\u{e9}".as_bytes()), None), Err(()));
+        assert_eq!(token(None, Some(b"Bearer \x01")), Err(()));
+    }
 }
