@@ -2,7 +2,7 @@
 //! (`tests/grpc/watch.py`): writes made over HTTP through one node arrive as
 //! events on a watch held by another, quickly; a watcher that may list the
 //! prefix but not read a path hears nothing of it; revoking the token ends the
-//! stream.
+//! stream, and so does sealing the node.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -164,4 +164,14 @@ fn a_watch_on_one_node_sees_writes_made_through_another() {
         .event(Duration::from_secs(5))
         .expect("the stream ends");
     assert_eq!(ending["error"], "PERMISSION_DENIED", "{ending}");
+
+    // Sealing the watched node ends the other watch with UNAVAILABLE.
+    cluster.nodes[watched_node]
+        .api(Some(&cluster.keys.root_token))
+        .call("PUT", "sys/seal", None)
+        .expect(204);
+    let (_, ending) = blind
+        .event(Duration::from_secs(5))
+        .expect("the stream ends at seal");
+    assert_eq!(ending["error"], "UNAVAILABLE", "{ending}");
 }
