@@ -108,6 +108,31 @@ impl Tally {
     }
 }
 
+/// The load runs on one thread: the server under test keeps the other core.
+fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `http://host:port/` -> `host:port`.
+fn host_of(address: &str) -> String {
+    address
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+async fn connect_tcp(host: &str) -> tokio::net::TcpStream {
+    let stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("connect to the server under test");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    stream
+}
+
 async fn connection(
     address: String,
     make: MakeCall,
@@ -127,14 +152,8 @@ async fn connection(
             ("localhost".to_owned(), sender)
         }
         None => {
-            let host = address
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_owned();
-            let stream = tokio::net::TcpStream::connect(&host)
-                .await
-                .expect("connect to the server under test");
-            stream.set_nodelay(true).expect("TCP_NODELAY");
+            let host = host_of(&address);
+            let stream = connect_tcp(&host).await;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .expect("HTTP handshake");
@@ -176,11 +195,7 @@ async fn connection(
 /// then `seconds` measured, on a one-thread runtime (the server keeps the other
 /// core).
 pub fn run(address: &str, connections: usize, seconds: u64, make: MakeCall) -> Outcome {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = one_thread_runtime();
     runtime.block_on(async {
         let start = Instant::now() + Duration::from_secs(1);
         let end = start + Duration::from_secs(seconds);
@@ -272,22 +287,12 @@ pub fn run_grpc(
     seconds: u64,
     make: MakeGrpcCall,
 ) -> Outcome {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = one_thread_runtime();
     runtime.block_on(async {
-        let host = address
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
+        let host = host_of(address);
         let mut senders = Vec::new();
         for _ in 0..connections {
-            let stream = tokio::net::TcpStream::connect(&host)
-                .await
-                .expect("connect to the server under test");
-            stream.set_nodelay(true).expect("TCP_NODELAY");
+            let stream = connect_tcp(&host).await;
             let (sender, connection) = hyper::client::conn::http2::handshake(
                 hyper_util::rt::TokioExecutor::new(),
                 TokioIo::new(stream),
