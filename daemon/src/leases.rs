@@ -456,7 +456,9 @@ impl Manager {
         if !lease.renewable {
             return Err(Error::NotRenewable);
         }
-        if lease.expire_time <= now {
+        // Times are whole seconds, as on the schedule: a lease has expired once
+        // its last second has passed, not when that second begins.
+        if lease.expire_time < now {
             return Err(Error::Expired);
         }
         if lease.max_expire_time <= now {
@@ -644,8 +646,14 @@ mod tests {
             .unwrap();
         assert_eq!(renewed.expire_time, 1010);
         assert!(warning.is_none());
+        // In its last second a lease has not expired yet.
+        let (renewed, _) = manager
+            .renew(&lease.id, Some(5), 1010, &engine)
+            .await
+            .unwrap();
+        assert_eq!(renewed.expire_time, 1015);
         let (renewed, warning) = manager
-            .renew(&lease.id, Some(3600), 1008, &engine)
+            .renew(&lease.id, Some(3600), 1012, &engine)
             .await
             .unwrap();
         assert_eq!(renewed.expire_time, 1030, "capped at issue + max_ttl");
@@ -654,7 +662,7 @@ mod tests {
             manager.renew(&lease.id, None, 1031, &engine).await,
             Err(Error::Expired)
         ));
-        assert_eq!(engine.renewed.load(Ordering::Relaxed), 2);
+        assert_eq!(engine.renewed.load(Ordering::Relaxed), 3);
         // The schedule follows renewals.
         assert!(manager.take_due(1029, 10).is_empty());
         assert_eq!(manager.take_due(1030, 10).len(), 1);
