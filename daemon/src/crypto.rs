@@ -44,8 +44,21 @@ pub fn random_base62(length: usize) -> Result<String, RandomError> {
 
 /// HMAC-SHA256 of `data` under `key`, as lowercase hex.
 pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
-    hex::encode(hmac::sign(&key, data).as_ref())
+    HmacKey::new(key).sign_hex(data)
+}
+
+/// An HMAC-SHA256 key prepared once, for a key that signs on every request.
+pub struct HmacKey(hmac::Key);
+
+impl HmacKey {
+    pub fn new(key: &[u8]) -> Self {
+        HmacKey(hmac::Key::new(hmac::HMAC_SHA256, key))
+    }
+
+    /// HMAC-SHA256 of `data`, as lowercase hex.
+    pub fn sign_hex(&self, data: &[u8]) -> String {
+        hex::encode(hmac::sign(&self.0, data).as_ref())
+    }
 }
 
 /// SHA-256 of `data`, as lowercase hex.

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod barrier;
+pub mod cache;
 pub mod changes;
 pub mod cli;
 pub mod config;

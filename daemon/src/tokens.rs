@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::barrier::{self, Barrier, Batch};
-use crate::crypto;
 use crate::locks::Stripes;
+use crate::{cache, crypto};
 
 pub const SALT_PATH: &str = "core/token-salt";
 const ID_PREFIX: &str = "sys/token/id/";
@@ -127,16 +127,31 @@ pub struct Renewed {
 
 pub struct TokenStore {
     barrier: Arc<Barrier>,
-    salt: Zeroizing<Vec<u8>>,
+    /// The per-cluster salt, as a prepared HMAC key.
+    salt: crypto::HmacKey,
     locks: Stripes,
+    /// Entries for lookups (by `sys/token/id/` key), forgotten by the apply
+    /// observer when a replicated write touches them.
+    cache: cache::Parsed<TokenEntry>,
 }
 
 impl TokenStore {
     pub fn new(barrier: Arc<Barrier>, salt: Zeroizing<Vec<u8>>) -> Self {
         TokenStore {
             barrier,
-            salt,
+            salt: crypto::HmacKey::new(&salt),
             locks: Stripes::new(),
+            cache: cache::Parsed::default(),
+        }
+    }
+
+    /// An applied write touched `key`: a cached entry under it is stale.
+    pub fn forget(&self, key: &str) {
+        if key.starts_with(ID_PREFIX) {
+            self.cache.forget(key);
+        } else if ID_PREFIX.starts_with(key) {
+            // A deleted prefix that holds every entry.
+            self.cache.clear();
         }
     }
 
@@ -146,11 +161,13 @@ impl TokenStore {
     }
 
     pub fn hash(&self, token: &str) -> String {
-        crypto::hmac_sha256_hex(&self.salt, token.as_bytes())
+        self.salt.sign_hex(token.as_bytes())
     }
 
     fn accessor_key(&self, accessor: &str) -> String {
-        let hashed = crypto::hmac_sha256_hex(&self.salt, format!("accessor:{accessor}").as_bytes());
+        let hashed = self
+            .salt
+            .sign_hex(format!("accessor:{accessor}").as_bytes());
         format!("{ACCESSOR_PREFIX}{hashed}")
     }
 
@@ -220,7 +237,7 @@ impl TokenStore {
     pub fn lookup(&self, token: &str) -> Result<Option<TokenEntry>, barrier::Error> {
         let hash = self.hash(token);
         Ok(self
-            .entry(&hash)?
+            .cached_entry(&hash)?
             // The key lookup already matched; compare again in constant time so no
             // code path compares a token-derived value by early exit.
             .filter(|entry| crypto::constant_time_eq(entry.hash.as_bytes(), hash.as_bytes()))
@@ -230,6 +247,16 @@ impl TokenStore {
     /// The stored entry by hash, whatever its validity.
     pub fn entry(&self, hash: &str) -> Result<Option<TokenEntry>, barrier::Error> {
         self.barrier.get_json(&format!("{ID_PREFIX}{hash}"))
+    }
+
+    /// [`Self::entry`] for a lookup: parsed once, until a write touches it.
+    /// Writes read storage (under the token's lock) instead.
+    fn cached_entry(&self, hash: &str) -> Result<Option<TokenEntry>, barrier::Error> {
+        let key = format!("{ID_PREFIX}{hash}");
+        let cached = self
+            .cache
+            .get_or_load(&key, || self.barrier.get_json(&key))?;
+        Ok(cached.map(|entry| TokenEntry::clone(&entry)))
     }
 
     pub fn lookup_accessor(&self, accessor: &str) -> Result<Option<TokenEntry>, barrier::Error> {

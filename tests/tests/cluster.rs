@@ -64,6 +64,46 @@ fn three_nodes_form_a_cluster_forward_writes_and_serve_reads_everywhere() {
         });
         assert_eq!(value["password"], "forwarded-1", "node {}", index + 1);
     }
+    // A token looked up on every node (and so cached there) stops working
+    // everywhere once it is revoked through one of them.
+    let token = cluster.root(leader).token_with_policy(
+        "reader",
+        "path \"secret/data/app/*\" {\n capabilities = [\"read\"]\n}",
+    );
+    for index in 0..3 {
+        wait_for(Duration::from_secs(5), "the token on every node", || {
+            (cluster.nodes[index]
+                .api(Some(&token))
+                .get("secret/data/app/db")
+                .status
+                == 200)
+                .then_some(())
+        });
+    }
+    let other = cluster.followers()[1];
+    cluster.nodes[follower]
+        .api(Some(&token))
+        .call("PUT", "auth/token/revoke-self", None)
+        .expect(204);
+    cluster.nodes[follower]
+        .api(Some(&token))
+        .get("secret/data/app/db")
+        .expect(403);
+    for index in [leader, other] {
+        wait_for(
+            Duration::from_secs(5),
+            "the revocation on every node",
+            || {
+                (cluster.nodes[index]
+                    .api(Some(&token))
+                    .get("secret/data/app/db")
+                    .status
+                    == 403)
+                    .then_some(())
+            },
+        );
+    }
+
     // The client sees the leader's answer, errors included (a CAS mismatch).
     let answer = cluster.root(follower).post(
         "secret/data/app/db",

@@ -161,6 +161,7 @@ impl ApplyObserver for Unsealed {
             // A snapshot was installed or restored: the salt, the keys, even the
             // root key may be another's. The core reopens (or seals) itself.
             self.kv_metadata.clear();
+            self.tokens.forget("");
             let _ = self.reopen_requests.send(());
             return;
         }
@@ -186,6 +187,7 @@ impl ApplyObserver for Unsealed {
         }
         for key in change.touched {
             self.leases.observe(key);
+            self.tokens.forget(key);
             if key.starts_with(crate::mounts::DATA_PREFIX) {
                 self.kv_metadata.forget(key);
             }

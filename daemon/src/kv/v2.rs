@@ -111,59 +111,9 @@ pub struct KvV2<'a> {
 }
 
 /// Key metadata (version numbers, times, custom metadata: nothing secret) kept
-/// parsed for reads, by storage key. The apply observer calls [`forget`] for
-/// every replicated write under `logical/`, before the write is acknowledged;
-/// a load that raced a write is not kept (a generation counter). Writes never
-/// use it: check-and-set reads storage under the path's lock.
-///
-/// [`forget`]: MetadataCache::forget
-#[derive(Default)]
-pub struct MetadataCache {
-    entries: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<KeyMetadata>>>,
-    generation: std::sync::atomic::AtomicU64,
-}
-
-/// Entries kept at most; the cache starts over when full.
-const METADATA_CACHE_LIMIT: usize = 65_536;
-
-impl MetadataCache {
-    fn entries(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<
-        '_,
-        std::collections::HashMap<String, std::sync::Arc<KeyMetadata>>,
-    > {
-        self.entries
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A replicated write touched `key` (a prefix when it ends in `/`).
-    pub fn forget(&self, key: &str) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let mut entries = self.entries();
-        if key.ends_with('/') {
-            entries.retain(|cached, _| !cached.starts_with(key));
-        } else {
-            entries.remove(key);
-        }
-    }
-
-    pub fn clear(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.entries().clear();
-    }
-
-    fn get(&self, key: &str) -> Option<std::sync::Arc<KeyMetadata>> {
-        self.entries
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(key)
-            .cloned()
-    }
-}
+/// parsed for reads, by storage key (see [`crate::cache`]). Writes never use
+/// it: check-and-set reads storage under the path's lock.
+pub type MetadataCache = crate::cache::Parsed<KeyMetadata>;
 
 impl KvV2<'_> {
     fn metadata_key(&self, path: &str) -> String {
@@ -204,30 +154,9 @@ impl KvV2<'_> {
     /// The metadata for a read: parsed once, until a write touches it.
     fn cached_metadata(&self, path: &str) -> ApiResult<Option<std::sync::Arc<KeyMetadata>>> {
         let key = self.metadata_key(path);
-        if let Some(hit) = self.cache.get(&key) {
-            return Ok(Some(hit));
-        }
-        let generation = self
-            .cache
-            .generation
-            .load(std::sync::atomic::Ordering::SeqCst);
-        let Some(loaded) = self.barrier.get_json::<KeyMetadata>(&key)? else {
-            return Ok(None);
-        };
-        let loaded = std::sync::Arc::new(loaded);
-        let mut entries = self.cache.entries();
-        if self
-            .cache
-            .generation
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == generation
-        {
-            if entries.len() >= METADATA_CACHE_LIMIT {
-                entries.clear();
-            }
-            entries.insert(key, loaded.clone());
-        }
-        Ok(Some(loaded))
+        self.cache
+            .get_or_load(&key, || self.barrier.get_json::<KeyMetadata>(&key))
+            .map_err(Into::into)
     }
 
     /// Whether a write updates (true) or creates (false): Vault's existence check

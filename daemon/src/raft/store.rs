@@ -60,7 +60,8 @@ type Membership = StoredMembership<NodeId, NodeInfo>;
 pub struct Applied<'a> {
     pub index: u64,
     /// Keys (or deleted prefixes) under `core/`, `sys/policy/`,
-    /// `sys/expire/id/` (leases), `auth/local/` and `logical/` that changed.
+    /// `sys/token/id/`, `sys/expire/id/` (leases), `auth/local/` and
+    /// `logical/` that changed.
     pub touched: &'a [String],
     /// Client writes this apply carried, with the index of their entry.
     pub changes: &'a [(u64, crate::changes::Change)],
@@ -84,6 +85,7 @@ fn watched(key: &str) -> bool {
     [
         "core/",
         "sys/policy/",
+        "sys/token/id/",
         "sys/expire/id/",
         "auth/local/",
         "logical/",
@@ -837,11 +839,12 @@ mod tests {
             "sys/policy/app",
             "sys/expire/id/database/creds/app/x",
             "auth/local/role/app",
+            "sys/token/id/x",
         ] {
             assert!(watched(key), "{key}");
         }
         assert!(watched("logical/uuid/metadata/app"));
-        for key in ["sys/token/id/x", "sys/token/parent/y"] {
+        for key in ["sys/token/parent/y", "sys/token/accessor/z"] {
             assert!(!watched(key), "{key}");
         }
     }
