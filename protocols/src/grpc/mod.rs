@@ -8,6 +8,7 @@ pub mod codec;
 mod convert;
 mod service;
 
+use std::convert::Infallible;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -36,32 +37,69 @@ const HEALTH_POLL: Duration = Duration::from_millis(500);
 #[error("cannot build the gRPC reflection service: {0}")]
 pub struct ReflectionError(#[from] tonic_reflection::server::Error);
 
-/// The gRPC services as one router: `coffer.v1.Coffer`, health and
-/// reflection. Must be called inside a Tokio runtime (health follows the seal
-/// state from a task that ends when the handler is dropped).
-pub fn router<H: Handler>(handler: Arc<H>) -> Result<axum::Router, ReflectionError> {
-    let coffer = pb::coffer_server::CofferServer::new(CofferService::new(handler.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let (reporter, health) = tonic_health::server::health_reporter();
-    tokio::spawn(follow_seal(Arc::downgrade(&handler), reporter));
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            // Each version lists both reflection services.
-            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(
-                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-            )
-            .include_reflection_service(false)
-    };
-    let routes = tonic::service::Routes::new(coffer)
-        .add_service(health)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
-        .prepare();
-    Ok(routes.into_axum_router())
+/// The gRPC services: `coffer.v1.Coffer`, health and reflection.
+pub struct Services<H: Handler> {
+    /// Called directly: its calls are the hot path.
+    coffer: pb::coffer_server::CofferServer<CofferService<H>>,
+    /// Health and reflection, through tonic's router.
+    others: axum::Router,
+}
+
+impl<H: Handler> Clone for Services<H> {
+    fn clone(&self) -> Self {
+        Services {
+            coffer: self.coffer.clone(),
+            others: self.others.clone(),
+        }
+    }
+}
+
+/// The path prefix of `coffer.v1.Coffer`'s methods.
+const COFFER_PATH: &str = "/coffer.v1.Coffer/";
+
+impl<H: Handler> Services<H> {
+    /// Must be called inside a Tokio runtime (health follows the seal state from
+    /// a task that ends when the handler is dropped).
+    pub fn new(handler: Arc<H>) -> Result<Self, ReflectionError> {
+        let coffer = pb::coffer_server::CofferServer::new(CofferService::new(handler.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let (reporter, health) = tonic_health::server::health_reporter();
+        tokio::spawn(follow_seal(Arc::downgrade(&handler), reporter));
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // Each version lists both reflection services.
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
+                .include_reflection_service(false)
+        };
+        let others = tonic::service::Routes::new(health)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .prepare()
+            .into_axum_router();
+        Ok(Services { coffer, others })
+    }
+
+    /// Answers one gRPC call (an unknown method gets UNIMPLEMENTED).
+    pub async fn call(
+        self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> Result<axum::response::Response, Infallible> {
+        use tower::ServiceExt;
+        if request.uri().path().starts_with(COFFER_PATH) {
+            let response = self.coffer.oneshot(request).await?;
+            Ok(response.map(axum::body::Body::new))
+        } else {
+            self.others
+                .oneshot(request.map(axum::body::Body::new))
+                .await
+        }
+    }
 }
 
 /// Keeps the health service's answer true: SERVING while unsealed (for the

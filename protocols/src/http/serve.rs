@@ -2,6 +2,7 @@
 //! socket whose callers the kernel names (SO_PEERCRED), an explicit connection
 //! limit, header-read timeouts, and a graceful drain on shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::path::Path;
@@ -20,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::{BodyDeadline, Caller, router};
+use crate::grpc::Services;
 use crate::{Handler, LocalPeer};
 
 /// Connections served at once per listener; further ones wait in the kernel's
@@ -180,9 +182,9 @@ pub async fn serve<H: Handler>(
 ) -> Result<(), ServeError> {
     let protocol = listener.protocol;
     let app = match protocol {
-        Protocol::Http => router(handler),
-        Protocol::Grpc => crate::grpc::router(handler)?,
-        Protocol::Both => by_content_type(router(handler.clone()), crate::grpc::router(handler)?),
+        Protocol::Http => App::Http(router(handler)),
+        Protocol::Grpc => App::Grpc(Services::new(handler)?),
+        Protocol::Both => App::Both(router(handler.clone()), Services::new(handler)?),
     };
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -217,7 +219,7 @@ pub async fn serve<H: Handler>(
             request
                 .extensions_mut()
                 .insert(BodyDeadline(timeouts.read_body));
-            app.clone().oneshot(request)
+            app.clone().call(request)
         });
         let watcher = graceful.watcher();
         let tls = listener.tls.clone();
@@ -254,18 +256,41 @@ pub async fn serve<H: Handler>(
     Ok(())
 }
 
-/// One router for [`Protocol::Both`]: gRPC content types go to `grpc`.
-fn by_content_type(http: axum::Router, grpc: axum::Router) -> axum::Router {
-    axum::Router::new().fallback_service(tower::service_fn(
-        move |request: axum::extract::Request| {
-            let is_grpc = request
+/// What a listener's connections are served by.
+enum App<H: Handler> {
+    Http(axum::Router),
+    Grpc(Services<H>),
+    /// gRPC content types go to the gRPC services, the rest to HTTP.
+    Both(axum::Router, Services<H>),
+}
+
+impl<H: Handler> Clone for App<H> {
+    fn clone(&self) -> Self {
+        match self {
+            App::Http(http) => App::Http(http.clone()),
+            App::Grpc(grpc) => App::Grpc(grpc.clone()),
+            App::Both(http, grpc) => App::Both(http.clone(), grpc.clone()),
+        }
+    }
+}
+
+impl<H: Handler> App<H> {
+    async fn call(
+        self,
+        request: hyper::Request<Incoming>,
+    ) -> Result<axum::response::Response, Infallible> {
+        let is_grpc = |request: &hyper::Request<Incoming>| {
+            request
                 .headers()
                 .get(http::header::CONTENT_TYPE)
-                .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
-            let target = if is_grpc { grpc.clone() } else { http.clone() };
-            target.oneshot(request)
-        },
-    ))
+                .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+        };
+        match self {
+            App::Grpc(grpc) => grpc.call(request).await,
+            App::Both(_, grpc) if is_grpc(&request) => grpc.call(request).await,
+            App::Http(http) | App::Both(http, _) => http.oneshot(request).await,
+        }
+    }
 }
 
 async fn serve_connection<S, T>(
@@ -279,7 +304,7 @@ async fn serve_connection<S, T>(
     T: tower::Service<
             hyper::Request<Incoming>,
             Response = axum::response::Response,
-            Error = std::convert::Infallible,
+            Error = Infallible,
         > + Clone
         + Send
         + 'static,
@@ -302,6 +327,8 @@ async fn serve_connection<S, T>(
         Protocol::Grpc => {
             let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                // gRPC has no use for a Date header.
+                .auto_date_header(false)
                 .serve_connection(io, service);
             watcher
                 .watch(connection)
