@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use coffer_protocols::http::AfterQueued;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
@@ -161,6 +162,7 @@ async fn connection(
             (host, sender)
         }
     };
+    let host = http::HeaderValue::from_str(&host).expect("host header");
     let mut tally = Tally::default();
     let mut counter = 0usize;
     while Instant::now() < end {
@@ -169,8 +171,11 @@ async fn connection(
         let mut builder = hyper::Request::builder()
             .method(call.method)
             .uri(call.path)
-            .header("host", &host)
-            .header("content-type", "application/json");
+            .header(http::header::HOST, host.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
         for (name, value) in &call.headers {
             builder = builder.header(*name, value);
         }
@@ -219,10 +224,13 @@ pub type MakeGrpcCall = Arc<dyn Fn(usize, usize) -> GrpcCall + Send + Sync>;
 
 /// The gRPC status of a finished call (from the trailers, or the headers of a
 /// trailers-only answer); `None` if there was none.
-fn grpc_status(headers: &http::HeaderMap, trailers: Option<&http::HeaderMap>) -> Option<String> {
+fn grpc_status(
+    early: Option<&http::HeaderValue>,
+    trailers: Option<&http::HeaderMap>,
+) -> Option<String> {
     trailers
         .and_then(|trailers| trailers.get("grpc-status"))
-        .or_else(|| headers.get("grpc-status"))
+        .or(early)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
 }
@@ -237,9 +245,21 @@ async fn grpc_stream(
 ) -> Tally {
     let mut tally = Tally::default();
     let mut counter = 0usize;
+    // The URI of the last method called, parsed once.
+    let mut uri: Option<(&'static str, http::Uri)> = None;
     while Instant::now() < end {
         counter += 1;
         let call = make(id, counter);
+        let target = match &uri {
+            Some((path, target)) if *path == call.path => target.clone(),
+            _ => {
+                let target: http::Uri = format!("http://{host}{}", call.path)
+                    .parse()
+                    .expect("method URI");
+                uri = Some((call.path, target.clone()));
+                target
+            }
+        };
         // A gRPC message: no compression, a 4-byte big-endian length.
         let mut framed = Vec::with_capacity(call.message.len() + 5);
         framed.push(0);
@@ -247,9 +267,12 @@ async fn grpc_stream(
         framed.extend_from_slice(&call.message);
         let mut builder = hyper::Request::builder()
             .method("POST")
-            .uri(format!("http://{host}{}", call.path))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers");
+            .uri(target)
+            .header(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/grpc"),
+            )
+            .header(http::header::TE, http::HeaderValue::from_static("trailers"));
         for (name, value) in &call.metadata {
             builder = builder.header(*name, value);
         }
@@ -259,10 +282,11 @@ async fn grpc_stream(
         let sent = Instant::now();
         let ok = match sender.send_request(request).await {
             Ok(response) => {
-                let headers = response.headers().clone();
+                // A trailers-only answer (an error) has its status here.
+                let early = response.headers().get("grpc-status").cloned();
                 match response.into_body().collect().await {
                     Ok(collected) => {
-                        grpc_status(&headers, collected.trailers()).as_deref() == Some("0")
+                        grpc_status(early.as_ref(), collected.trailers()).as_deref() == Some("0")
                     }
                     Err(_) => false,
                 }
@@ -299,7 +323,9 @@ pub fn run_grpc(
             )
             .await
             .expect("HTTP/2 handshake");
-            tokio::spawn(connection);
+            // Writes coalesced as a gRPC client's writer does (grpc-go's
+            // loopy writer flushes once nothing more is ready).
+            tokio::spawn(AfterQueued::new(connection));
             senders.push(sender);
         }
         let start = Instant::now() + Duration::from_secs(1);

@@ -16,7 +16,9 @@ use http_body_util::{BodyExt, Limited};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
 
-pub use serve::{Listener, Protocol, ServeError, Socket, Timeouts, TlsError, serve, tls_acceptor};
+pub use serve::{
+    AfterQueued, Listener, Protocol, ServeError, Socket, Timeouts, TlsError, serve, tls_acceptor,
+};
 
 use crate::request::new_request_id;
 use crate::{ClientToken, ErrorCode, Handler, Observation, Operation, Request, Response};

@@ -6,7 +6,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -330,8 +332,7 @@ async fn serve_connection<S, T>(
                 // gRPC has no use for a Date header.
                 .auto_date_header(false)
                 .serve_connection(io, service);
-            watcher
-                .watch(connection)
+            AfterQueued::new(watcher.watch(connection))
                 .await
                 .map_err(|error| error.to_string())
         }
@@ -355,6 +356,41 @@ async fn serve_connection<S, T>(
     }
 }
 
+/// An HTTP/2 connection polled only after the tasks already queued on its
+/// worker have run. Each of its streams runs as a task and wakes the
+/// connection when its response is ready; polled at once, the connection would
+/// write each response on its own. Polled after the queue, it writes the
+/// responses of the streams that finished meanwhile together. A wake-up costs
+/// one extra trip through the run queue.
+pub struct AfterQueued<F> {
+    future: Pin<Box<F>>,
+    queued: bool,
+}
+
+impl<F: Future> AfterQueued<F> {
+    pub fn new(future: F) -> Self {
+        AfterQueued {
+            future: Box::pin(future),
+            queued: false,
+        }
+    }
+}
+
+impl<F: Future> Future for AfterQueued<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
+        if !self.queued {
+            // Tokio puts a task that wakes itself behind the queued ones.
+            self.queued = true;
+            context.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.queued = false;
+        self.future.as_mut().poll(context)
+    }
+}
+
 fn is_transient(error: &io::Error) -> bool {
     matches!(
         error.kind(),
@@ -364,4 +400,37 @@ fn is_transient(error: &io::Error) -> bool {
             | io::ErrorKind::WouldBlock
     ) || error.raw_os_error() == Some(24) // EMFILE: wait for a descriptor to free up
         || error.raw_os_error() == Some(23) // ENFILE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn a_connection_after_queued_runs_behind_the_tasks_queued_before_its_poll() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        runtime.block_on(async {
+            let record = |name: &'static str| {
+                let order = order.clone();
+                async move { order.lock().unwrap().push(name) }
+            };
+            // Spawned first: polled plainly it would run first.
+            let plain = tokio::spawn(record("plain"));
+            let connection = tokio::spawn(AfterQueued::new(record("connection")));
+            let streams: Vec<_> = (0..3).map(|_| tokio::spawn(record("stream"))).collect();
+            plain.await.unwrap();
+            connection.await.unwrap();
+            for stream in streams {
+                stream.await.unwrap();
+            }
+        });
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["plain", "stream", "stream", "stream", "connection"]
+        );
+    }
 }
