@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         .build_server(true)
         .codec_path("crate::grpc::codec::CofferCodec")
+        // Responses encode their JSON data as a Struct without building one.
+        .extern_path(".coffer.v1.Response", "crate::grpc::wire::Response")
         .file_descriptor_set_path(out.join("coffer_descriptor.bin"))
         .compile_with_config(config, &["../proto/coffer/v1/coffer.proto"], &["../proto"])?;
     Ok(())

@@ -105,7 +105,8 @@ fn json(value: prost_types::Value, key: &str) -> Result<Value, Status> {
     })
 }
 
-/// A JSON object as a `Struct`.
+/// A JSON object as a `Struct` (responses write theirs directly: `wire.rs`).
+#[cfg(test)]
 pub fn to_struct(map: &Map<String, Value>) -> prost_types::Struct {
     prost_types::Struct {
         fields: map
@@ -115,6 +116,7 @@ pub fn to_struct(map: &Map<String, Value>) -> prost_types::Struct {
     }
 }
 
+#[cfg(test)]
 fn to_value(value: &Value) -> prost_types::Value {
     let kind = match value {
         Value::Null => Kind::NullValue(0),
@@ -172,14 +174,17 @@ pub fn response(response: Response, request_id: &str) -> Result<pb::Response, St
             lease_id: logical.lease_id,
             renewable: logical.renewable,
             lease_duration: seconds(logical.lease_duration),
-            data: logical.data.as_ref().map(to_struct),
+            data: logical.data,
             warnings: logical.warnings.unwrap_or_default(),
             auth: logical.auth.map(auth),
             mount_type: logical.mount_type,
         }),
         ResponseBody::NoContent => Ok(empty()),
         ResponseBody::Raw { status: code, body } if code < 400 => Ok(pb::Response {
-            data: body.as_object().map(to_struct),
+            data: match body {
+                Value::Object(map) => Some(map),
+                _ => None,
+            },
             ..empty()
         }),
         ResponseBody::Raw { status: code, body } => {
@@ -199,7 +204,7 @@ pub fn response(response: Response, request_id: &str) -> Result<pb::Response, St
             data.insert("content_type".into(), Value::String(content_type));
             data.insert("text".into(), Value::String(body));
             Ok(pb::Response {
-                data: Some(to_struct(&data)),
+                data: Some(data),
                 ..empty()
             })
         }

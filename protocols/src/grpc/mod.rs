@@ -7,6 +7,7 @@
 pub mod codec;
 mod convert;
 mod service;
+pub mod wire;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Weak};
@@ -21,6 +22,8 @@ use crate::{Handler, Operation, Request, ResponseBody, Transport};
 pub mod pb {
     #![allow(clippy::all, clippy::pedantic, unused_qualifications)]
     tonic::include_proto!("coffer.v1");
+
+    pub use super::wire::Response;
 }
 
 /// The encoded descriptors of `coffer.v1` and its imports, for reflection.
