@@ -3,15 +3,17 @@
 //! of gRPC streams over HTTP/2 connections, each sending its next request as
 //! soon as the previous answer has arrived, timing every request after a
 //! one-second warm-up. The same generator drives every server a benchmark
-//! compares, so their figures differ only by the server.
+//! compares, so their figures differ only by the server. It shares the machine
+//! with the server, so it is kept lean: HTTP/1.1 is written by hand and parsed
+//! with httparse, gRPC uses the `h2` crate directly (the HTTP/2 layer hyper and
+//! tonic are built on) and coalesces its writes as gRPC clients' writers do.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use coffer_protocols::http::AfterQueued;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// One request to send.
 pub struct Call {
@@ -141,55 +143,100 @@ async fn connection(
     start: Instant,
     end: Instant,
 ) -> Tally {
-    let (host, mut sender) = match address.strip_prefix("unix://") {
+    match address.strip_prefix("unix://") {
         Some(path) => {
             let stream = tokio::net::UnixStream::connect(path)
                 .await
                 .expect("connect to the server's socket");
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("HTTP handshake");
-            tokio::spawn(connection);
-            ("localhost".to_owned(), sender)
+            http1_calls(stream, "localhost", make, id, start, end).await
         }
         None => {
             let host = host_of(&address);
             let stream = connect_tcp(&host).await;
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("HTTP handshake");
-            tokio::spawn(connection);
-            (host, sender)
+            http1_calls(stream, &host, make, id, start, end).await
         }
-    };
-    let host = http::HeaderValue::from_str(&host).expect("host header");
+    }
+}
+
+/// The next request of an HTTP/1.1 connection, as bytes.
+fn http1_request(call: &Call, host: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut request = Vec::with_capacity(256 + call.body.len());
+    let _ = write!(
+        request,
+        "{} {} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        call.method,
+        call.path,
+        call.body.len()
+    );
+    for (name, value) in &call.headers {
+        let _ = write!(request, "{name}: {value}\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(&call.body);
+    request
+}
+
+/// Reads one response from `stream` into `buffer` (which may hold bytes of it
+/// already); returns whether it was a success, or `None` when the connection
+/// failed or spoke something else than a response with a length.
+async fn http1_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+) -> Option<bool> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = response.parse(buffer).ok()? {
+            let code = response.code?;
+            let length: usize = match response
+                .headers
+                .iter()
+                .find(|header| header.name.eq_ignore_ascii_case("content-length"))
+            {
+                Some(header) => std::str::from_utf8(header.value).ok()?.parse().ok()?,
+                // These never have a body.
+                None if code == 204 || code == 304 => 0,
+                None => return None,
+            };
+            let success = (200..300).contains(&code);
+            while buffer.len() < head + length {
+                if stream.read_buf(buffer).await.ok()? == 0 {
+                    return None;
+                }
+            }
+            buffer.drain(..head + length);
+            return Some(success);
+        }
+        if stream.read_buf(buffer).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// Calls over one keep-alive HTTP/1.1 connection, written and parsed by hand
+/// (httparse) so the load generator costs little beside the server.
+async fn http1_calls<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
+    make: MakeCall,
+    id: usize,
+    start: Instant,
+    end: Instant,
+) -> Tally {
     let mut tally = Tally::default();
     let mut counter = 0usize;
+    let mut buffer = Vec::with_capacity(16 * 1024);
     while Instant::now() < end {
         counter += 1;
-        let call = make(id, counter);
-        let mut builder = hyper::Request::builder()
-            .method(call.method)
-            .uri(call.path)
-            .header(http::header::HOST, host.clone())
-            .header(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-        for (name, value) in &call.headers {
-            builder = builder.header(*name, value);
-        }
-        let request = builder.body(Full::new(call.body)).expect("request");
+        let request = http1_request(&make(id, counter), host);
         let sent = Instant::now();
-        let ok = match sender.send_request(request).await {
-            Ok(response) => {
-                let status = response.status();
-                response.into_body().collect().await.is_ok() && status.is_success()
-            }
-            Err(_) => false,
+        let answer = match stream.write_all(&request).await {
+            Ok(()) => http1_response(&mut stream, &mut buffer).await,
+            Err(_) => None,
         };
-        tally.record(sent, start, ok);
-        if !ok && sender.ready().await.is_err() {
+        tally.record(sent, start, answer == Some(true));
+        if answer.is_none() {
             break;
         }
     }
@@ -235,8 +282,47 @@ fn grpc_status(
         .map(str::to_owned)
 }
 
+/// One unary call on an HTTP/2 connection (the `h2` crate, as hyper and
+/// tonic use it, without their layers); whether it ended with status 0.
+async fn grpc_call(
+    sender: h2::client::SendRequest<Bytes>,
+    uri: http::Uri,
+    call: GrpcCall,
+) -> Result<bool, h2::Error> {
+    let mut sender = sender.ready().await?;
+    let mut builder = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(uri)
+        .header(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        )
+        .header(http::header::TE, http::HeaderValue::from_static("trailers"));
+    for (name, value) in &call.metadata {
+        builder = builder.header(*name, value);
+    }
+    let request = builder.body(()).expect("request");
+    let (response, mut send) = sender.send_request(request, false)?;
+    // A gRPC message: no compression, a 4-byte big-endian length.
+    let mut framed = Vec::with_capacity(call.message.len() + 5);
+    framed.push(0);
+    framed.extend_from_slice(&(call.message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&call.message);
+    send.send_data(Bytes::from(framed), true)?;
+    let response = response.await?;
+    // A trailers-only answer (an error) has its status in the headers.
+    let early = response.headers().get("grpc-status").cloned();
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        body.flow_control().release_capacity(chunk.len())?;
+    }
+    let trailers = body.trailers().await?;
+    Ok(grpc_status(early.as_ref(), trailers.as_ref()).as_deref() == Some("0"))
+}
+
 async fn grpc_stream(
-    mut sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    sender: h2::client::SendRequest<Bytes>,
     host: String,
     make: MakeGrpcCall,
     id: usize,
@@ -260,41 +346,10 @@ async fn grpc_stream(
                 target
             }
         };
-        // A gRPC message: no compression, a 4-byte big-endian length.
-        let mut framed = Vec::with_capacity(call.message.len() + 5);
-        framed.push(0);
-        framed.extend_from_slice(&(call.message.len() as u32).to_be_bytes());
-        framed.extend_from_slice(&call.message);
-        let mut builder = hyper::Request::builder()
-            .method("POST")
-            .uri(target)
-            .header(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/grpc"),
-            )
-            .header(http::header::TE, http::HeaderValue::from_static("trailers"));
-        for (name, value) in &call.metadata {
-            builder = builder.header(*name, value);
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(framed)))
-            .expect("request");
         let sent = Instant::now();
-        let ok = match sender.send_request(request).await {
-            Ok(response) => {
-                // A trailers-only answer (an error) has its status here.
-                let early = response.headers().get("grpc-status").cloned();
-                match response.into_body().collect().await {
-                    Ok(collected) => {
-                        grpc_status(early.as_ref(), collected.trailers()).as_deref() == Some("0")
-                    }
-                    Err(_) => false,
-                }
-            }
-            Err(_) => false,
-        };
-        tally.record(sent, start, ok);
-        if !ok && sender.ready().await.is_err() {
+        let outcome = grpc_call(sender.clone(), target, call).await;
+        tally.record(sent, start, matches!(outcome, Ok(true)));
+        if outcome.is_err() {
             break;
         }
     }
@@ -317,12 +372,9 @@ pub fn run_grpc(
         let mut senders = Vec::new();
         for _ in 0..connections {
             let stream = connect_tcp(&host).await;
-            let (sender, connection) = hyper::client::conn::http2::handshake(
-                hyper_util::rt::TokioExecutor::new(),
-                TokioIo::new(stream),
-            )
-            .await
-            .expect("HTTP/2 handshake");
+            let (sender, connection) = h2::client::handshake(stream)
+                .await
+                .expect("HTTP/2 handshake");
             // Writes coalesced as a gRPC client's writer does (grpc-go's
             // loopy writer flushes once nothing more is ready).
             tokio::spawn(AfterQueued::new(connection));
