@@ -151,8 +151,13 @@ impl TokenStore {
             self.cache.forget(key);
         } else if ID_PREFIX.starts_with(key) {
             // A deleted prefix that holds every entry.
-            self.cache.clear();
+            self.forget_all();
         }
+    }
+
+    /// The whole data set was replaced: no cached entry is known to hold.
+    pub fn forget_all(&self) {
+        self.cache.clear();
     }
 
     /// A fresh salt for a new cluster.

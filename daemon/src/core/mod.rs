@@ -161,7 +161,7 @@ impl ApplyObserver for Unsealed {
             // A snapshot was installed or restored: the salt, the keys, even the
             // root key may be another's. The core reopens (or seals) itself.
             self.kv_metadata.clear();
-            self.tokens.forget("");
+            self.tokens.forget_all();
             let _ = self.reopen_requests.send(());
             return;
         }
