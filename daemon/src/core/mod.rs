@@ -823,7 +823,11 @@ impl Core {
                 "response wrapping (X-Vault-Wrap-TTL) is not supported by coffer",
             ));
         }
-        if let Some(answer) = sys::unauthenticated(self, request, path, route).await {
+        // Rare paths run in futures of their own (`Box::pin`): the hot path's
+        // future stays small, and is moved at every level that awaits it.
+        if path.starts_with("sys/")
+            && let Some(answer) = Box::pin(sys::unauthenticated(self, request, path, route)).await
+        {
             return answer;
         }
         let unsealed = self.unsealed()?;
@@ -878,10 +882,10 @@ impl Core {
                     version: 0,
                     time_ms: crate::changes::now_ms(),
                 };
-                crate::changes::scope(
+                Box::pin(crate::changes::scope(
                     change,
                     self.dispatch(&unsealed, request, path, &caller, route),
-                )
+                ))
                 .await
             }
             Operation::Read | Operation::List => {
@@ -907,7 +911,7 @@ impl Core {
             }
         }
         if caller.token.exhausted
-            && let Err(error) = unsealed.revoke_token(&caller.token.hash, false).await
+            && let Err(error) = Box::pin(unsealed.revoke_token(&caller.token.hash, false)).await
         {
             tracing::warn!(%error, "revoking a used-up token failed; tidy will retry");
         }
@@ -971,9 +975,7 @@ impl Core {
                 .ok_or_else(ApiError::denied)?,
         };
         if entry.num_uses > 0 {
-            entry = unsealed
-                .tokens
-                .take_use(&entry.hash)
+            entry = Box::pin(unsealed.tokens.take_use(&entry.hash))
                 .await?
                 .ok_or_else(ApiError::denied)?;
         }
@@ -997,15 +999,15 @@ impl Core {
         route: &mut Option<String>,
     ) -> ApiResult<Routed> {
         if path == "sys" || path.starts_with("sys/") {
-            return sys::handle(self, unsealed, request, path, caller, route).await;
+            return Box::pin(sys::handle(self, unsealed, request, path, caller, route)).await;
         }
         if path == "auth/token" || path.starts_with("auth/token/") {
             *route = Some("auth/token/".into());
-            return token_api::handle(self, unsealed, request, path, caller).await;
+            return Box::pin(token_api::handle(self, unsealed, request, path, caller)).await;
         }
         if path == "auth/local" || path.starts_with("auth/local/") {
             *route = Some("auth/local/".into());
-            return local_api::handle(self, unsealed, request, path, caller).await;
+            return Box::pin(local_api::handle(self, unsealed, request, path, caller)).await;
         }
         let Some((mount, rest)) = unsealed.mounts.resolve(path) else {
             return Err(ApiError::no_route(path));
@@ -1041,9 +1043,14 @@ impl Core {
                     display_name: &caller.token.display_name,
                     token_hash: caller.local.is_none().then_some(caller.token.hash.as_str()),
                 };
-                let reply = database
-                    .handle(request.operation, &rest, path, &request.data, &requester)
-                    .await?;
+                let reply = Box::pin(database.handle(
+                    request.operation,
+                    &rest,
+                    path,
+                    &request.data,
+                    &requester,
+                ))
+                .await?;
                 (reply, "database")
             }
         };
@@ -1219,7 +1226,7 @@ impl Handler for Core {
             self.describe_peer(peer);
         }
         match self.placement(&request) {
-            Placement::Leader => self.forward(&request).await,
+            Placement::Leader => Box::pin(self.forward(&request)).await,
             Placement::Here(token) => self.run(&request, token.map(|entry| *entry)).await,
         }
     }
@@ -1449,5 +1456,19 @@ mod tests {
             assert!(validate_path(good).is_ok(), "{good:?}");
         }
         assert!(validate_path(&"a".repeat(MAX_PATH_LEN + 1)).is_err());
+    }
+
+    /// The size of the future an async `fn(&Core, Request)` returns.
+    fn future_size<'a, F: Future>(_: fn(&'a Core, Request) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    #[test]
+    fn a_request_future_stays_small() {
+        // Every level that awaits a future moves it: with the rare paths
+        // (sys, tokens, databases, forwarding) inline it was 16.5 KB, and the
+        // copies cost about 5% of a KV read's CPU. Boxed, it is about 3 KB.
+        let size = future_size(<Core as Handler>::handle);
+        assert!(size <= 4096, "a request's future is {size} bytes");
     }
 }
