@@ -114,6 +114,44 @@ impl LogicalResponse {
         }
         value
     }
+
+    /// The rendered envelope: the bytes of `to_json()`, written directly for the
+    /// common case (no flattening) instead of through a `Value` copy of `data`.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        if self.flatten_data {
+            return serde_json::to_vec(&self.to_json()).unwrap_or_default();
+        }
+        serde_json::to_vec(&Envelope(self)).unwrap_or_default()
+    }
+}
+
+/// A [`LogicalResponse`] rendered with its keys in the order a `Value` object
+/// holds them (sorted), so both renderings give the same bytes.
+struct Envelope<'a>(&'a LogicalResponse);
+
+impl Serialize for Envelope<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let response = self.0;
+        let mut map = serializer.serialize_map(Some(9))?;
+        // Logins only: through a `Value`, whose keys are sorted.
+        let auth = response
+            .auth
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(serde::ser::Error::custom)?;
+        map.serialize_entry("auth", &auth)?;
+        map.serialize_entry("data", &response.data)?;
+        map.serialize_entry("lease_duration", &response.lease_duration)?;
+        map.serialize_entry("lease_id", &response.lease_id)?;
+        map.serialize_entry("mount_type", &response.mount_type)?;
+        map.serialize_entry("renewable", &response.renewable)?;
+        map.serialize_entry("request_id", &response.request_id)?;
+        map.serialize_entry("warnings", &response.warnings)?;
+        map.serialize_entry("wrap_info", &response.wrap_info)?;
+        map.end()
+    }
 }
 
 /// The `auth` block of logins and token creation.
@@ -132,4 +170,57 @@ pub struct Auth {
     pub orphan: bool,
     pub mfa_requirement: Option<Value>,
     pub num_uses: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    fn envelopes() -> Vec<LogicalResponse> {
+        let data = json!({"data": {"b": 1, "a": [true, null, "x\"y"]}, "metadata": {"version": 3}});
+        vec![
+            LogicalResponse::default(),
+            LogicalResponse {
+                request_id: "r-1".into(),
+                lease_id: "database/creds/app/abc".into(),
+                renewable: true,
+                lease_duration: 3600,
+                data: data.as_object().cloned(),
+                wrap_info: Some(json!({"token": "w"})),
+                warnings: Some(vec!["careful".into()]),
+                auth: Some(Auth {
+                    client_token: "hvs.x".into(),
+                    policies: vec!["default".into()],
+                    metadata: Some(Map::new()),
+                    lease_duration: 60,
+                    ..Auth::default()
+                }),
+                mount_type: "kv".into(),
+                flatten_data: false,
+            },
+            LogicalResponse {
+                flatten_data: true,
+                ..LogicalResponse::with_data(
+                    json!({"keys": ["a"], "mount_type": "x"})
+                        .as_object()
+                        .cloned()
+                        .unwrap(),
+                )
+            },
+        ]
+    }
+
+    #[test]
+    fn direct_rendering_matches_the_value_rendering_byte_for_byte() {
+        for envelope in envelopes() {
+            let expected = serde_json::to_vec(&envelope.to_json()).unwrap();
+            assert_eq!(
+                String::from_utf8(envelope.to_json_bytes()).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+    }
 }
