@@ -238,7 +238,28 @@ impl Request {
     }
 }
 
-/// A random version-4 UUID string for request ids.
+/// A random version-4 UUID string for request ids, from the thread's
+/// cryptographically secure generator (no system call per request).
 pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buffer = uuid::Uuid::encode_buffer();
+    uuid.hyphenated().encode_lower(&mut buffer).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::new_request_id;
+
+    #[test]
+    fn request_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version(), Some(uuid::Version::Random));
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(id, &uuid.hyphenated().to_string());
+        }
+    }
 }
