@@ -10,7 +10,9 @@
 //! no token, no storage, so what is left is each door's own cost per call.
 //!
 //! Workloads alternate in rounds, forwards then backwards (ABBA); each figure
-//! merges its rounds. Targets: gRPC >= 1.0x HTTP/TCP; Unix socket >= 1.2x
+//! merges its rounds, and each ratio is also given per round (door and
+//! baseline run back to back, so a slow spell of the machine hits both): the
+//! median of those is the steadier figure on a noisy machine. Targets: gRPC >= 1.0x HTTP/TCP; Unix socket >= 1.2x
 //! HTTP/TCP. Every caller sends the same token; every answer is checked (a
 //! failure is counted as an error). Load generator and server share the
 //! machine, so a door that costs its client more scores lower too; the server's
@@ -178,6 +180,11 @@ fn main() {
             rounds[index].push(outcome);
         }
     }
+    // Each round's rate, in the order the rounds ran: the spread shows the noise.
+    let round_rates: Vec<Vec<f64>> = rounds
+        .iter()
+        .map(|runs| runs.iter().map(Outcome::rate).collect())
+        .collect();
     let outcomes: Vec<Outcome> = rounds.into_iter().map(Outcome::merge).collect();
     let per_call: Vec<f64> = outcomes
         .iter()
@@ -212,7 +219,36 @@ fn main() {
                 per_call[base + offset]
             );
         }
-        let rate = |offset: usize| outcomes[base + offset].rate() / outcomes[base].rate();
+        for (offset, name) in doors.iter().enumerate() {
+            let rates: Vec<String> = round_rates[base + offset]
+                .iter()
+                .map(|rate| format!("{:.1}k", rate / 1000.0))
+                .collect();
+            println!("   rounds, {name:<30} {}", rates.join(" "));
+        }
+        let rate = |offset: usize| {
+            // Door and baseline run back to back in every round, so their
+            // ratio within a round is steadier than either rate: the median of
+            // those ratios is printed beside the ratio of the merged rates.
+            let mut ratios: Vec<f64> = round_rates[base + offset]
+                .iter()
+                .zip(&round_rates[base])
+                .map(|(door, baseline)| door / baseline)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let middle = ratios.len() / 2;
+            let median = if ratios.len().is_multiple_of(2) {
+                (ratios[middle - 1] + ratios[middle]) / 2.0
+            } else {
+                ratios[middle]
+            };
+            format!(
+                "{:.2}x (per round: median {median:.2}x, {:.2}-{:.2}x)",
+                outcomes[base + offset].rate() / outcomes[base].rate(),
+                ratios[0],
+                ratios[ratios.len() - 1]
+            )
+        };
         let cpu = |offset: usize| per_call[base + offset] / per_call[base];
         println!(
             "   server CPU per call vs HTTP on TCP: Unix socket {:.2}x, gRPC 1 / 4 connections {:.2}x / {:.2}x",
@@ -228,17 +264,17 @@ fn main() {
             }
         };
         println!(
-            "   Unix socket / HTTP on TCP:        {:.2}x  {}",
+            "   Unix socket / HTTP on TCP:        {}  {}",
             rate(1),
             target("(target >= 1.2x)")
         );
         println!(
-            "   gRPC 1 connection / HTTP on TCP:  {:.2}x  {}",
+            "   gRPC 1 connection / HTTP on TCP:  {}  {}",
             rate(2),
             target("(target >= 1.0x)")
         );
         println!(
-            "   gRPC 4 connections / HTTP on TCP: {:.2}x  {}",
+            "   gRPC 4 connections / HTTP on TCP: {}  {}",
             rate(3),
             target("(target >= 1.0x)")
         );
