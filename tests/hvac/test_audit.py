@@ -3,6 +3,7 @@ entries by its hash without the log holding the secret, list, disable."""
 
 import json
 import os
+import time
 
 import hvac
 import pytest
@@ -18,11 +19,24 @@ def test_enable_hash_list_and_disable_a_file_device(dev_server, root):
     root.secrets.kv.v2.create_or_update_secret(path="audited", secret={"api_key": "hvac-secret-value"})
     root.secrets.kv.v2.read_secret_version(path="audited", raise_on_deleted_version=True)
 
-    with open(log) as handle:
-        text = handle.read()
+    # A response's entry is written after the answer, without holding it up.
+    deadline = time.monotonic() + 5
+    while True:
+        with open(log) as handle:
+            text = handle.read()
+        entries = [json.loads(line) for line in text.splitlines()]
+        reads = [
+            entry
+            for entry in entries
+            if entry["type"] == "response"
+            and entry["request"]["path"] == "secret/data/audited"
+            and entry["request"]["operation"] == "read"
+        ]
+        if reads or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert reads, "no response entry for the read"
     assert "hvac-secret-value" not in text
-    entries = [json.loads(line) for line in text.splitlines()]
-    assert any(entry["type"] == "response" and entry["request"]["path"] == "secret/data/audited" for entry in entries)
 
     hashed = root.sys.calculate_hash("hvac-file", "hvac-secret-value")["data"]["hash"]
     assert hashed.startswith("hmac-sha256:")

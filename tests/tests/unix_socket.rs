@@ -9,7 +9,9 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use coffer_tests::cluster::wait_for;
 use coffer_tests::{Api, Server, binary, run_as};
 use serde_json::{Value, json};
 
@@ -217,19 +219,27 @@ fn audit_entries_name_the_socket_caller() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("alpha-secret"));
 
-    let entries: Vec<Value> = std::fs::read_to_string(&audit_log)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    // The response's entry is written after the answer, without holding it up.
+    let audited = |entry: &Value, kind: &str| {
+        entry["type"] == kind
+            && entry["request"]["path"] == "secret/data/a/x"
+            && entry["request"]["transport"] == "unix"
+    };
+    let entries: Vec<Value> = wait_for(Duration::from_secs(5), "both audit entries", || {
+        let entries: Vec<Value> = std::fs::read_to_string(&audit_log)
+            .ok()?
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        entries
+            .iter()
+            .any(|entry| audited(entry, "response"))
+            .then_some(entries)
+    });
     for kind in ["request", "response"] {
         let entry = entries
             .iter()
-            .find(|entry| {
-                entry["type"] == kind
-                    && entry["request"]["path"] == "secret/data/a/x"
-                    && entry["request"]["transport"] == "unix"
-            })
+            .find(|entry| audited(entry, kind))
             .unwrap_or_else(|| panic!("no audited {kind} from the socket"));
         let peer = &entry["request"]["peer"];
         assert_eq!(peer["uid"], ALICE, "{peer}");
