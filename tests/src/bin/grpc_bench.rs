@@ -152,11 +152,17 @@ fn main() {
     {
         let index = index.min(count - 1);
         println!("server pid {}", server.pid());
+        let (server_before, load_before) =
+            (cpu_seconds(server.pid()), cpu_seconds(std::process::id()));
         let outcome = workload(index);
+        // Over the warm-up second too, as in the full run.
+        let calls = outcome.rate() * (outcome.seconds + 1.0);
         println!(
-            "{}: {:.0} calls/s",
+            "{}: {:.0} calls/s, CPU per call: server {:.1} us, load generator {:.1} us",
             doors[index % doors.len()],
-            outcome.rate()
+            outcome.rate(),
+            (cpu_seconds(server.pid()) - server_before) / calls * 1e6,
+            (cpu_seconds(std::process::id()) - load_before) / calls * 1e6,
         );
         return;
     }
