@@ -84,14 +84,21 @@ impl VersionMetadata {
         self.deletion_time.is_some_and(|deletion| deletion <= now)
     }
 
+    /// Built field by field: `json!` would serialize each value again.
     fn to_json(&self, version: u64, custom: &BTreeMap<String, String>) -> Value {
-        json!({
-            "created_time": format_time(self.created_time),
-            "custom_metadata": custom_json(custom),
-            "deletion_time": self.deletion_time.map(format_time).unwrap_or_default(),
-            "destroyed": self.destroyed,
-            "version": version,
-        })
+        let mut json = Map::new();
+        json.insert(
+            "created_time".to_owned(),
+            Value::String(format_time(self.created_time)),
+        );
+        json.insert("custom_metadata".to_owned(), custom_json(custom));
+        json.insert(
+            "deletion_time".to_owned(),
+            Value::String(self.deletion_time.map(format_time).unwrap_or_default()),
+        );
+        json.insert("destroyed".to_owned(), Value::Bool(self.destroyed));
+        json.insert("version".to_owned(), Value::from(version));
+        Value::Object(json)
     }
 }
 
@@ -297,13 +304,16 @@ impl KvV2<'_> {
 
     fn read(&self, path: &str, data: &Map<String, Value>) -> ApiResult<Reply> {
         let (metadata, version, secret) = self.live_version(path, data, false)?;
-        let version_metadata = metadata.versions.get(&version).cloned();
-        Ok(Reply::data(json!({
-            "data": secret,
-            "metadata": version_metadata
-                .map(|meta| meta.to_json(version, &metadata.custom_metadata))
-                .unwrap_or(Value::Null),
-        })))
+        let version_metadata = metadata
+            .versions
+            .get(&version)
+            .map(|meta| meta.to_json(version, &metadata.custom_metadata))
+            .unwrap_or(Value::Null);
+        // The secret moves into the reply: `json!` would copy it value by value.
+        let mut body = Map::new();
+        body.insert("data".to_owned(), Value::Object(secret));
+        body.insert("metadata".to_owned(), version_metadata);
+        Ok(Reply::data(Value::Object(body)))
     }
 
     async fn write(&self, path: &str, data: &Map<String, Value>) -> ApiResult<Reply> {
