@@ -27,7 +27,11 @@ pub struct Role {
     pub bound_uids: Vec<u32>,
     #[serde(default)]
     pub bound_gids: Vec<u32>,
-    /// systemd unit names (`app.service`), read from the caller's cgroup.
+    /// Units of the system's service manager: a unit name (`app.service`), a
+    /// slice (`shop.slice`: any unit inside it) or a unit's whole cgroup path
+    /// (`/system.slice/app.service`). Matched against the caller's unit as
+    /// [`coffer_protocols::peer::unit_of`] finds it, so a unit a user starts
+    /// under their own manager never matches.
     #[serde(default)]
     pub bound_units: Vec<String>,
     pub policies: Vec<String>,
@@ -55,11 +59,53 @@ impl Role {
                 .iter()
                 .any(|gid| *gid == peer.gid || peer.groups.contains(gid));
         let unit = self.bound_units.is_empty()
-            || peer
-                .unit
-                .as_ref()
-                .is_some_and(|unit| self.bound_units.contains(unit));
+            || peer.unit.as_deref().is_some_and(|unit| {
+                self.bound_units
+                    .iter()
+                    .any(|binding| unit_matches(binding, unit))
+            });
         uid && gid && unit
+    }
+}
+
+/// Whether the caller's unit, as its cgroup path (`/system.slice/app.service`),
+/// is what `binding` names: that whole path, a slice on it, or the unit's name.
+pub fn unit_matches(binding: &str, unit_path: &str) -> bool {
+    if binding.starts_with('/') {
+        return binding == unit_path;
+    }
+    let mut parts = unit_path.rsplit('/');
+    let name = parts.next().unwrap_or_default();
+    if binding.ends_with(".slice") {
+        return parts.any(|slice| slice == binding);
+    }
+    name == binding
+}
+
+/// Whether `binding` is a valid `bound_units` entry: a unit or slice name, or
+/// an absolute cgroup path of slices ending in a unit.
+pub fn valid_unit_binding(binding: &str) -> bool {
+    let name_ok = |name: &str| {
+        !name.is_empty()
+            && name.contains('.')
+            && name
+                .chars()
+                .all(|character| character.is_ascii_alphanumeric() || ":-_.\\@".contains(character))
+    };
+    if binding.len() > 256 {
+        return false;
+    }
+    match binding.strip_prefix('/') {
+        None => name_ok(binding),
+        Some(path) => {
+            let parts: Vec<&str> = path.split('/').collect();
+            let (last, slices) = parts.split_last().unwrap_or((&"", &[]));
+            name_ok(last)
+                && !last.ends_with(".slice")
+                && slices
+                    .iter()
+                    .all(|slice| name_ok(slice) && slice.ends_with(".slice"))
+        }
     }
 }
 
@@ -214,54 +260,6 @@ impl Roles {
     }
 }
 
-/// The caller's supplementary groups, from `/proc/<pid>/status`. The caller is
-/// blocked in its request while this runs, so the pid is still its own.
-pub fn supplementary_groups(pid: u32) -> Vec<u32> {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return Vec::new();
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Groups:"))
-        .map(|groups| {
-            groups
-                .split_whitespace()
-                .filter_map(|gid| gid.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The systemd unit the caller runs in, from `/proc/<pid>/cgroup`: the innermost
-/// cgroup that is not a slice (`app.service`, `session-3.scope`).
-pub fn systemd_unit(pid: u32) -> Option<String> {
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    unit_of(&cgroups)
-}
-
-fn unit_of(cgroups: &str) -> Option<String> {
-    // cgroup v2 is the line `0::/path`; v1 hierarchies name systemd's own.
-    let path = cgroups
-        .lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .or_else(|| {
-            cgroups
-                .lines()
-                .find_map(|line| line.split_once(":name=systemd:").map(|(_, path)| path))
-        })?;
-    path.split('/')
-        .rev()
-        .find(|part| {
-            part.contains('.')
-                && !part.ends_with(".slice")
-                && !part.is_empty()
-                && (part.ends_with(".service")
-                    || part.ends_with(".scope")
-                    || part.ends_with(".socket"))
-        })
-        .map(str::to_owned)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,8 +295,8 @@ mod tests {
             bound_units: vec!["app.service".into()],
             ..Role::default()
         };
-        assert!(unit.matches(&peer(5, 5, &[], Some("app.service"))));
-        assert!(!unit.matches(&peer(5, 5, &[], Some("other.service"))));
+        assert!(unit.matches(&peer(5, 5, &[], Some("/system.slice/app.service"))));
+        assert!(!unit.matches(&peer(5, 5, &[], Some("/system.slice/other.service"))));
         assert!(!unit.matches(&peer(5, 5, &[], None)));
 
         assert!(
@@ -308,25 +306,54 @@ mod tests {
     }
 
     #[test]
-    fn units_come_from_the_innermost_non_slice_cgroup() {
-        assert_eq!(
-            unit_of("0::/system.slice/app.service\n").as_deref(),
-            Some("app.service")
+    fn unit_bindings_name_a_unit_of_the_system_manager() {
+        let check = |binding: &str, unit: &str, expected: bool| {
+            assert_eq!(unit_matches(binding, unit), expected, "{binding} vs {unit}");
+        };
+        check("app.service", "/system.slice/app.service", true);
+        check(
+            "/system.slice/app.service",
+            "/system.slice/app.service",
+            true,
         );
-        assert_eq!(
-            unit_of("0::/user.slice/user-1000.slice/user@1000.service/app.slice/job.service\n")
-                .as_deref(),
-            Some("job.service")
+        check("system.slice", "/system.slice/app.service", true);
+        check("shop.slice", "/system.slice/shop.slice/app.service", true);
+        check(
+            "/system.slice/app.service",
+            "/system.slice/shop.slice/app.service",
+            false,
         );
-        assert_eq!(
-            unit_of("0::/user.slice/user-1000.slice/session-4.scope\n").as_deref(),
-            Some("session-4.scope")
+        check("app.service", "/system.slice/other.service", false);
+        // What a user runs under their own manager is that manager's.
+        check(
+            "app.service",
+            "/user.slice/user-1001.slice/user@1001.service",
+            false,
         );
-        assert_eq!(
-            unit_of("12:cpu:/x\n1:name=systemd:/system.slice/old.service\n").as_deref(),
-            Some("old.service")
+        check(
+            "app.slice",
+            "/user.slice/user-1001.slice/user@1001.service",
+            false,
         );
-        assert_eq!(unit_of("0::/\n"), None);
-        assert_eq!(unit_of(""), None);
+
+        for valid in [
+            "app.service",
+            "shop.slice",
+            "/system.slice/app.service",
+            "getty@tty1.service",
+        ] {
+            assert!(valid_unit_binding(valid), "{valid}");
+        }
+        for invalid in [
+            "bad unit",
+            "",
+            "/",
+            "/app.slice",
+            "/system.slice/",
+            "/x/app.service",
+            "app",
+        ] {
+            assert!(!valid_unit_binding(invalid), "{invalid}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod grpc;
 pub mod handler;
 pub mod http;
+pub mod peer;
 pub mod request;
 pub mod response;
 pub mod unix_socket;

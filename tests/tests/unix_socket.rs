@@ -358,3 +358,213 @@ fn a_regular_file_at_the_socket_path_is_refused() {
     assert!(stderr.contains("is not a socket"), "{stderr}");
     assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
 }
+
+/// A cgroup made for a test under the cgroup v2 hierarchy, removed (with the
+/// cgroups made on the way to it) when dropped; the processes in it must be gone
+/// by then.
+struct TestCgroup {
+    /// The directories made, innermost first.
+    made: Vec<std::path::PathBuf>,
+    procs: std::path::PathBuf,
+}
+
+impl TestCgroup {
+    /// `path` is absolute in the hierarchy (`/system.slice/x.service`).
+    fn new(path: &str) -> TestCgroup {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = mountinfo
+            .lines()
+            .find_map(|line| {
+                let (fields, filesystem) = line.split_once(" - ")?;
+                filesystem
+                    .starts_with("cgroup2 ")
+                    .then(|| fields.split(' ').nth(4).map(str::to_owned))?
+            })
+            .expect("a cgroup v2 hierarchy is mounted");
+        let mut made = Vec::new();
+        let mut directory = std::path::PathBuf::from(root);
+        for part in path.split('/').filter(|part| !part.is_empty()) {
+            directory.push(part);
+            if !directory.exists() {
+                std::fs::create_dir(&directory).unwrap();
+                made.push(directory.clone());
+            }
+        }
+        made.reverse();
+        TestCgroup {
+            procs: directory.join("cgroup.procs"),
+            made,
+        }
+    }
+
+    /// A shell line that moves the shell into this cgroup.
+    fn enter(&self) -> String {
+        format!("echo $$ > {}", self.procs.display())
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for directory in &self.made {
+            for _ in 0..50 {
+                if std::fs::remove_dir(directory).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// A role bound to a unit of the system manager: `unit` in the secrets of team
+/// a, whoever runs it (no uid or group binding).
+fn unit_role(api: &Api, binding: &str) {
+    roles(api);
+    api.post(
+        "auth/local/role/unit",
+        json!({"bound_units": [binding], "policies": ["team-a"]}),
+    )
+    .expect(204);
+}
+
+#[test]
+fn a_unit_binding_matches_the_system_unit_only() {
+    let server = Server::dev_with_unix();
+    let api = server.root();
+    let unit = format!("coffer-test-{}.service", std::process::id());
+    unit_role(&api, &unit);
+    let socket = socket(&server).to_str().unwrap().to_owned();
+    let read_in = |cgroup: &TestCgroup| {
+        let script = format!(
+            "{} && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- \
+             curl -sS -o - -w '\\n%{{http_code}}' --unix-socket {socket} {}",
+            cgroup.enter(),
+            url("secret/data/a/x")
+        );
+        let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, status) = stdout.rsplit_once('\n').unwrap();
+        (status.trim().parse::<u16>().unwrap(), body.to_owned())
+    };
+
+    let system = TestCgroup::new(&format!("/system.slice/{unit}"));
+    let (status, body) = read_in(&system);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("alpha-secret"));
+
+    // The same name under a user's own manager, or under another unit's
+    // delegated subtree, is not the system's unit.
+    for path in [
+        format!("/user.slice/user-{NOBODY}.slice/user@{NOBODY}.service/app.slice/{unit}"),
+        format!(
+            "/system.slice/other-{}.service/app.slice/{unit}",
+            std::process::id()
+        ),
+    ] {
+        let cgroup = TestCgroup::new(&path);
+        let (status, body) = read_in(&cgroup);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(!body.contains("alpha-secret"), "{path}");
+    }
+
+    // A whole cgroup path binds that path only.
+    api.post(
+        "auth/local/role/unit",
+        json!({"bound_units": [format!("/system.slice/shop.slice/{unit}")], "policies": ["team-a"]}),
+    )
+    .expect(204);
+    assert_eq!(read_in(&system).0, 403, "another slice");
+    let shop = TestCgroup::new(&format!("/system.slice/shop.slice/{unit}"));
+    assert_eq!(read_in(&shop).0, 200);
+}
+
+/// The caller's identity is fixed when it connects: a connection handed to
+/// another process after its first owner exited keeps the first owner's
+/// identity, even once a process of a bound unit has taken over that pid.
+#[test]
+fn a_reused_pid_lends_its_unit_to_no_connection() {
+    use std::io::{BufRead, BufReader, Write};
+
+    let server = Server::dev_with_unix();
+    let api = server.root();
+    let unit = format!("coffer-reuse-{}.service", std::process::id());
+    unit_role(&api, &unit);
+    let cgroup = TestCgroup::new(&format!("/system.slice/{unit}"));
+
+    // The first owner connects, makes one request (so the server has accepted
+    // it), forks a second owner that keeps the connection, and exits.
+    let program = r#"
+import http.client, os, socket, sys
+class Connection(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(sys.argv[1])
+connection = Connection("localhost")
+connection.request("GET", "/v1/sys/health")
+connection.getresponse().read()
+if os.fork():
+    print(os.getpid(), flush=True)
+    os._exit(0)
+sys.stdin.readline()
+connection.request("GET", "/v1/secret/data/a/x")
+response = connection.getresponse()
+print(response.status)
+print(response.read().decode(), flush=True)
+"#;
+    let mut first = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            "--",
+            // Debian's, which any uid may run (a pyenv shim may not be).
+            "/usr/bin/python3",
+            "-c",
+            program,
+            socket(&server).to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    let mut stdout = BufReader::new(first.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let reused: u32 = line.trim().parse().unwrap();
+    assert_eq!(reused, first.id());
+    first.wait().unwrap(); // reaped: the pid is free
+
+    // A process of the bound unit takes the pid over (the next pid is set
+    // through ns_last_pid; another process may take it first, so try again).
+    let mut impostor = None;
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (reused - 1).to_string()).unwrap();
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("{} && exec sleep 30", cgroup.enter())])
+            .spawn()
+            .unwrap();
+        if child.id() == reused {
+            impostor = Some(child);
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let mut impostor = impostor.expect("took over the pid");
+    wait_for(Duration::from_secs(5), "the impostor in the unit", || {
+        std::fs::read_to_string(format!("/proc/{reused}/cgroup"))
+            .ok()
+            .filter(|cgroups| cgroups.contains(&unit))
+    });
+
+    stdin.write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    impostor.kill().unwrap();
+    impostor.wait().unwrap();
+    let status = rest.lines().next().unwrap_or_default();
+    assert_eq!(status, "403", "{rest}");
+    assert!(!rest.contains("alpha-secret"));
+}

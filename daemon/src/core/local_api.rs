@@ -162,17 +162,14 @@ fn parse_role(existing: Role, fields: &Fields<'_>) -> ApiResult<Role> {
         role.bound_gids = gids;
     }
     if let Some(units) = fields.string_list("bound_units")? {
-        for unit in &units {
-            let valid = unit.len() <= 256
-                && unit.contains('.')
-                && unit.chars().all(|character| {
-                    character.is_ascii_alphanumeric() || ":-_.\\@".contains(character)
-                });
-            if !valid {
-                return Err(ApiError::invalid(
-                    "bound_units holds systemd unit names such as \"app.service\"",
-                ));
-            }
+        if !units
+            .iter()
+            .all(|unit| crate::local_auth::valid_unit_binding(unit))
+        {
+            return Err(ApiError::invalid(
+                "bound_units holds systemd unit names such as \"app.service\", slices \
+                 (\"shop.slice\") or unit cgroup paths (\"/system.slice/app.service\")",
+            ));
         }
         role.bound_units = units;
     }

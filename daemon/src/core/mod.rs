@@ -1101,27 +1101,30 @@ impl Core {
         }
     }
 
-    /// Adds to a local caller what the `auth/local` roles bind beyond uid and
+    /// Adds to a FUSE caller what the `auth/local` roles bind beyond uid and
     /// gid (supplementary groups, systemd unit) and, when an audit device will
     /// record it, its executable: read from `/proc` on the node the caller is
     /// on, before the request may be forwarded, and only when needed (each is
-    /// a few system calls on every FUSE open).
-    fn describe_peer(&self, peer: &mut LocalPeer) {
+    /// a few system calls on every FUSE open). The caller is blocked in its
+    /// system call meanwhile, so its pid is still its own. Socket callers come
+    /// described already, read once when they connected; a pid of 0 is the
+    /// filesystem's own work on behalf of a caller it described itself.
+    fn describe_peer(&self, transport: Transport, peer: &mut LocalPeer) {
+        if transport != Transport::Fuse || peer.pid == 0 {
+            return;
+        }
         let Ok(unsealed) = self.unsealed() else {
             return;
         };
-        if peer.pid == 0 {
-            return;
-        }
         if peer.executable.is_none() && !unsealed.audit.devices().is_empty() {
             peer.executable = LocalPeer::read_executable(peer.pid);
         }
         let (groups, units) = unsealed.local_roles.needs();
         if groups && peer.groups.is_empty() {
-            peer.groups = crate::local_auth::supplementary_groups(peer.pid);
+            peer.groups = coffer_protocols::peer::supplementary_groups(peer.pid);
         }
         if units && peer.unit.is_none() {
-            peer.unit = crate::local_auth::systemd_unit(peer.pid);
+            peer.unit = coffer_protocols::peer::systemd_unit(peer.pid);
         }
     }
 
@@ -1223,7 +1226,7 @@ impl Handler for Core {
         if !request.forwarded
             && let Some(peer) = request.peer.as_mut()
         {
-            self.describe_peer(peer);
+            self.describe_peer(request.transport, peer);
         }
         match self.placement(&request) {
             Placement::Leader => Box::pin(self.forward(&request)).await,
@@ -1237,7 +1240,7 @@ impl Handler for Core {
 
     async fn watch(&self, mut request: Request) -> Result<WatchStream, Response> {
         if let Some(peer) = request.peer.as_mut() {
-            self.describe_peer(peer);
+            self.describe_peer(request.transport, peer);
         }
         self.start_watch(&request).await.map_err(watch::ending)
     }

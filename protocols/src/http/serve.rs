@@ -1,5 +1,5 @@
 //! The accept loop of the HTTP door: TCP (plain or TLS with rustls) or a Unix
-//! socket whose callers the kernel names (SO_PEERCRED), an explicit connection
+//! socket whose callers the kernel names (`peer::identify`), an explicit connection
 //! limit, header-read timeouts, and a graceful drain on shutdown.
 
 use std::convert::Infallible;
@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{BodyDeadline, Caller, dispatch};
 use crate::grpc::Services;
-use crate::{Handler, LocalPeer};
+use crate::{Handler, peer};
 
 /// Connections served at once per listener; further ones wait in the kernel's
 /// accept queue until one closes.
@@ -108,10 +108,11 @@ pub enum Socket {
     Unix(UnixListener),
 }
 
-/// One accepted connection and who is at the other end.
+/// One accepted connection. A Unix-socket caller is identified in the
+/// connection's own task ([`peer::identify`]), not in the accept loop.
 enum Accepted {
     Tcp(tokio::net::TcpStream, Caller),
-    Unix(tokio::net::UnixStream, Caller),
+    Unix(tokio::net::UnixStream),
 }
 
 impl Socket {
@@ -124,18 +125,7 @@ impl Socket {
             }
             Socket::Unix(listener) => {
                 let (stream, _) = listener.accept().await?;
-                // A caller the kernel cannot name is dropped, not served.
-                let credentials = stream
-                    .peer_cred()
-                    .map_err(|error| io::Error::new(io::ErrorKind::ConnectionAborted, error))?;
-                // The pid is 0 when the caller is in a pid namespace this
-                // process cannot see: a hint only, as in FUSE.
-                let pid = credentials
-                    .pid()
-                    .and_then(|pid| u32::try_from(pid).ok())
-                    .unwrap_or(0);
-                let peer = LocalPeer::from_kernel(credentials.uid(), credentials.gid(), pid);
-                Ok(Accepted::Unix(stream, Caller::Local(peer)))
+                Ok(Accepted::Unix(stream))
             }
         }
     }
@@ -212,26 +202,36 @@ pub async fn serve<H: Handler>(
         };
         let app = app.clone();
         let timeouts = listener.timeouts;
-        let caller = match &accepted {
-            Accepted::Tcp(_, caller) | Accepted::Unix(_, caller) => caller.clone(),
+        let service = move |caller: Caller| {
+            tower::service_fn(move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(caller.clone());
+                request
+                    .extensions_mut()
+                    .insert(BodyDeadline(timeouts.read_body));
+                app.clone().call(request)
+            })
         };
-        let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(caller.clone());
-            request
-                .extensions_mut()
-                .insert(BodyDeadline(timeouts.read_body));
-            app.clone().call(request)
-        });
         let watcher = graceful.watcher();
         let tls = listener.tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let stream = match accepted {
-                Accepted::Unix(stream, _) => {
+            let (stream, caller) = match accepted {
+                Accepted::Unix(stream) => {
+                    // A caller that cannot be pinned down is dropped, not
+                    // served with a guess.
+                    let caller = match peer::identify(&stream) {
+                        Ok(peer) => Caller::Local(peer),
+                        Err(error) => {
+                            tracing::info!(%error, "refused a Unix-socket connection");
+                            return;
+                        }
+                    };
+                    let service = service(caller);
                     return serve_connection(stream, service, watcher, timeouts, protocol).await;
                 }
-                Accepted::Tcp(stream, _) => stream,
+                Accepted::Tcp(stream, caller) => (stream, caller),
             };
+            let service = service(caller);
             match tls {
                 None => serve_connection(stream, service, watcher, timeouts, protocol).await,
                 Some(acceptor) => {
