@@ -16,7 +16,6 @@ use serde_json::{Map, Value};
 pub struct Who {
     pub uid: u32,
     pub gid: u32,
-    /// 0 for the filesystem's own background work (lease renewal).
     pub pid: u32,
 }
 
@@ -60,6 +59,11 @@ impl<H: Handler> Client<H> {
     }
 
     /// Runs one request from a FUSE thread (not a runtime thread), waiting for it.
+    /// Runs `future` from a FUSE thread (not a runtime thread), waiting for it.
+    pub fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
+        self.runtime.block_on(future)
+    }
+
     pub fn call(
         &self,
         who: Who,
@@ -78,8 +82,21 @@ impl<H: Handler> Client<H> {
         path: String,
         data: Map<String, Value>,
     ) -> Result<Box<LogicalResponse>, Errno> {
+        let peer = LocalPeer::from_kernel(who.uid, who.gid, who.pid);
+        self.call_as(peer, operation, path, data).await
+    }
+
+    /// Runs one request as `peer`: a caller described already (the filesystem's
+    /// own work on behalf of one, with pid 0, so the core reads nothing of it).
+    pub async fn call_as(
+        &self,
+        peer: LocalPeer,
+        operation: Operation,
+        path: String,
+        data: Map<String, Value>,
+    ) -> Result<Box<LogicalResponse>, Errno> {
         let mut request = Request::new(operation, path, Transport::Fuse).with_data(data);
-        request.peer = Some(LocalPeer::from_kernel(who.uid, who.gid, who.pid));
+        request.peer = Some(peer);
         let started = Instant::now();
         let response = self.handler.handle(request).await;
         self.handler.observe(Observation {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use coffer_protocols::{Handler, Operation};
+use coffer_protocols::{Handler, LocalPeer, Operation};
 use fuser::Errno;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
@@ -46,6 +46,10 @@ pub struct Held {
     last_used: Instant,
     /// Open file handles on this lease's files.
     pub open_handles: usize,
+    /// Who took the lease, as the core saw them then (supplementary groups and
+    /// unit included, pid 0): renewals and revocation run as them, so a role
+    /// bound by group or unit keeps its lease alive.
+    owner: LocalPeer,
 }
 
 impl Held {
@@ -146,7 +150,16 @@ impl Leases {
             }
         }
         if held.is_none() {
-            let response = client.call(who, Operation::Read, read_path.to_owned(), Map::new())?;
+            // The caller is blocked in its open: its pid is still its own.
+            let mut owner = LocalPeer::from_kernel(who.uid, who.gid, who.pid);
+            owner.describe();
+            let response = client.block_on(client.call_as(
+                owner.clone(),
+                Operation::Read,
+                read_path.to_owned(),
+                Map::new(),
+            ))?;
+            owner.pid = 0;
             let data = response.data.as_ref().ok_or(Errno::EIO)?;
             let text = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
             let (Some(username), Some(password)) = (text("username"), text("password")) else {
@@ -164,6 +177,7 @@ impl Leases {
                 last_renewed: now,
                 last_used: now,
                 open_handles: 0,
+                owner,
             });
         }
         let current = held.as_mut().ok_or(Errno::EIO)?;
@@ -192,8 +206,7 @@ impl Leases {
             .iter()
             .map(|(key, slot)| (key.clone(), slot.clone()))
             .collect();
-        for ((uid, gid, directory), slot) in slots {
-            let who = Who { uid, gid, pid: 0 };
+        for ((_, _, directory), slot) in slots {
             let work = {
                 let Ok(mut held) = slot.try_lock() else {
                     continue; // an open is using it
@@ -201,24 +214,24 @@ impl Leases {
                 match held.as_mut() {
                     None => None,
                     Some(current) if !current.in_use() => {
-                        let lease_id = current.lease_id.clone();
+                        let work = ("revoke", current.lease_id.clone(), current.owner.clone());
                         *held = None;
-                        Some(("revoke", lease_id)).filter(|_| self.revoke_unused)
+                        Some(work).filter(|_| self.revoke_unused)
                     }
                     Some(current) if current.renew_due() && !current.replace_due(now_seconds()) => {
-                        Some(("renew", current.lease_id.clone()))
+                        Some(("renew", current.lease_id.clone(), current.owner.clone()))
                     }
                     Some(_) => None,
                 }
             };
-            let Some((action, lease_id)) = work else {
+            let Some((action, lease_id, owner)) = work else {
                 continue;
             };
             let mut data = Map::new();
             data.insert("lease_id".into(), json!(lease_id));
             data.insert("action".into(), json!(action));
             let result = client
-                .call_async(who, Operation::Write, fs_path(&directory), data)
+                .call_as(owner, Operation::Write, fs_path(&directory), data)
                 .await;
             if action != "renew" {
                 if let Err(error) = result {
