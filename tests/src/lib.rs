@@ -147,6 +147,19 @@ impl Server {
         server
     }
 
+    /// A dev server with its `/secrets` filesystem at `<workspace>/secrets` and
+    /// its API also on a Unix socket at `<workspace>/coffer.sock`.
+    pub fn dev_with_fuse_and_unix() -> Server {
+        let workspace = tempfile::tempdir().expect("temp dir");
+        let mount_point = workspace.path().join("secrets");
+        let mut server = Server::prepare(None, true, workspace);
+        server.fuse = Some(mount_point.clone());
+        server.unix = Some(server.workspace().join("coffer.sock"));
+        server.spawn();
+        wait_mounted(&mount_point);
+        server
+    }
+
     /// A dev server that also serves its API on a Unix socket at
     /// `<workspace>/coffer.sock`.
     pub fn dev_with_unix() -> Server {

@@ -214,11 +214,18 @@ fn each_uid_reads_and_lists_only_what_its_roles_allow() {
     let error = cat(BOB, &secrets.join("secret/a/nothing/x")).unwrap_err();
     assert!(error.contains("Permission denied"), "{error}");
 
-    // Listings show each caller its own entries only.
+    // Above the mounts, each caller sees the mounts it may use; inside one,
+    // a folder lists what LIST on its metadata path shows, so `list` is
+    // needed there (Alice has it on `a/` only, Bob nowhere).
     assert_eq!(ls(ALICE, &secrets).unwrap(), ["secret"]);
-    assert_eq!(ls(ALICE, &secrets.join("secret")).unwrap(), ["a"]);
-    assert_eq!(ls(BOB, &secrets.join("secret")).unwrap(), ["b"]);
     assert_eq!(ls(ALICE, &secrets.join("secret/a")).unwrap(), ["db"]);
+    for (uid, folder) in [(ALICE, "secret"), (BOB, "secret"), (BOB, "secret/b")] {
+        let error = ls(uid, &secrets.join(folder)).unwrap_err();
+        assert!(
+            error.contains("Permission denied"),
+            "{uid} {folder}: {error}"
+        );
+    }
 
     // A role bound to a group matches a supplementary group.
     assert_eq!(
@@ -690,4 +697,173 @@ fuse {
     // Reading again leases a new user.
     let again = cat(ALICE, &mount_point.join("database/creds/app/username")).unwrap();
     assert_ne!(again, username);
+}
+
+/// A deny below a broad grant hides the names it covers from every door, and
+/// the filesystem's listings need `list` as LIST does.
+#[test]
+fn names_behind_a_deny_appear_through_no_door() {
+    let _serial = serial();
+    let server = Server::dev_with_fuse_and_unix();
+    let api = server.root();
+    let text = r#"
+path "secret/*" { capabilities = ["read", "list"] }
+path "secret/data/private/*" { capabilities = ["deny"] }
+path "secret/metadata/private/*" { capabilities = ["deny"] }
+"#;
+    let token = api.token_with_policy("mostly", text);
+    api.post(
+        "auth/local/role/alice",
+        json!({"bound_uids": [ALICE], "policies": ["mostly"]}),
+    )
+    .expect(204);
+    api.kv_put("public/app", json!({"value": "public-value"}));
+    api.kv_put("private/db-password", json!({"value": "hidden-value"}));
+    api.kv_put("private/nested/api-key", json!({"value": "hidden-too"}));
+    let hidden = [
+        "db-password",
+        "nested",
+        "api-key",
+        "hidden-value",
+        "hidden-too",
+    ];
+    let assert_hidden = |door: &str, text: &str| {
+        for name in hidden {
+            assert!(!text.contains(name), "{door} shows {name:?}: {text}");
+        }
+    };
+
+    // HTTP with a token, and the Unix socket as the role's uid.
+    let client = server.client(Some(&token));
+    let socket = server.unix.clone().unwrap();
+    let socket_call = |method: &str, path: &str| {
+        let (code, stdout, stderr) = run_as(
+            ALICE,
+            ALICE,
+            &[],
+            "curl",
+            &[
+                "-sS",
+                "-X",
+                method,
+                "-w",
+                "\n%{http_code}",
+                "--unix-socket",
+                socket.to_str().unwrap(),
+                &format!("http://localhost/v1/{path}"),
+            ],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let (body, status) = stdout.rsplit_once('\n').unwrap();
+        (status.trim().parse::<u16>().unwrap(), body.to_owned())
+    };
+    for (method, path, allowed) in [
+        ("LIST", "secret/metadata/", true),
+        ("LIST", "secret/metadata/private/", false),
+        ("LIST", "secret/metadata/private/nested/", false),
+        ("GET", "secret/data/private/db-password", false),
+        ("LIST", "sys/internal/fs/secret", true),
+        ("LIST", "sys/internal/fs/secret/private", false),
+        ("LIST", "sys/internal/fs/secret/private/nested", false),
+        ("GET", "sys/internal/fs/secret/private", false),
+        ("GET", "sys/internal/fs/secret/private/db-password", false),
+        ("GET", "sys/internal/fs/secret/private/nested", false),
+    ] {
+        let answer = client.call(method, path, None);
+        assert_eq!(
+            answer.status == 200,
+            allowed,
+            "HTTP {method} {path}: {:?}",
+            answer.body
+        );
+        assert_hidden(&format!("HTTP {method} {path}"), &answer.body.to_string());
+        let (status, body) = socket_call(method, path);
+        assert_eq!(status == 200, allowed, "socket {method} {path}: {body}");
+        assert_hidden(&format!("socket {method} {path}"), &body);
+    }
+
+    // The filesystem: the whole tree as Alice sees it.
+    let secrets = mount_point(&server);
+    let (_, found, _) = run_as(ALICE, ALICE, &[], "find", &[secrets.to_str().unwrap()]);
+    assert!(found.contains("public/app/value"), "{found}");
+    assert_hidden("FUSE find", &found);
+    for path in [
+        "secret/private/db-password/value",
+        "secret/private/nested/api-key/value",
+    ] {
+        // `secret/private` itself is a path the policy lets Alice read (the
+        // deny covers what is under it): nothing there, so ENOENT, and
+        // nothing below it is looked up.
+        let error = cat(ALICE, &secrets.join(path)).unwrap_err();
+        assert!(
+            error.contains("Permission denied") || error.contains("No such file"),
+            "{path}: {error}"
+        );
+    }
+    let error = ls(ALICE, &secrets.join("secret/private")).unwrap_err();
+    assert!(
+        error.contains("Permission denied") || error.contains("No such file"),
+        "{error}"
+    );
+    assert_eq!(
+        cat(ALICE, &secrets.join("secret/public/app/value")).unwrap(),
+        "public-value"
+    );
+}
+
+/// A lease taken by a caller that only a group-bound role lets in is renewed
+/// as that caller (groups included), not as a bare uid the role refuses.
+#[test]
+fn a_group_bound_callers_lease_is_renewed_as_that_caller() {
+    let _serial = serial();
+    let postgres = Postgres::start();
+    postgres.admin("CREATE TABLE items (id int); INSERT INTO items VALUES (7);");
+    let server = Server::dev_with_fuse();
+    let api = server.root();
+    postgres.mount_connection(&api, &["app"]);
+    api.post(
+        "database/roles/app",
+        json!({"db_name": "pg", "creation_statements": [CREATE_PG], "default_ttl": "3s", "max_ttl": "1m"}),
+    )
+    .expect(204);
+    policy(
+        &api,
+        "app-db",
+        "path \"database/creds/app\" {\n capabilities = [\"read\"]\n}",
+    );
+    api.post(
+        "auth/local/role/ops-db",
+        json!({"bound_gids": [OPS_GROUP], "policies": ["app-db"]}),
+    )
+    .expect(204);
+    let creds = mount_point(&server).join("database/creds/app");
+    let username = cat_with_groups(NOBODY, &[OPS_GROUP], &creds.join("username")).unwrap();
+    let password = cat_with_groups(NOBODY, &[OPS_GROUP], &creds.join("password")).unwrap();
+    // Held open past the 3 s TTL: the filesystem renews it meanwhile.
+    let holder = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            &format!("--groups={OPS_GROUP}"),
+            "--",
+            "sh",
+            "-c",
+            &format!("exec 3< {}; sleep 7", creds.join("username").display()),
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        postgres
+            .query_as(&username, &password, "SELECT id::text FROM items")
+            .is_ok(),
+        "the user was dropped: its lease was not renewed\n{}",
+        server.log()
+    );
+    let _ = holder.wait_with_output();
+    assert!(
+        !server.log().contains("could not renew a lease"),
+        "{}",
+        server.log()
+    );
 }

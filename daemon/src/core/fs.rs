@@ -3,7 +3,8 @@
 //! The filesystem's paths are logical paths without KV v2's `data/` and
 //! `metadata/`. READ describes one node (a folder, a KV secret and its field
 //! names, a dynamic or static credential) with the logical path to read for its
-//! content; LIST names the children the caller may read or list something under.
+//! content; LIST names a mount's folders as LIST on their metadata path would
+//! (`list` needed, deny wins), and above mounts the mounts the caller may use.
 //! As everywhere else, a path the caller has no access under answers 403 whether
 //! it exists or not, and 404 means "permitted, but nothing there". Values never
 //! travel through here: the filesystem reads them at open, through the ordinary
@@ -367,26 +368,24 @@ async fn children(unsealed: &Unsealed, caller: &Caller, place: Place) -> ApiResu
             } else {
                 format!("{sub}/")
             };
-            if !kv_under(caller, &mount, &folder) {
+            // Exactly what LIST on the folder's metadata path shows this
+            // caller: `list` is needed there, and a deny there wins.
+            let (_, metadata_base) = kv_bases(&mount);
+            if !caller
+                .acl
+                .check(
+                    &format!("{metadata_base}{folder}"),
+                    Capability::List,
+                    &Map::new(),
+                )
+                .allowed
+            {
                 return Err(ApiError::denied());
             }
             let kv = unsealed
                 .kv(&mount)
                 .ok_or_else(|| ApiError::no_route(&mount.path))?;
-            let keys = kv_list(&kv, &mount, &sub).await?;
-            let (data_base, _) = kv_bases(&mount);
-            Ok(keys
-                .into_iter()
-                .filter(|key| {
-                    let child = format!("{folder}{key}");
-                    if key.ends_with('/') {
-                        kv_under(caller, &mount, &child)
-                    } else {
-                        may_read(caller, &format!("{data_base}{child}"))
-                            || kv_under(caller, &mount, &format!("{child}/"))
-                    }
-                })
-                .collect())
+            kv_list(&kv, &mount, &sub).await
         }
         Place::Database(mount, sub) => {
             let database = unsealed.database(&mount);

@@ -245,10 +245,13 @@ impl Acl {
         self.exact
             .iter()
             .any(|(path, permissions)| path.starts_with(prefix) && grants(permissions))
-            || self.prefix.iter().any(|(path, permissions)| {
-                (path.starts_with(prefix) || prefix.starts_with(path.as_str()))
-                    && grants(permissions)
-            })
+            // A glob broader than `prefix` matches `prefix` itself, so the
+            // most specific rule there (checked above) already decided for it:
+            // a deny on `prefix` shadows a broader grant.
+            || self
+                .prefix
+                .iter()
+                .any(|(path, permissions)| path.starts_with(prefix) && grants(permissions))
             || self.wildcard.iter().any(|rule| {
                 let mount_segments: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
                 mount_segments.iter().enumerate().all(|(index, segment)| {

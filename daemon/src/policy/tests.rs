@@ -483,6 +483,21 @@ fn mount_visibility() {
     assert!(!acl.has_access_under("other/"));
     let wildcard = self::acl(&[r#"path "+/data/x" { capabilities = ["read"] }"#]);
     assert!(wildcard.has_access_under("kv/"));
+
+    // A deny below a broad grant hides what it covers, unless a narrower
+    // grant under it gives something back.
+    let denied = self::acl(&[
+        r#"path "secret/*" { capabilities = ["read", "list"] }"#,
+        r#"path "secret/data/private/*" { capabilities = ["deny"] }"#,
+        r#"path "secret/data/private/shared/*" { capabilities = ["read"] }"#,
+        r#"path "secret/metadata/private/*" { capabilities = ["deny"] }"#,
+    ]);
+    assert!(denied.has_access_under("secret/"));
+    assert!(denied.has_access_under("secret/data/public/"));
+    assert!(!denied.has_access_under("secret/metadata/private/"));
+    assert!(!denied.has_access_under("secret/data/private/other/"));
+    assert!(denied.has_access_under("secret/data/private/"));
+    assert!(denied.has_access_under("secret/data/private/shared/"));
 }
 
 #[track_caller]
