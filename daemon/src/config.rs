@@ -53,6 +53,11 @@ pub struct Config {
     /// disk because it holds them only in zeroizing memory and relies on the
     /// systemd unit's `MemorySwapMax=0`.
     pub disable_mlock: bool,
+    /// `unsafe_allow_api_audit_creation` (default false): let `sys/audit`
+    /// enable devices. Off, only `audit` blocks here make devices, as in OpenBao
+    /// since 2.4: a file device opens files as this process's user, so a token
+    /// that may enable one could otherwise write JSON into files of its choosing.
+    pub unsafe_allow_api_audit_creation: bool,
     /// `telemetry { ... }`.
     pub telemetry: Telemetry,
     /// `audit "<type>" "<path>" { <options> }` blocks: audit devices that run
@@ -224,6 +229,7 @@ impl Config {
             max_lease_ttl: DEFAULT_LEASE_TTL,
             log_level: None,
             disable_mlock: false,
+            unsafe_allow_api_audit_creation: false,
             telemetry: Telemetry::default(),
             audit: Vec::new(),
             fuse: None,
@@ -251,6 +257,10 @@ impl Config {
                     config.log_level = Some(level);
                 }
                 "disable_mlock" => config.disable_mlock = boolean(value, "disable_mlock")?,
+                "unsafe_allow_api_audit_creation" => {
+                    config.unsafe_allow_api_audit_creation =
+                        boolean(value, "unsafe_allow_api_audit_creation")?;
+                }
                 "ui" => {
                     if boolean(value, "ui")? {
                         return Err(hcl::Error::new(

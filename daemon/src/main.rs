@@ -39,6 +39,7 @@ fn main() {
                 dev_fuse: args.dev_fuse,
                 dev_unix: args.dev_unix,
                 dev_grpc_listen: args.dev_grpc_listen,
+                dev_unsafe_allow_api_audit_creation: args.dev_unsafe_allow_api_audit_creation,
                 data_dir: args.data_dir,
             };
             match server::load(&options) {

@@ -48,6 +48,7 @@ pub struct Options {
     pub dev_fuse: Option<PathBuf>,
     pub dev_unix: Option<PathBuf>,
     pub dev_grpc_listen: Option<String>,
+    pub dev_unsafe_allow_api_audit_creation: bool,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -84,6 +85,7 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
         max_lease_ttl: config::DEFAULT_LEASE_TTL,
         log_level: None,
         disable_mlock: true,
+        unsafe_allow_api_audit_creation: options.dev_unsafe_allow_api_audit_creation,
         telemetry: config::Telemetry::default(),
         audit: Vec::new(),
         fuse: options.dev_fuse.as_ref().map(|path| {
@@ -289,6 +291,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         max_lease_ttl: config.max_lease_ttl,
         unauthenticated_metrics_access: config.telemetry.unauthenticated_metrics_access,
         audit: config.audit.clone(),
+        api_audit_creation: config.unsafe_allow_api_audit_creation,
     };
     let core = Arc::new(Core::new(cluster.clone(), settings)?);
     let forwarder: std::sync::Weak<dyn cluster::ForwardHandler> = Arc::downgrade(&core) as _;

@@ -37,7 +37,8 @@ class Server:
         self.workspace = tempfile.TemporaryDirectory(prefix="coffer-hvac-")
         data = os.path.join(self.workspace.name, "data")
         if dev:
-            args = ["server", "--dev", "--dev-root-token", "root", "--dev-listen", "127.0.0.1:0", "--data-dir", data]
+            args = ["server", "--dev", "--dev-root-token", "root", "--dev-listen", "127.0.0.1:0", "--data-dir", data,
+                    "--dev-unsafe-allow-api-audit-creation"]
         else:
             config = os.path.join(self.workspace.name, "coffer.hcl")
             with open(config, "w") as handle:

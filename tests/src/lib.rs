@@ -54,6 +54,12 @@ pub struct Server {
     /// does once started (`http://127.0.0.1:PORT`; also from a config's
     /// `listener "grpc"`).
     dev_grpc: bool,
+    /// Pass `--dev-unsafe-allow-api-audit-creation` (dev servers, by default).
+    api_audit: bool,
+    /// `RUST_LOG` for the server (default `info`).
+    log_filter: &'static str,
+    /// More environment for the server.
+    environment: Vec<(&'static str, String)>,
     pub grpc_address: Option<String>,
     workspace: tempfile::TempDir,
 }
@@ -133,6 +139,37 @@ impl Server {
     /// A dev server (initialized, unsealed, KV v2 at `secret/`) with root token `root`.
     pub fn dev() -> Server {
         Server::start(None, true, None)
+    }
+
+    /// A dev server logging at `filter` (`RUST_LOG`), to read what it says.
+    pub fn dev_logging(filter: &'static str) -> Server {
+        let workspace = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::prepare(None, true, workspace);
+        server.log_filter = filter;
+        server.spawn();
+        server
+    }
+
+    /// A dev server with `environment` set for it.
+    pub fn dev_with_environment(environment: &[(&'static str, &str)]) -> Server {
+        let workspace = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::prepare(None, true, workspace);
+        server.environment = environment
+            .iter()
+            .map(|(key, value)| (*key, (*value).to_owned()))
+            .collect();
+        server.spawn();
+        server
+    }
+
+    /// A dev server as `coffer server --dev` starts without options: its API
+    /// may not enable audit devices.
+    pub fn dev_without_api_audit() -> Server {
+        let workspace = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::prepare(None, true, workspace);
+        server.api_audit = false;
+        server.spawn();
+        server
     }
 
     /// A dev server with its `/secrets` filesystem mounted at `<workspace>/secrets`
@@ -232,6 +269,9 @@ impl Server {
             fuse: None,
             unix: None,
             dev_grpc: false,
+            api_audit: dev,
+            log_filter: "info",
+            environment: Vec::new(),
             grpc_address: None,
             workspace,
         }
@@ -254,6 +294,11 @@ impl Server {
                 "127.0.0.1:0",
             ]);
             command.arg("--data-dir").arg(&self.data_dir);
+            // Tests enable audit devices through the API as operators of a
+            // configuration with `unsafe_allow_api_audit_creation` would.
+            if self.api_audit {
+                command.arg("--dev-unsafe-allow-api-audit-creation");
+            }
             if let Some(mount_point) = &self.fuse {
                 command.arg("--dev-fuse").arg(mount_point);
             }

@@ -666,6 +666,49 @@ fn a_bad_audit_block_in_the_config_is_refused_at_startup() {
 /// A file device on a full disk (`/dev/full` answers every write with ENOSPC):
 /// beside a working device it is skipped; alone it refuses requests at once and
 /// never makes them wait.
+/// A 64 KiB tmpfs mounted for a test, unmounted when dropped.
+struct FullDisk(PathBuf);
+
+impl FullDisk {
+    fn new(mount_point: &Path) -> FullDisk {
+        std::fs::create_dir_all(mount_point).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(mount_point)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs (tests run as root)");
+        FullDisk(mount_point.to_owned())
+    }
+
+    fn log(&self) -> PathBuf {
+        self.0.join("audit.log")
+    }
+
+    /// Takes every free block with a filler file.
+    fn fill(&self) {
+        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+        while std::io::Write::write_all(&mut filler, &[0u8]).is_ok() {}
+        // The log's own last page may still have room.
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        while std::io::Write::write_all(&mut log, b"{}\n").is_ok() {}
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
 #[test]
 fn a_full_disk_is_skipped_beside_another_device_and_refuses_requests_when_alone() {
     let server = Server::dev();
@@ -673,13 +716,10 @@ fn a_full_disk_is_skipped_beside_another_device_and_refuses_requests_when_alone(
     root.kv_put("kept", json!({"v": "1"}));
     let file = server.workspace().join("working.log");
     enable(&root, "file", "file", json!({"file_path": file})).expect(204);
-    enable(
-        &root,
-        "full",
-        "file",
-        json!({"file_path": "/dev/full", "mode": "0000"}),
-    )
-    .expect(204);
+    // A full disk: a small tmpfs filled up once the log is there.
+    let full = FullDisk::new(&server.workspace().join("full"));
+    enable(&root, "full", "file", json!({"file_path": full.log()})).expect(204);
+    full.fill();
     for count in 0..5 {
         root.kv_put(&format!("beside-full-{count}"), json!({"v": count}));
     }
@@ -704,4 +744,91 @@ fn a_full_disk_is_skipped_beside_another_device_and_refuses_requests_when_alone(
     assert_eq!(write.status, 503);
     // Health is not audited and keeps answering.
     server.client(None).get("sys/health").expect(200);
+}
+
+#[test]
+fn the_api_enables_no_device_unless_the_configuration_allows_it() {
+    let server = Server::dev_without_api_audit();
+    let root = server.root();
+    let file = server.workspace().join("api-audit.log");
+    let answer = enable(&root, "file", "file", json!({"file_path": file}));
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert_eq!(
+        answer.errors(),
+        [
+            "cannot enable audit device via API; use declarative, config-based audit device management instead"
+        ]
+    );
+    assert!(!file.exists(), "nothing was opened");
+    assert_eq!(root.get("sys/audit").expect(200).body["data"], json!({}));
+}
+
+/// The class of CVE-2025-6000: a token that may enable a file device must not
+/// get to append to, create through a link, or chmod files of its choosing.
+#[test]
+fn a_file_device_touches_no_file_that_is_not_its_own_log() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = Server::dev();
+    let root = server.root();
+    let workspace = server.workspace();
+    let passwd = workspace.join("passwd");
+    let passwd_text = "root:x:0:0:root:/root:/bin/bash\n";
+    std::fs::write(&passwd, passwd_text).unwrap();
+    std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let victim = workspace.join("victim");
+    let link = workspace.join("link.log");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let directory = workspace.join("logs");
+    std::fs::create_dir(&directory).unwrap();
+    let fresh = workspace.join("fresh.log");
+
+    for (options, expected) in [
+        (json!({"file_path": passwd}), "not an audit log"),
+        (json!({"file_path": link}), "symbolic link"),
+        (json!({"file_path": directory}), "directory"),
+        (
+            json!({"file_path": fresh, "mode": "0755"}),
+            "without execute bits",
+        ),
+        (
+            json!({"file_path": fresh, "mode": "4600"}),
+            "without execute bits",
+        ),
+    ] {
+        let answer = enable(&root, "file", "file", options.clone());
+        assert_eq!(answer.status, 400, "{options}: {:?}", answer.body);
+        assert!(
+            answer.errors()[0].contains(expected),
+            "{expected}: {:?}",
+            answer.body
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&passwd).unwrap(), passwd_text);
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&passwd), 0o644, "never chmod'ed");
+    assert!(!victim.exists(), "nothing made through the link");
+    assert_eq!(std::fs::read_dir(&directory).unwrap().count(), 0);
+    assert!(!fresh.exists());
+    assert_eq!(root.get("sys/audit").expect(200).body["data"], json!({}));
+
+    // A log it made itself is reopened after a restart of the device, and
+    // an existing log keeps the mode its operator gave it.
+    enable(
+        &root,
+        "file",
+        "file",
+        json!({"file_path": fresh, "mode": "0640"}),
+    )
+    .expect(204);
+    assert_eq!(mode(&fresh), 0o640);
+    root.call("DELETE", "sys/audit/file", None).expect(204);
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o600)).unwrap();
+    enable(
+        &root,
+        "file",
+        "file",
+        json!({"file_path": fresh, "mode": "0644"}),
+    )
+    .expect(204);
+    assert_eq!(mode(&fresh), 0o600, "an existing file is never chmod'ed");
 }

@@ -150,9 +150,12 @@ impl Options {
                             Some(text) => Some(
                                 u32::from_str_radix(text, 8)
                                     .ok()
-                                    .filter(|mode| *mode <= 0o777)
+                                    .filter(|mode| *mode <= 0o777 && *mode & 0o111 == 0)
                                     .ok_or_else(|| {
-                                        option_error("mode", "must be an octal mode such as 0600")
+                                        option_error(
+                                            "mode",
+                                            "must be an octal mode without execute bits, such as 0600",
+                                        )
                                     })?,
                             ),
                         };
@@ -559,6 +562,17 @@ mod tests {
             &[("file_path", "/a"), ("mode", "999")],
             Err("octal"),
         );
+        for mode in ["0755", "0700", "4600", "2640", "0640"] {
+            let expected = if mode == "0640" {
+                Ok(Target::File {
+                    path: "/a".into(),
+                    mode: Some(0o640),
+                })
+            } else {
+                Err("without execute bits")
+            };
+            check(Kind::File, &[("file_path", "/a"), ("mode", mode)], expected);
+        }
         check(
             Kind::File,
             &[("file_path", "/a"), ("colour", "red")],

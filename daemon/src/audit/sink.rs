@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
@@ -81,6 +81,76 @@ fn resolve(address: &str) -> io::Result<SocketAddr> {
     })
 }
 
+/// Opens an audit log for appending, as the file device may: the path itself,
+/// never a symbolic link's target (`O_NOFOLLOW`); a new file is made with
+/// `mode` (none: the process's default), an existing one must be a regular
+/// file with one name, owned by this process's user, without execute or
+/// set-id bits, and either empty or an audit log already (it starts with `{`),
+/// and its mode is left as it is. So a device pointed at `/etc/passwd`, a
+/// script, a directory, a FIFO or a link to any of them opens nothing and
+/// changes nothing.
+pub fn open_log(path: &Path, mode: Option<u32>) -> io::Result<File> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let refuse = |reason: &str| io::Error::new(io::ErrorKind::InvalidInput, reason.to_owned());
+    // O_NONBLOCK: a FIFO without a reader fails at once instead of blocking
+    // the open; it changes nothing for a regular file.
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let mut create = OpenOptions::new();
+    create
+        .create_new(true)
+        .append(true)
+        .custom_flags(flags)
+        .mode(mode.unwrap_or(0o600));
+    match create.open(path) {
+        Ok(file) => {
+            // Ours: the mode exactly, whatever the umask took off.
+            if let Some(mode) = mode {
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
+            return Ok(file);
+        }
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refuse("it is a symbolic link"));
+        }
+        Err(error) => return Err(error),
+    }
+    let mut file = OpenOptions::new()
+        .append(true)
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => refuse("it is a symbolic link"),
+            Some(libc::EISDIR) => refuse("it is a directory"),
+            Some(libc::ENXIO) => refuse("it is not a regular file"),
+            _ => error,
+        })?;
+    let metadata = file.metadata()?;
+    if !metadata.file_type().is_file() {
+        return Err(refuse("it is not a regular file"));
+    }
+    if metadata.nlink() != 1 {
+        return Err(refuse("the file has more than one name (a hard link)"));
+    }
+    if metadata.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(refuse("the file belongs to another user"));
+    }
+    if metadata.mode() & 0o7111 != 0 {
+        return Err(refuse("the file is executable or set-id"));
+    }
+    if metadata.len() > 0 {
+        let mut first = [0u8; 1];
+        io::Read::read_exact(&mut file, &mut first)?;
+        if first[0] != b'{' {
+            return Err(refuse(
+                "the file is not empty and not an audit log (its first byte is not '{')",
+            ));
+        }
+    }
+    Ok(file)
+}
+
 fn syslog_error(error: syslog::Error) -> io::Error {
     io::Error::other(error.to_string())
 }
@@ -104,19 +174,9 @@ impl Target {
     /// Opens the destination; sockets get `timeout` for connecting and writing.
     pub fn open(&self, timeout: Duration) -> io::Result<Box<dyn Sink>> {
         match self {
-            Target::File { path, mode } => {
-                let mut options = OpenOptions::new();
-                options.create(true).append(true);
-                if let Some(mode) = mode {
-                    options.mode(*mode);
-                }
-                let file = options.open(path)?;
-                if let Some(mode) = mode {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    file.set_permissions(std::fs::Permissions::from_mode(*mode))?;
-                }
-                Ok(Box::new(FileSink { file }))
-            }
+            Target::File { path, mode } => Ok(Box::new(FileSink {
+                file: open_log(path, *mode)?,
+            })),
             Target::Stdout => Ok(Box::new(StdoutSink)),
             Target::Discard => Ok(Box::new(DiscardSink)),
             Target::Syslog {
@@ -313,6 +373,57 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o640
         );
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_audit_log_is_neither_opened_nor_changed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let directory = tempfile::tempdir().unwrap();
+        let passwd = directory.path().join("passwd");
+        std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+        std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let script = directory.path().join("script");
+        std::fs::write(&script, "{\"looks\": \"like json\"}\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = directory.path().join("link");
+        std::os::unix::fs::symlink(directory.path().join("target.log"), &link).unwrap();
+        let hard = directory.path().join("hard");
+        let log = directory.path().join("audit.log");
+        std::fs::write(&log, "{}\n").unwrap();
+        std::fs::hard_link(&log, &hard).unwrap();
+        let fifo = directory.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+
+        for (path, reason) in [
+            (&passwd, "not an audit log"),
+            (&script, "executable"),
+            (&link, "symbolic link"),
+            (&hard, "more than one name"),
+            (&fifo.clone(), "not a regular file"),
+            (&directory.path().to_path_buf(), "directory"),
+        ] {
+            let error = open_log(path, Some(0o600)).unwrap_err();
+            assert!(error.to_string().contains(reason), "{path:?}: {error}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&passwd).unwrap(),
+            "root:x:0:0:root:/root:/bin/bash\n"
+        );
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&passwd), 0o644, "never chmod'ed");
+        assert_eq!(mode(&script), 0o755);
+        assert!(
+            !directory.path().join("target.log").exists(),
+            "nothing made through the link"
+        );
+
+        // An audit log already there is appended to, its mode left alone.
+        std::fs::remove_file(&hard).unwrap();
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut file = open_log(&log, Some(0o600)).unwrap();
+        file.write_all(b"{\"b\":1}\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "{}\n{\"b\":1}\n");
+        assert_eq!(mode(&log), 0o644);
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct ServerArgs {
     /// `auth/local` roles).
     #[arg(long, requires = "dev", value_name = "PATH")]
     pub dev_unix: Option<PathBuf>,
+    /// Let the dev server's `sys/audit` enable devices, as a config file's
+    /// `unsafe_allow_api_audit_creation = true` does.
+    #[arg(long, requires = "dev")]
+    pub dev_unsafe_allow_api_audit_creation: bool,
     /// Also serve the dev server's gRPC API (plain HTTP/2) at this host:port.
     #[arg(long, requires = "dev", value_name = "ADDR")]
     pub dev_grpc_listen: Option<String>,

@@ -68,6 +68,8 @@ pub struct Settings {
     pub unauthenticated_metrics_access: bool,
     /// Audit devices declared in the configuration file.
     pub audit: Vec<audit::DeviceConfig>,
+    /// `sys/audit` may enable devices (`unsafe_allow_api_audit_creation`).
+    pub api_audit_creation: bool,
 }
 
 impl Default for Settings {
@@ -80,6 +82,7 @@ impl Default for Settings {
             max_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
             unauthenticated_metrics_access: false,
             audit: Vec::new(),
+            api_audit_creation: false,
         }
     }
 }

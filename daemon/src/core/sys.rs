@@ -377,7 +377,9 @@ pub(super) async fn handle(
         }
         "metrics" if operation == Operation::Read => metrics(core, data),
         "storage" => raft::route(core, unsealed, request, rest).await,
-        "audit" | "audit-hash" => audit::route(unsealed, request, rest).await,
+        "audit" | "audit-hash" => {
+            audit::route(unsealed, request, rest, core.settings().api_audit_creation).await
+        }
         "leases" | "renew" | "revoke" | "revoke-prefix" | "revoke-force" => {
             leases::route(unsealed, request, rest).await
         }

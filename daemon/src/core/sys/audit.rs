@@ -12,8 +12,18 @@ use super::super::{Routed, Unsealed};
 use super::system;
 use crate::audit::{self, DeviceConfig, TABLE_PATH};
 
+/// OpenBao's answer to `sys/audit/<path>` when the API may not enable devices.
+const API_CREATION_REFUSED: &str = "cannot enable audit device via API; use declarative, \
+     config-based audit device management instead";
+
 /// The `audit` and `audit-hash` routes under `sys/` (both need `sudo`).
-pub(super) async fn route(unsealed: &Unsealed, request: &Request, rest: &str) -> ApiResult<Routed> {
+/// `allow_creation`: the configuration lets the API enable devices.
+pub(super) async fn route(
+    unsealed: &Unsealed,
+    request: &Request,
+    rest: &str,
+    allow_creation: bool,
+) -> ApiResult<Routed> {
     let operation = request.operation;
     let data = &request.data;
     let unsupported = || ApiError::unsupported(&format!("sys/{rest}"), operation.as_str());
@@ -25,6 +35,9 @@ pub(super) async fn route(unsealed: &Unsealed, request: &Request, rest: &str) ->
     }
     match (rest.strip_prefix("audit/"), operation) {
         (None, Operation::Read) => Ok(system(list(unsealed))),
+        (Some(_), Operation::Write) if !allow_creation => {
+            Err(ApiError::invalid(API_CREATION_REFUSED))
+        }
         (Some(path), Operation::Write) => enable(unsealed, path, data).await,
         (Some(path), Operation::Delete) => disable(unsealed, path).await,
         _ => Err(unsupported()),
