@@ -832,3 +832,60 @@ fn a_file_device_touches_no_file_that_is_not_its_own_log() {
     .expect(204);
     assert_eq!(mode(&fresh), 0o600, "an existing file is never chmod'ed");
 }
+
+#[test]
+fn hmac_all_values_hashes_numbers_and_booleans_too() {
+    let server = Server::dev();
+    let root = server.root();
+    let plain = server.workspace().join("plain.log");
+    let all = server.workspace().join("all.log");
+    enable(&root, "plain", "file", json!({"file_path": plain})).expect(204);
+    enable(
+        &root,
+        "all",
+        "file",
+        json!({"file_path": all, "hmac_all_values": true}),
+    )
+    .expect(204);
+    root.kv_put("numbers", json!({"port": 54321, "enabled": true}));
+    let written = |path: &Path| -> Vec<Value> {
+        wait_for(Duration::from_secs(5), "the write's response entry", || {
+            let entries: Vec<Value> = std::fs::read_to_string(path)
+                .ok()?
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect();
+            entries
+                .iter()
+                .any(|entry| {
+                    entry["type"] == "response" && entry["request"]["path"] == "secret/data/numbers"
+                })
+                .then_some(entries)
+        })
+    };
+    let request = |entries: &[Value]| {
+        entries
+            .iter()
+            .find(|entry| {
+                entry["type"] == "request" && entry["request"]["path"] == "secret/data/numbers"
+            })
+            .unwrap()["request"]["data"]["data"]
+            .clone()
+    };
+    let plain_data = request(&written(&plain));
+    assert_eq!(
+        plain_data,
+        json!({"port": 54321, "enabled": true}),
+        "Vault's default"
+    );
+    let hashed = request(&written(&all));
+    let hash = |input: &str| {
+        root.post("sys/audit-hash/all", json!({"input": input}))
+            .expect(200)
+            .body["data"]["hash"]
+            .clone()
+    };
+    assert_eq!(hashed["port"], hash("54321"));
+    assert_eq!(hashed["enabled"], hash("true"));
+    assert!(!std::fs::read_to_string(&all).unwrap().contains("54321"));
+}

@@ -47,6 +47,9 @@ pub struct Options {
     pub hmac_accessor: bool,
     /// `log_raw` (default false): nothing is hashed. For debugging only.
     pub log_raw: bool,
+    /// `hmac_all_values` (default false, coffer's own): numbers and booleans in
+    /// request and response data are hashed too, not only strings.
+    pub hmac_all_values: bool,
     /// `write_timeout` (default 2s): how long a request waits for this device.
     pub deadline: Duration,
 }
@@ -97,7 +100,13 @@ fn facility(name: &str) -> Result<String, Error> {
 impl Options {
     /// Checks the options of a device of `kind`; unknown options are refused.
     pub fn parse(kind: Kind, options: &BTreeMap<String, String>) -> Result<Options, Error> {
-        let common = ["hmac_accessor", "log_raw", "write_timeout", "format"];
+        let common = [
+            "hmac_accessor",
+            "hmac_all_values",
+            "log_raw",
+            "write_timeout",
+            "format",
+        ];
         let own: &[&str] = match kind {
             Kind::File => &["file_path", "path", "mode"],
             Kind::Syslog => &["facility", "tag", "address", "socket_type"],
@@ -205,6 +214,7 @@ impl Options {
             target,
             hmac_accessor: flag(options, "hmac_accessor", true)?,
             log_raw: flag(options, "log_raw", false)?,
+            hmac_all_values: flag(options, "hmac_all_values", false)?,
             deadline,
         })
     }
@@ -287,7 +297,8 @@ impl Device {
         Ok(Device {
             config,
             from_config,
-            hasher: Hasher::new(&salt, options.hmac_accessor, options.log_raw),
+            hasher: Hasher::new(&salt, options.hmac_accessor, options.log_raw)
+                .hashing_all_values(options.hmac_all_values),
             options,
             queue,
             health,

@@ -97,6 +97,9 @@ pub struct Hasher {
     key: hmac::Key,
     hmac_accessor: bool,
     log_raw: bool,
+    /// `hmac_all_values`: numbers and booleans are hashed too (of their JSON
+    /// text), not only strings.
+    all_values: bool,
 }
 
 impl Hasher {
@@ -105,6 +108,26 @@ impl Hasher {
             key: hmac::Key::new(hmac::HMAC_SHA256, salt),
             hmac_accessor,
             log_raw,
+            all_values: false,
+        }
+    }
+
+    /// Hashes numbers and booleans too (`hmac_all_values`).
+    pub fn hashing_all_values(mut self, all_values: bool) -> Hasher {
+        self.all_values = all_values;
+        self
+    }
+
+    /// A number or boolean as written: itself, or with `hmac_all_values` the
+    /// hash of its JSON text.
+    fn scalar(&self, value: &Value) -> Option<String> {
+        if !self.all_values || self.log_raw {
+            return None;
+        }
+        match value {
+            Value::Number(number) => Some(self.hash(&number.to_string())),
+            Value::Bool(flag) => Some(self.hash(if *flag { "true" } else { "false" })),
+            _ => None,
         }
     }
 
@@ -166,7 +189,9 @@ impl Hasher {
                     .map(|(key, value)| (key.clone(), self.value(value)))
                     .collect(),
             ),
-            other => other.clone(),
+            other => self
+                .scalar(other)
+                .map_or_else(|| other.clone(), Value::String),
         }
     }
 }
@@ -197,7 +222,10 @@ impl Serialize for Hashed<'_> {
                 hasher: self.hasher,
             }
             .serialize(serializer),
-            other => other.serialize(serializer),
+            other => match self.hasher.scalar(other) {
+                Some(hash) => serializer.serialize_str(&hash),
+                None => other.serialize(serializer),
+            },
         }
     }
 }
@@ -523,5 +551,18 @@ mod tests {
         // log_raw writes everything as it is.
         let raw: Value = serde_json::from_slice(&render(&Hasher::new(b"s", true, true))).unwrap();
         assert_eq!(raw["request"]["data"]["data"]["password"], "s3cret");
+        // hmac_all_values hashes numbers too (by default they stay, as in Vault).
+        let all = Hasher::new(b"salt", true, false).hashing_all_values(true);
+        let parsed: Value = serde_json::from_slice(&render(&all)).unwrap();
+        assert_eq!(parsed["request"]["data"]["data"]["port"], all.hash("5432"));
+        assert_eq!(parsed["response"]["data"]["version"], all.hash("3"));
+        assert_eq!(
+            parsed["response"]["status"], 200,
+            "the entry's own fields stay"
+        );
+        assert_eq!(
+            all.value(&json!({"on": true, "n": 1.5, "none": null})),
+            json!({"on": all.hash("true"), "n": all.hash("1.5"), "none": null})
+        );
     }
 }
