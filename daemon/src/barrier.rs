@@ -13,6 +13,7 @@
 //! schedules when they are freed, so sealing (dropping the keyring) erases them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -269,7 +270,25 @@ impl Keyring {
 /// The encrypted view of the store.
 pub struct Barrier {
     backend: Arc<dyn Backend>,
+    /// The keyring as stored: replaced only from storage (the apply observer's
+    /// reload, or a rotation's, after its write is applied).
     keyring: RwLock<Arc<Keyring>>,
+    /// One rotation at a time: two built from the same keyring would each add
+    /// a different key under the same term.
+    rotation: tokio::sync::Mutex<()>,
+    /// Encryptions made here and not yet added to [`USAGE_PATH`].
+    pending_encryptions: Arc<AtomicU64>,
+}
+
+/// Where the count of encryptions under the active term is kept (replicated,
+/// behind the barrier): `{"term": .., "encryptions": ..}`.
+pub const USAGE_PATH: &str = "core/key-usage";
+
+/// Encryptions counted under one term, as stored at [`USAGE_PATH`].
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
+pub struct KeyUsage {
+    pub term: u32,
+    pub encryptions: u64,
 }
 
 impl Barrier {
@@ -277,6 +296,8 @@ impl Barrier {
         Barrier {
             backend,
             keyring: RwLock::new(Arc::new(keyring)),
+            rotation: tokio::sync::Mutex::new(()),
+            pending_encryptions: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -323,7 +344,52 @@ impl Barrier {
         Batch {
             keyring: self.keyring(),
             command: Command::default(),
+            encryptions: self.pending_encryptions.clone(),
         }
+    }
+
+    /// Encryptions under the active term: what storage counted plus what this
+    /// node has made since it last added its count.
+    pub fn encryptions(&self) -> Result<u64, Error> {
+        let term = self.keyring().active_term();
+        let stored = self
+            .get_json::<KeyUsage>(USAGE_PATH)?
+            .filter(|usage| usage.term == term)
+            .map_or(0, |usage| usage.encryptions);
+        Ok(stored + self.pending_encryptions.load(Ordering::Relaxed))
+    }
+
+    /// Adds this node's pending count to the stored one (the leader does, about
+    /// once a second, so the count costs one small write a second, not one per
+    /// encryption). Returns the active term's total.
+    pub async fn flush_encryptions(&self) -> Result<u64, Error> {
+        let pending = self.pending_encryptions.swap(0, Ordering::Relaxed);
+        if pending == 0 {
+            return self.encryptions();
+        }
+        let result = async {
+            let _rotation = self.rotation.lock().await;
+            let term = self.keyring().active_term();
+            let stored = self
+                .get_json::<KeyUsage>(USAGE_PATH)?
+                .filter(|usage| usage.term == term)
+                .unwrap_or(KeyUsage {
+                    term,
+                    encryptions: 0,
+                });
+            let usage = KeyUsage {
+                term,
+                encryptions: stored.encryptions + pending,
+            };
+            self.put_json(USAGE_PATH, &usage).await?;
+            Ok(usage.encryptions)
+        }
+        .await;
+        if result.is_err() {
+            self.pending_encryptions
+                .fetch_add(pending, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Commits the batch; returns the log index it was committed at.
@@ -359,8 +425,16 @@ impl Barrier {
 
     /// Adds a key term and makes it active; returns the new term. Entries sealed
     /// under older terms still decrypt.
+    ///
+    /// Rotations run one at a time, each from the keyring as stored, and this
+    /// node's copy is then read back from storage, never set from memory: the
+    /// key a node encrypts under is always one that storage, and so every
+    /// replica, holds.
     pub async fn rotate(&self) -> Result<u32, Error> {
-        let next = self.keyring().rotated()?;
+        let _rotation = self.rotation.lock().await;
+        let next = self.stored_keyring()?.rotated()?;
+        // What was counted belongs to the key being retired.
+        self.pending_encryptions.store(0, Ordering::Relaxed);
         let sealed = next.seal()?;
         self.backend
             .apply(Command {
@@ -371,17 +445,14 @@ impl Barrier {
                 ..Default::default()
             })
             .await?;
-        let term = next.active_term();
-        match self.keyring.write() {
-            Ok(mut guard) => *guard = Arc::new(next),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
-        }
-        Ok(term)
+        self.reload_keyring()?;
+        Ok(self.keyring().active_term())
     }
 
     /// Encrypts a value that is not stored (a join challenge) under the active
     /// term, bound to `label`.
     pub fn encrypt_blob(&self, label: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        self.pending_encryptions.fetch_add(1, Ordering::Relaxed);
         self.keyring().encrypt(label, plaintext)
     }
 
@@ -425,11 +496,14 @@ impl Barrier {
 pub struct Batch {
     keyring: Arc<Keyring>,
     command: Command,
+    /// The barrier's count of encryptions not yet stored.
+    encryptions: Arc<AtomicU64>,
 }
 
 impl Batch {
     pub fn put(&mut self, path: &str, plaintext: &[u8]) -> Result<(), Error> {
         let value = self.keyring.encrypt(path, plaintext)?;
+        self.encryptions.fetch_add(1, Ordering::Relaxed);
         self.command.ops.push(Op::Put {
             key: path.into(),
             value,
@@ -495,8 +569,11 @@ mod tests {
     }
 
     fn barrier() -> (Arc<dyn Backend>, Barrier) {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
-        let barrier = Barrier::new(backend.clone(), keyring());
+        let memory = Arc::new(MemoryBackend::default());
+        let keyring = keyring();
+        memory.insert(KEYRING_PATH, keyring.seal().unwrap());
+        let backend: Arc<dyn Backend> = memory;
+        let barrier = Barrier::new(backend.clone(), keyring);
         (backend, barrier)
     }
 
@@ -594,6 +671,38 @@ mod tests {
                 .as_slice(),
             b"\"before\""
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_rotations_leave_one_keyring_everywhere() {
+        let (backend, barrier) = barrier();
+        let barrier = Arc::new(barrier);
+        let mut tasks = Vec::new();
+        for index in 0..8 {
+            let rotating = barrier.clone();
+            tasks.push(tokio::spawn(
+                async move { rotating.rotate().await.map(drop) },
+            ));
+            let writing = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                writing
+                    .put_json(&format!("value/{index}"), &index)
+                    .await
+                    .map(drop)
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        barrier.put_json("value/after", &"after").await.unwrap();
+        // What this node encrypts under is what storage holds.
+        let stored = barrier.stored_keyring().unwrap();
+        assert_eq!(stored.active_term(), 9, "eight rotations, eight new terms");
+        assert_eq!(barrier.keyring().active_term(), 9);
+        for key in backend.scan("value/").unwrap() {
+            let sealed = backend.get(&key).unwrap().unwrap();
+            assert!(stored.decrypt(&key, &sealed).is_ok(), "{key}");
+        }
     }
 
     #[test]

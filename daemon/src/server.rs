@@ -292,6 +292,10 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         unauthenticated_metrics_access: config.telemetry.unauthenticated_metrics_access,
         audit: config.audit.clone(),
         api_audit_creation: config.unsafe_allow_api_audit_creation,
+        min_rotation_operations: std::env::var("COFFER_MIN_ROTATION_OPERATIONS")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(crate::core::MIN_ROTATION_OPERATIONS),
     };
     let core = Arc::new(Core::new(cluster.clone(), settings)?);
     let forwarder: std::sync::Weak<dyn cluster::ForwardHandler> = Arc::downgrade(&core) as _;

@@ -312,7 +312,8 @@ impl Server {
             command.arg("--config").arg(config);
         }
         command
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", self.log_filter)
+            .envs(self.environment.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
@@ -327,6 +328,19 @@ impl Server {
             self.unseal_key = banner.unseal_key;
         }
         self.child = Some(child);
+    }
+
+    /// Sets the extra environment for the next [`Server::restart`].
+    pub fn set_environment(&mut self, environment: &[(&'static str, &str)]) {
+        self.environment = environment
+            .iter()
+            .map(|(key, value)| (*key, (*value).to_owned()))
+            .collect();
+    }
+
+    /// Drops the extra environment, for the next [`Server::restart`].
+    pub fn clear_environment(&mut self) {
+        self.environment.clear();
     }
 
     pub fn pid(&self) -> u32 {

@@ -753,3 +753,53 @@ fn base64_point() -> String {
     .unwrap();
     base64::engine::general_purpose::STANDARD.encode(point)
 }
+
+/// Concurrent `sys/rotate` calls during writes leave every node with one
+/// keyring: every value reads on every node, and after all three restart.
+#[test]
+fn concurrent_rotations_during_writes_leave_every_value_readable_everywhere() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(18, 3);
+    cluster.mount_kv();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = write_load(&cluster, (0..3).collect(), 3, stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let rotations: Vec<_> = (0..8)
+        .map(|index| {
+            let api = cluster.root(index % 3);
+            std::thread::spawn(move || api.call("PUT", "sys/rotate", None).status)
+        })
+        .collect();
+    for rotation in rotations {
+        assert_eq!(rotation.join().unwrap(), 204);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged: Vec<(String, String)> = writers
+        .into_iter()
+        .flat_map(|writer| writer.join().unwrap())
+        .collect();
+    assert!(acknowledged.len() > 20, "{} writes", acknowledged.len());
+    let term = cluster
+        .root(cluster.leader())
+        .get("sys/key-status")
+        .expect(200)
+        .body["term"]
+        .clone();
+    assert_eq!(term, 9, "eight rotations, eight new terms");
+    for index in 0..3 {
+        assert_all_present(&cluster, index, &acknowledged);
+    }
+    for index in 0..3 {
+        cluster.nodes[index].server.restart();
+    }
+    for index in 0..3 {
+        cluster.unseal(index);
+    }
+    wait_for(Duration::from_secs(30), "a leader", || {
+        cluster.leader_among(&[0, 1, 2])
+    });
+    for index in 0..3 {
+        assert_all_present(&cluster, index, &acknowledged);
+    }
+}

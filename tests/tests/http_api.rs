@@ -290,3 +290,61 @@ fn a_bad_config_file_names_the_key_and_line() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The barrier key is counted and rotated before it seals too many values.
+#[test]
+fn the_barrier_key_rotates_itself_at_its_encryption_limit() {
+    let server = Server::dev_with_environment(&[("COFFER_MIN_ROTATION_OPERATIONS", "20")]);
+    let root = server.root();
+    let status = root.get("sys/key-status").expect(200);
+    assert_eq!(status.body["data"]["term"], 1);
+    let config = root.get("sys/rotate/config").expect(200);
+    assert_eq!(
+        config.body["data"],
+        serde_json::json!({"enabled": true, "max_operations": 3865470566u64, "interval": 0})
+    );
+    for (body, error) in [
+        (
+            serde_json::json!({"max_operations": 5}),
+            "must be in the range [20,3865470566]",
+        ),
+        (
+            serde_json::json!({"interval": "1h"}),
+            "greater or equal to 24h0m0s",
+        ),
+    ] {
+        let answer = root.post("sys/rotate/config", body);
+        assert_eq!(answer.status, 400);
+        assert!(answer.errors()[0].contains(error), "{:?}", answer.body);
+    }
+    root.post(
+        "sys/rotate/config",
+        serde_json::json!({"max_operations": 40}),
+    )
+    .expect(204);
+    for index in 0..10 {
+        root.kv_put(&format!("counted/{index}"), serde_json::json!({"v": index}));
+    }
+    let counted = root.get("sys/key-status").expect(200).body["data"]["encryptions"]
+        .as_u64()
+        .unwrap();
+    assert!(counted >= 10, "{counted} encryptions counted for 10 writes");
+    for index in 10..30 {
+        root.kv_put(&format!("counted/{index}"), serde_json::json!({"v": index}));
+    }
+    let status = coffer_tests::cluster::wait_for(
+        std::time::Duration::from_secs(10),
+        "an automatic rotation",
+        || {
+            let status = root.get("sys/key-status").expect(200);
+            (status.body["data"]["term"].as_u64()? >= 2).then_some(status)
+        },
+    );
+    assert!(status.body["data"]["encryptions"].as_u64().unwrap() < 40);
+    for index in 0..30 {
+        let answer = root
+            .get(&format!("secret/data/counted/{index}"))
+            .expect(200);
+        assert_eq!(answer.body["data"]["data"]["v"], index);
+    }
+}

@@ -177,6 +177,7 @@ impl Core {
             unsealed.last_rotation_round.store(now, Ordering::Relaxed);
             let unsealed = unsealed.clone();
             tokio::spawn(async move {
+                super::sys::rotation::key_round(&unsealed, now).await;
                 rotate_static_roles(&unsealed, now).await;
                 unsealed.rotating.store(false, Ordering::Release);
             });

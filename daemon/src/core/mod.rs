@@ -15,6 +15,9 @@ mod leasing;
 mod local_api;
 pub mod reply;
 mod sys;
+
+/// Vault's floor for `sys/rotate/config`'s `max_operations`.
+pub const MIN_ROTATION_OPERATIONS: u64 = sys::rotation::MIN_OPERATIONS;
 mod token_api;
 mod watch;
 
@@ -70,6 +73,10 @@ pub struct Settings {
     pub audit: Vec<audit::DeviceConfig>,
     /// `sys/audit` may enable devices (`unsafe_allow_api_audit_creation`).
     pub api_audit_creation: bool,
+    /// The floor of `sys/rotate/config`'s `max_operations`: Vault's 1,000,000,
+    /// or `COFFER_MIN_ROTATION_OPERATIONS` from the environment, so tests can
+    /// reach the limit with a few writes.
+    pub min_rotation_operations: u64,
 }
 
 impl Default for Settings {
@@ -83,6 +90,7 @@ impl Default for Settings {
             unauthenticated_metrics_access: false,
             audit: Vec::new(),
             api_audit_creation: false,
+            min_rotation_operations: MIN_ROTATION_OPERATIONS,
         }
     }
 }

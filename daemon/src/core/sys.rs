@@ -23,6 +23,7 @@ mod audit;
 mod leases;
 mod password;
 mod raft;
+pub(super) mod rotation;
 
 fn raw(status: u16, body: Value) -> Routed {
     Routed {
@@ -268,20 +269,22 @@ fn metrics(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
 
 /// `sys/` paths that need the `sudo` capability besides the operation's own.
 fn requires_sudo(rest: &str) -> bool {
-    matches!(rest, "seal" | "rotate" | "audit" | "raw" | "leases")
-        || [
-            "storage/raft/",
-            "audit/",
-            "audit-hash/",
-            "raw/",
-            "leases/revoke-prefix/",
-            "leases/revoke-force/",
-            "leases/lookup/",
-            "revoke-prefix/",
-            "revoke-force/",
-        ]
-        .iter()
-        .any(|prefix| rest.starts_with(prefix))
+    matches!(
+        rest,
+        "seal" | "rotate" | "rotate/config" | "audit" | "raw" | "leases"
+    ) || [
+        "storage/raft/",
+        "audit/",
+        "audit-hash/",
+        "raw/",
+        "leases/revoke-prefix/",
+        "leases/revoke-force/",
+        "leases/lookup/",
+        "revoke-prefix/",
+        "revoke-force/",
+    ]
+    .iter()
+    .any(|prefix| rest.starts_with(prefix))
 }
 
 /// The authenticated `sys/` endpoints.
@@ -327,7 +330,16 @@ pub(super) async fn handle(
             core.seal().await;
             Ok(system(Reply::NoContent))
         }
-        "rotate" if operation == Operation::Write => {
+        "rotate" if rest == "rotate/config" => {
+            rotation::route(
+                unsealed,
+                operation,
+                data,
+                core.settings().min_rotation_operations,
+            )
+            .await
+        }
+        "rotate" if rest == "rotate" && operation == Operation::Write => {
             unsealed.barrier.rotate().await?;
             Ok(system(Reply::NoContent))
         }
@@ -336,7 +348,7 @@ pub(super) async fn handle(
             Ok(system(Reply::data(json!({
                 "term": term,
                 "install_time": humantime::format_rfc3339_nanos(installed).to_string(),
-                "encryptions": 0,
+                "encryptions": unsealed.barrier.encryptions()?,
             }))))
         }
         "mounts" => mounts_route(unsealed, rest, operation, data).await,

@@ -13,6 +13,11 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
+    /// Stores `value` at `key` directly, as a record laid down before the test.
+    pub fn insert(&self, key: &str, value: Vec<u8>) {
+        self.entries().insert(key.to_owned(), value);
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         self.entries
             .lock()
