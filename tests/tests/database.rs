@@ -806,3 +806,73 @@ fn passwords_follow_the_connections_password_policy() {
     assert!(message.contains("hexish"), "{message}");
     assert_eq!(postgres.roles_like("v-"), before);
 }
+
+/// sqlx logs every statement at DEBUG and slow ones at WARN, passwords and
+/// all: the server at `debug` must still write no password, token, unseal key
+/// or KV value, and a password written into `connection_url` reads back hidden.
+#[test]
+fn no_secret_reaches_the_log_even_at_debug() {
+    let _serial = serial();
+    let postgres = postgres();
+    let server = Server::dev_logging("debug");
+    let api = server.root();
+    configure_postgres(&api, &postgres, "1m", "1h");
+    // A slow creation statement: sqlx would log it at WARN.
+    let slow = format!("SELECT pg_sleep(1.2); {CREATE_PG}");
+    api.post(
+        "database/roles/slow",
+        json!({"db_name": "pg", "creation_statements": [slow], "default_ttl": "1m"}),
+    )
+    .expect(204);
+    api.post(
+        "database/config/pg",
+        json!({"allowed_roles": ["app", "slow"]}),
+    )
+    .expect(204);
+    let creds = credentials(&api, "slow");
+    assert!(postgres.role_exists(&creds.username));
+    let other = credentials(&api, "app");
+    api.kv_put("logged", json!({"value": "kv-value-never-logged"}));
+    let token = api
+        .post("auth/token/create", json!({"policies": ["default"]}))
+        .expect(200)
+        .body["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .client(Some(&token))
+        .get("auth/token/lookup-self")
+        .expect(200);
+
+    // A password inside the URL is hidden when read back.
+    api.post(
+        "database/config/literal",
+        json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": postgres.admin_url(),
+            "verify_connection": true,
+        }),
+    )
+    .expect(204);
+    let read = api.get("database/config/literal").expect(200);
+    let url = read.body["data"]["connection_details"]["connection_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.contains(":*****@"), "{url}");
+    assert!(!read.body.to_string().contains(&postgres.password));
+
+    let log = server.log();
+    assert!(log.contains("DEBUG"), "the server logged at debug");
+    for secret in [
+        creds.password.as_str(),
+        other.password.as_str(),
+        "kv-value-never-logged",
+        token.as_str(),
+        postgres.password.as_str(),
+        server.unseal_key.as_deref().unwrap(),
+    ] {
+        assert!(!log.contains(secret), "{secret:?} is in the server's log");
+    }
+}

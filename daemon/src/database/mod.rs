@@ -485,7 +485,7 @@ impl Database<'_> {
         Ok(Reply::data(json!({
             "plugin_name": connection.plugin_name,
             "connection_details": {
-                "connection_url": connection.connection_url,
+                "connection_url": plugin::redact_url(&connection.connection_url),
                 "username": connection.username,
                 "max_open_connections": connection.max_open_connections,
             },

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection as _};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 
 /// How long acquiring a connection may take.
 /// What a user name or password escapes in a URL's userinfo (RFC 3986 unreserved
@@ -164,6 +164,53 @@ fn fill_url(template: &str, username: &str, password: &str) -> String {
         .replace("{{password}}", &encode(password))
 }
 
+/// `connection_url` as reads show it: a password written into it (in the
+/// user part, `user:pass@host`, or a `password=` parameter) is replaced by
+/// `*****`; the `{{password}}` template stays, as it holds nothing.
+pub fn redact_url(url: &str) -> String {
+    const HIDDEN: &str = "*****";
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let (head, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    let mut redacted = scheme;
+    match head.rsplit_once('@') {
+        Some((credentials, host)) => {
+            match credentials.split_once(':') {
+                Some((user, password)) if password != "{{password}}" => {
+                    redacted.push_str(user);
+                    redacted.push(':');
+                    redacted.push_str(HIDDEN);
+                }
+                _ => redacted.push_str(credentials),
+            }
+            redacted.push('@');
+            redacted.push_str(host);
+        }
+        None => redacted.push_str(head),
+    }
+    if let Some(query) = query {
+        redacted.push('?');
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((key, value))
+                    if key.eq_ignore_ascii_case("password") && value != "{{password}}" =>
+                {
+                    format!("{key}={HIDDEN}")
+                }
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        redacted.push_str(&parameters.join("&"));
+    }
+    redacted
+}
+
 /// A Go-style MySQL DSN as Vault configurations use it
 /// (`user:pass@tcp(host:port)/db?params`) as a `mysql://` URL; URLs pass as
 /// they are.
@@ -206,6 +253,9 @@ impl Pool {
                 } else {
                     options.username(username).password(password)
                 };
+                // sqlx logs statements (at DEBUG, and slow ones at WARN) with
+                // the passwords in them.
+                let options = options.disable_statement_logging();
                 Pool::Postgres(
                     PgPoolOptions::new()
                         .max_connections(max_connections.max(1))
@@ -224,6 +274,7 @@ impl Pool {
                 } else {
                     options.username(username).password(password)
                 };
+                let options = options.disable_statement_logging();
                 Pool::MySql(
                     MySqlPoolOptions::new()
                         .max_connections(max_connections.max(1))
@@ -422,6 +473,29 @@ fn database_message(error: &sqlx::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_connection_urls_are_redacted() {
+        let check = |url: &str, expected: &str| assert_eq!(redact_url(url), expected, "{url}");
+        check(
+            "postgresql://admin:s3cr%40t@db:5432/app?sslmode=disable",
+            "postgresql://admin:*****@db:5432/app?sslmode=disable",
+        );
+        check(
+            "postgresql://{{username}}:{{password}}@db/app",
+            "postgresql://{{username}}:{{password}}@db/app",
+        );
+        check(
+            "root:p@ss@tcp(127.0.0.1:3306)/",
+            "root:*****@tcp(127.0.0.1:3306)/",
+        );
+        check(
+            "postgres://db/app?user=admin&password=hunter2&sslmode=require",
+            "postgres://db/app?user=admin&password=*****&sslmode=require",
+        );
+        check("postgres://admin@db/app", "postgres://admin@db/app");
+        check("postgres://db/app", "postgres://db/app");
+    }
 
     #[test]
     fn templates_fill_and_split() {
