@@ -876,3 +876,89 @@ fn no_secret_reaches_the_log_even_at_debug() {
         assert!(!log.contains(secret), "{secret:?} is in the server's log");
     }
 }
+
+/// `rotate-root` stores the new password before it changes the database: a
+/// server killed between any two steps comes back knowing the database's
+/// password (`reset` settles it), and the leases it issued still revoke.
+#[test]
+fn a_root_rotation_cut_short_by_kill_9_loses_no_password() {
+    let _serial = serial();
+    let postgres = postgres();
+    postgres.admin("CREATE ROLE rotadmin WITH LOGIN SUPERUSER PASSWORD 'rot-admin-initial';");
+    let mut server =
+        Server::dev_with_environment(&[("COFFER_TEST_PAUSE_ROTATION", "after-pending")]);
+    let api = server.root();
+    api.post("sys/mounts/database", json!({"type": "database"}))
+        .expect(204);
+    api.post(
+        "database/config/rot",
+        json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": postgres.template(),
+            "username": "rotadmin",
+            "password": "rot-admin-initial",
+            "allowed_roles": ["app"],
+        }),
+    )
+    .expect(204);
+    api.post(
+        "database/roles/app",
+        json!({"db_name": "rot", "creation_statements": [CREATE_PG], "default_ttl": "1h"}),
+    )
+    .expect(204);
+    let before = credentials(&api, "app");
+
+    let unseal = |server: &Server| {
+        let key = server.unseal_key.clone().unwrap();
+        server
+            .client(None)
+            .call("PUT", "sys/unseal", Some(json!({"key": key})))
+            .expect(200);
+    };
+    // Killed at each step in turn: before the database changed, then after.
+    for (step, next) in [
+        ("after-pending", Some("after-database")),
+        ("after-database", None),
+    ] {
+        let rotating = server.client(Some("root"));
+        std::thread::spawn(move || rotating.try_call("POST", "database/rotate-root/rot", None));
+        wait_for(Duration::from_secs(20), "the rotation to pause", || {
+            server
+                .log()
+                .contains("pausing the root rotation")
+                .then_some(())
+        });
+        server.kill9();
+        // The next run pauses at the next step (or not at all).
+        match next {
+            Some(next) => server.set_environment(&[("COFFER_TEST_PAUSE_ROTATION", next)]),
+            None => server.clear_environment(),
+        }
+        server.restart();
+        unseal(&server);
+        let api = server.root();
+        api.post("database/reset/rot", json!({})).expect(204);
+        let creds = credentials(&api, "app");
+        assert!(postgres.role_exists(&creds.username), "{step}");
+        api.post("sys/leases/revoke", json!({"lease_id": creds.lease_id}))
+            .expect(204);
+        wait_for(Duration::from_secs(10), "the new user dropped", || {
+            (!postgres.role_exists(&creds.username)).then_some(())
+        });
+        // Clear the log's marker for the next round.
+        std::fs::write(server.workspace().join("server.log"), "").unwrap();
+    }
+    // The first lease, issued before both crashes, still revokes.
+    let api = server.root();
+    api.post("sys/leases/revoke", json!({"lease_id": before.lease_id}))
+        .expect(204);
+    wait_for(Duration::from_secs(10), "the first user dropped", || {
+        (!postgres.role_exists(&before.username)).then_some(())
+    });
+    // The admin's password was rotated: the initial one no longer logs in.
+    assert!(
+        postgres
+            .query_as("rotadmin", "rot-admin-initial", "SELECT 1")
+            .is_err()
+    );
+}

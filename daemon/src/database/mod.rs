@@ -11,8 +11,10 @@
 
 pub mod names;
 pub mod plugin;
+pub mod test_hook;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use coffer_protocols::{LogicalResponse, Operation};
 use serde::{Deserialize, Serialize};
@@ -49,6 +51,12 @@ pub struct Connection {
     /// (empty: Vault's default policy).
     #[serde(default)]
     pub password_policy: String,
+    /// The root password a rotation is setting (empty: none under way). It is
+    /// stored before the database is changed, so a crash or a failed store
+    /// between the two leaves both passwords known: the next use tries the new
+    /// one, then the old ([`Database::resolve_rotation`]).
+    #[serde(default, with = "crate::crypto::zeroizing_string")]
+    pub pending_password: Zeroizing<String>,
 }
 
 impl Connection {
@@ -101,6 +109,11 @@ pub struct StaticRole {
     #[serde(with = "crate::crypto::zeroizing_string")]
     pub password: Zeroizing<String>,
     pub last_rotation: u64,
+    /// A rotation is under way (its new password is being set): a role found
+    /// so after a crash is rotated again at once, which sets a password both
+    /// the database and storage know.
+    #[serde(default)]
+    pub rotating: bool,
 }
 
 /// What a lease of this engine keeps to renew or revoke the user it stands for.
@@ -118,9 +131,26 @@ pub struct LeaseData {
 #[derive(Default)]
 pub struct Pools {
     open: tokio::sync::Mutex<HashMap<(String, String), (String, Pool)>>,
+    /// One rotation at a time per (mount uuid, connection or static role).
+    rotations: std::sync::Mutex<HashMap<(String, String), RotationLock>>,
 }
 
+type RotationLock = Arc<tokio::sync::Mutex<()>>;
+
 impl Pools {
+    /// Holds the rotation lock of `what` (`connection/<name>` or
+    /// `static-role/<name>`) in `mount`.
+    async fn rotation(&self, mount: &MountEntry, what: String) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .rotations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry((mount.uuid.clone(), what))
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
     async fn get(
         &self,
         mount: &MountEntry,
@@ -247,10 +277,76 @@ impl Database<'_> {
     }
 
     async fn pool(&self, name: &str, connection: &Connection) -> ApiResult<Pool> {
+        if !connection.pending_password.is_empty() {
+            let _rotation = self
+                .pools
+                .rotation(self.mount, format!("connection/{name}"))
+                .await;
+            let resolved = self.resolve_rotation(name).await?;
+            return self
+                .pools
+                .get(self.mount, name, &resolved, false)
+                .await
+                .map_err(upstream);
+        }
         self.pools
             .get(self.mount, name, connection, false)
             .await
             .map_err(upstream)
+    }
+
+    /// Settles a root rotation that was interrupted (the connection holds a
+    /// pending password): the pending password if the database takes it, else
+    /// the old one, stored as the connection's password. Neither logging in
+    /// leaves the record as it is and fails. Call with the connection's
+    /// rotation lock held; returns the connection as it now stands.
+    async fn resolve_rotation(&self, name: &str) -> ApiResult<Connection> {
+        let mut connection = self
+            .connection(name)?
+            .ok_or_else(|| ApiError::invalid(format!("no connection named {name:?}")))?;
+        if connection.pending_password.is_empty() {
+            return Ok(connection);
+        }
+        let plugin = connection.plugin()?;
+        let logs_in = |password: Zeroizing<String>| {
+            let connection = &connection;
+            async move {
+                match Pool::open(
+                    plugin,
+                    &connection.connection_url,
+                    &connection.username,
+                    &password,
+                    1,
+                    true,
+                )
+                .await
+                {
+                    Ok(pool) => {
+                        pool.close().await;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        };
+        let (outcome, password) = if logs_in(connection.pending_password.clone()).await {
+            ("the new root password", connection.pending_password.clone())
+        } else if logs_in(connection.password.clone()).await {
+            ("the old root password", connection.password.clone())
+        } else {
+            return Err(upstream(format!(
+                "a root rotation of {name:?} was interrupted and neither the old nor the new \
+                 password logs in yet; it is retried at the next use"
+            )));
+        };
+        connection.password = password;
+        connection.pending_password = Zeroizing::default();
+        self.barrier
+            .put_json(&self.key("config", name), &connection)
+            .await?;
+        self.pools.forget(&self.mount.uuid, name).await;
+        tracing::warn!(mount = %self.mount.path, connection = %name, "an interrupted root rotation was settled: the database has {outcome}");
+        Ok(connection)
     }
 
     /// The names of the mount's roles (static roles when `static_roles`).
@@ -325,9 +421,11 @@ impl Database<'_> {
                 Ok(Reply::NoContent)
             }
             ("reset", Operation::Write) => {
-                let connection = self
-                    .connection(name)?
-                    .ok_or_else(|| ApiError::invalid(format!("no connection named {name:?}")))?;
+                let _rotation = self
+                    .pools
+                    .rotation(self.mount, format!("connection/{name}"))
+                    .await;
+                let connection = self.resolve_rotation(name).await?;
                 self.pools.forget(&self.mount.uuid, name).await;
                 self.pools
                     .get(self.mount, name, &connection, connection.verify_connection)
@@ -452,6 +550,11 @@ impl Database<'_> {
                     .map(|old| old.password_policy.clone())
                     .unwrap_or_default(),
             },
+            // A password the operator gives settles any rotation under way.
+            pending_password: match (fields.string("password")?, &existing) {
+                (None, Some(old)) => old.pending_password.clone(),
+                _ => Zeroizing::default(),
+            },
             plugin_name,
         };
         if !connection.password_policy.is_empty() {
@@ -497,9 +600,11 @@ impl Database<'_> {
     }
 
     async fn rotate_root(&self, name: &str) -> ApiResult<Reply> {
-        let mut connection = self
-            .connection(name)?
-            .ok_or_else(|| ApiError::invalid(format!("no connection named {name:?}")))?;
+        let _rotation = self
+            .pools
+            .rotation(self.mount, format!("connection/{name}"))
+            .await;
+        let mut connection = self.resolve_rotation(name).await?;
         if connection.username.is_empty() {
             return Err(ApiError::invalid(
                 "the connection has no username: its root credentials cannot be rotated",
@@ -521,10 +626,30 @@ impl Database<'_> {
             },
         );
         let pool = self.pool(name, &connection).await?;
-        pool.run(&rendered, &[&password, connection.password.as_str()])
+        // The new password is stored (replicated, encrypted) before the
+        // database changes: whatever happens next, one of the two stored
+        // passwords is the database's.
+        let password = Zeroizing::new(password);
+        connection.pending_password = password.clone();
+        self.barrier
+            .put_json(&self.key("config", name), &connection)
+            .await?;
+        test_hook::after_pending_stored().await;
+        if let Err(failure) = pool
+            .run(&rendered, &[&password, connection.password.as_str()])
             .await
-            .map_err(|failure| upstream(failure.message))?;
-        connection.password = Zeroizing::new(password);
+        {
+            // The change may or may not have reached the database (a
+            // connection lost after its commit): settle it by logging in.
+            let settled = self.resolve_rotation(name).await;
+            return Err(match settled {
+                Ok(_) => upstream(failure.message),
+                Err(error) => error,
+            });
+        }
+        test_hook::after_database_changed().await;
+        connection.password = password;
+        connection.pending_password = Zeroizing::default();
         self.barrier
             .put_json(&self.key("config", name), &connection)
             .await?;
@@ -761,6 +886,7 @@ impl Database<'_> {
                 .map(|role| role.password.clone())
                 .unwrap_or_default(),
             last_rotation: existing.as_ref().map_or(0, |role| role.last_rotation),
+            rotating: existing.as_ref().is_some_and(|role| role.rotating),
         };
         if existing.is_none() {
             // As Vault: a new static role takes over the user's password at once.
@@ -774,7 +900,20 @@ impl Database<'_> {
     }
 
     /// Sets a new password on a static role's user and stores it.
-    async fn rotate_static(&self, name: &str, mut role: StaticRole) -> ApiResult<()> {
+    async fn rotate_static(&self, name: &str, role: StaticRole) -> ApiResult<()> {
+        let _rotation = self
+            .pools
+            .rotation(self.mount, format!("static-role/{name}"))
+            .await;
+        // What is stored now wins over what the caller read before the lock.
+        let mut role = match self.static_role(name)? {
+            Some(stored) if stored.db_name == role.db_name => StaticRole {
+                rotation_period: role.rotation_period,
+                rotation_statements: role.rotation_statements,
+                ..stored
+            },
+            _ => role,
+        };
         let connection = self
             .connection(&role.db_name)?
             .ok_or_else(|| ApiError::invalid(format!("no connection named {:?}", role.db_name)))?;
@@ -794,6 +933,12 @@ impl Database<'_> {
             },
         );
         let pool = self.pool(&role.db_name, &connection).await?;
+        // Marked before the database changes: a crash in between leaves a
+        // role that the leader rotates again at once.
+        role.rotating = true;
+        self.barrier
+            .put_json(&self.key("static-role", name), &role)
+            .await?;
         pool.run(&rendered, &[&password, role.password.as_str()])
             .await
             .map_err(|failure| {
@@ -806,6 +951,7 @@ impl Database<'_> {
             })?;
         role.password = Zeroizing::new(password);
         role.last_rotation = now_seconds();
+        role.rotating = false;
         self.barrier
             .put_json(&self.key("static-role", name), &role)
             .await?;
@@ -829,7 +975,7 @@ impl Database<'_> {
             let Ok(Some(role)) = self.static_role(&name) else {
                 continue;
             };
-            if role.last_rotation + role.rotation_period > now {
+            if role.last_rotation + role.rotation_period > now && !role.rotating {
                 continue;
             }
             if let Err(error) = self.rotate_static(&name, role).await {
