@@ -49,9 +49,10 @@ pub struct Config {
     pub max_lease_ttl: u64,
     /// `log_level`: trace, debug, info, warn or error (default info).
     pub log_level: Option<String>,
-    /// `disable_mlock`: accepted for Vault compatibility; coffer never swaps keys to
-    /// disk because it holds them only in zeroizing memory and relies on the
-    /// systemd unit's `MemorySwapMax=0`.
+    /// `disable_mlock` (default false): do not lock the process's memory. By
+    /// default the server locks it (`mlockall`, see `memory.rs`) so keys never
+    /// reach swap, and refuses to start when it cannot (it needs root or
+    /// CAP_IPC_LOCK, or an unlimited `RLIMIT_MEMLOCK`).
     pub disable_mlock: bool,
     /// `unsafe_allow_api_audit_creation` (default false): let `sys/audit`
     /// enable devices. Off, only `audit` blocks here make devices, as in OpenBao

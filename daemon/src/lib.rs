@@ -17,6 +17,7 @@ pub mod kv;
 pub mod leases;
 pub mod local_auth;
 pub mod locks;
+pub mod memory;
 pub mod metrics;
 pub mod mounts;
 pub mod password_policy;

@@ -186,6 +186,12 @@ fn cluster_listener(
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
+    crate::memory::forbid_dumps();
+    if config.disable_mlock {
+        tracing::info!("memory is not locked (disable_mlock): keys may reach swap");
+    } else {
+        crate::memory::lock_all()?;
+    }
     prepare_data_dir(&config.storage.path)?;
     if let Some(fuse) = &config.fuse {
         // Refuse a bad mount point now, not after the operator has unsealed.

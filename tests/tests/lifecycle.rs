@@ -312,3 +312,73 @@ fn the_server_keeps_serving_after_its_stdout_is_closed() {
     assert!(alive, "the server exited when its stdout closed");
     assert_eq!(status, 200);
 }
+
+/// `/proc/<pid>/<file>`'s line starting with `key`, without the key.
+fn proc_line(pid: u32, file: &str, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(key).map(|rest| rest.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/{file}"))
+}
+
+#[test]
+fn keys_stay_out_of_core_dumps_and_swap() {
+    let server = Server::with_config(CONFIG);
+    init_and_unseal(&server);
+    let pid = server.pid();
+    let core = proc_line(pid, "limits", "Max core file size");
+    assert!(
+        core.starts_with("0") && core.split_whitespace().nth(1) == Some("0"),
+        "{core}"
+    );
+    let locked: u64 = proc_line(pid, "status", "VmLck:")
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(locked > 0, "VmLck is 0 kB");
+    assert_eq!(proc_line(pid, "status", "Tgid:"), pid.to_string());
+
+    // Opting out locks nothing, and still dumps no core.
+    let unlocked = Server::with_config(&format!("{CONFIG}\ndisable_mlock = true\n"));
+    let pid = unlocked.pid();
+    assert_eq!(proc_line(pid, "status", "VmLck:"), "0 kB");
+    let core = proc_line(pid, "limits", "Max core file size");
+    assert!(core.starts_with("0"), "{core}");
+}
+
+#[test]
+fn a_locked_memory_limit_is_refused_at_start_with_a_clear_error() {
+    let workspace = tempfile::tempdir().unwrap();
+    let config = workspace.path().join("coffer.hcl");
+    std::fs::write(
+        &config,
+        CONFIG.replace(
+            "{data_dir}",
+            &workspace.path().join("data").display().to_string(),
+        ),
+    )
+    .unwrap();
+    // No CAP_IPC_LOCK, and 64 KiB of locked memory at most.
+    let output = std::process::Command::new("prlimit")
+        .args([
+            "--memlock=65536:65536",
+            "--",
+            "setpriv",
+            "--bounding-set=-ipc_lock",
+            "--inh-caps=-ipc_lock",
+            "--",
+        ])
+        .arg(coffer_tests::binary())
+        .args(["server", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("RLIMIT_MEMLOCK") && stderr.contains("disable_mlock"),
+        "{stderr}"
+    );
+}
