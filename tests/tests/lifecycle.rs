@@ -382,3 +382,80 @@ fn a_locked_memory_limit_is_refused_at_start_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// A listener that accepts connections and never answers, for as long as the
+/// returned guard lives.
+fn black_hole() -> (String, std::thread::JoinHandle<()>, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stopping.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    (address, thread, stop)
+}
+
+/// `sys/storage/raft/join` needs no token: whatever it fetches must not hold
+/// up the node. On a node with a cluster it fetches nothing; on a new node it
+/// fetches without holding the lock that init, unseal and seal take.
+#[test]
+fn joins_to_a_silent_address_hold_up_nothing() {
+    let (address, thread, stop) = black_hole();
+    let join = |server: &Server| {
+        let api = server.client(None);
+        let address = address.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let answer = api.try_call(
+                "PUT",
+                "sys/storage/raft/join",
+                Some(json!({"leader_api_addr": address})),
+            );
+            (answer.map(|answer| answer.status).ok(), started.elapsed())
+        })
+    };
+
+    // A new node: init answers at once while 20 joins wait on the silence.
+    let new = Server::with_config(CONFIG);
+    let waiting: Vec<_> = (0..20).map(|_| join(&new)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (_, root) = init_and_unseal(&new);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "init waited for the joins"
+    );
+
+    // A member: joins are no-ops that fetch nothing, and seal answers at once.
+    let joins: Vec<_> = (0..20).map(|_| join(&new)).collect();
+    let started = std::time::Instant::now();
+    new.client(Some(&root))
+        .call("PUT", "sys/seal", None)
+        .expect(204);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "seal waited for the joins"
+    );
+    for handle in joins {
+        let (status, elapsed) = handle.join().unwrap();
+        assert_eq!(status, Some(200));
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "a member's join fetched something"
+        );
+    }
+    let status = new.client(None).get("sys/seal-status").expect(200);
+    assert_eq!(status.body["sealed"], true);
+    assert_eq!(status.body["initialized"], true, "a join changed nothing");
+    drop(waiting);
+    stop.store(true, Ordering::SeqCst);
+    thread.join().unwrap();
+}

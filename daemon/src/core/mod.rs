@@ -423,6 +423,14 @@ impl Core {
         matches!(&*self.read_state(), State::Uninitialized)
     }
 
+    /// Not initialized, or joining already (a new join starts over).
+    fn may_join(&self) -> bool {
+        matches!(
+            &*self.read_state(),
+            State::Uninitialized | State::Joining(_)
+        )
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -619,30 +627,21 @@ impl Core {
         ca_pem: Option<&[u8]>,
         non_voter: bool,
     ) -> ApiResult<()> {
-        let _transition = self.transitions.lock().await;
+        // An initialized node (sealed or not) has its cluster: joining is a
+        // no-op, as in Vault, and fetches nothing from the caller's address.
+        if !self.may_join() {
+            return Ok(());
+        }
         let invalid = |error: join::Error| ApiError::invalid(error.to_string());
         let leader = LeaderClient::new(leader_api_addr, ca_pem).map_err(invalid)?;
-        let own_cluster = match &*self.read_state() {
-            State::Uninitialized | State::Joining(_) => None,
-            State::Sealed(_) => {
-                return Err(ApiError::invalid(
-                    "this node is already initialized (it is sealed): unseal it instead of joining",
-                ));
-            }
-            State::Unsealed(_, unsealed) => Some(unsealed.cluster.id.clone()),
-        };
-        if let Some(own_cluster) = own_cluster {
-            let theirs = leader.cluster_id().await.map_err(invalid)?;
-            return if theirs == own_cluster {
-                Ok(())
-            } else {
-                Err(ApiError::invalid(
-                    "this node is already a member of another cluster",
-                ))
-            };
-        }
+        // The network call runs without the transition lock: a leader that
+        // never answers holds up nothing else (seal, unseal, init).
         let name = self.cluster.settings().name.clone();
         let answer = leader.challenge(&name).await.map_err(invalid)?;
+        let _transition = self.transitions.lock().await;
+        if !self.may_join() {
+            return Ok(());
+        }
         let malformed = || {
             ApiError::invalid(format!(
                 "the leader at {} sent a malformed challenge",

@@ -120,15 +120,19 @@ impl Challenges {
     }
 
     /// Whether `answer` is [`AnswerRequest::proof`] of `request` under the pending
-    /// challenge of its server id. A challenge is good for one attempt, right or
-    /// wrong.
+    /// challenge of its server id. A right answer uses the challenge up; a
+    /// wrong one leaves it for the node it was issued to (anyone may send an
+    /// answer, and guessing a 32-byte HMAC is hopeless).
     pub fn verify(&self, request: &AnswerRequest, answer: &[u8]) -> bool {
-        match self.lock().remove(&request.server_id) {
-            Some(entry) if entry.issued.elapsed() < CHALLENGE_LIFETIME => {
-                crypto::constant_time_eq(&request.proof(&entry.nonce), answer)
-            }
-            _ => false,
+        let mut pending = self.lock();
+        let right = pending.get(&request.server_id).is_some_and(|entry| {
+            entry.issued.elapsed() < CHALLENGE_LIFETIME
+                && crypto::constant_time_eq(&request.proof(&entry.nonce), answer)
+        });
+        if right {
+            pending.remove(&request.server_id);
         }
+        right
     }
 }
 
@@ -203,6 +207,10 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The joining node's client for a member's API.
+/// The most a member's answer to a join may hold: a challenge with the sealed
+/// keyring is a few KiB.
+const MAX_BODY: usize = 1 << 20;
+
 pub struct LeaderClient {
     http: reqwest::Client,
     address: String,
@@ -217,9 +225,12 @@ impl LeaderClient {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(Error::Address(address));
         }
+        // A join runs before any authentication, at an address a caller
+        // chose: no redirects, short timeouts, and bodies read up to a cap.
         let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(30));
+            .timeout(Duration::from_secs(10));
         if let Some(pem) = ca_pem {
             use rustls::pki_types::CertificateDer;
             use rustls::pki_types::pem::PemObject as _;
@@ -258,10 +269,7 @@ impl LeaderClient {
                 reason: describe(&error),
             })?;
         let status = response.status();
-        let document: Value = response
-            .json()
-            .await
-            .map_err(|_| Error::Malformed(self.address.clone()))?;
+        let document = self.read_capped(response).await?;
         if !status.is_success() {
             let message = document["errors"]
                 .as_array()
@@ -284,30 +292,23 @@ impl LeaderClient {
             .map_err(|_| Error::Malformed(self.address.clone()))
     }
 
-    /// The cluster id the member reports in `sys/health`.
-    pub async fn cluster_id(&self) -> Result<String, Error> {
-        let url = format!(
-            "{}/v1/sys/health?standbyok=true&sealedcode=200&uninitcode=200",
-            self.address
-        );
-        let unreachable = |error: reqwest::Error| Error::Unreachable {
-            address: self.address.clone(),
-            reason: describe(&error),
-        };
-        let document: Value = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(unreachable)?
-            .json()
-            .await
-            .map_err(|_| Error::Malformed(self.address.clone()))?;
-        document["cluster_id"]
-            .as_str()
-            .filter(|id| !id.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Malformed(self.address.clone()))
+    /// A JSON body of at most [`MAX_BODY`] bytes.
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Value, Error> {
+        let malformed = || Error::Malformed(self.address.clone());
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_BODY as u64)
+        {
+            return Err(malformed());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|_| malformed())? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(malformed());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|_| malformed())
     }
 
     pub async fn challenge(&self, server_id: &str) -> Result<ChallengeResponse, Error> {
@@ -353,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn a_challenge_is_good_for_one_attempt() {
+    fn a_challenge_is_good_for_one_right_answer() {
         let challenges = Challenges::default();
         let nonce = challenges.issue("n2").unwrap();
         let n2 = request("n2");
@@ -367,11 +368,14 @@ mod tests {
             "a challenge is used once"
         );
 
+        // Anyone may send an answer: a wrong one leaves the challenge to the
+        // node it was issued to.
         let nonce = challenges.issue("n2").unwrap();
         assert!(!challenges.verify(&n2, b"wrong"));
+        assert!(!challenges.verify(&n2, &request("n2").proof(b"guess")));
         assert!(
-            !challenges.verify(&n2, &n2.proof(&nonce)),
-            "a wrong answer spends it"
+            challenges.verify(&n2, &n2.proof(&nonce)),
+            "a wrong answer does not spend it"
         );
     }
 

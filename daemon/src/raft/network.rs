@@ -46,22 +46,58 @@ pub enum Error {
 #[derive(Default)]
 pub struct Peers {
     identity: RwLock<Option<(u64, Arc<rustls::ClientConfig>)>>,
-    clients: Mutex<HashMap<(u64, String), reqwest::Client>>,
+    /// One client per (member, cluster address), with the address it was
+    /// resolved to once: a heartbeat never waits on DNS.
+    clients: Mutex<HashMap<(u64, String), (reqwest::Client, SocketAddr)>>,
 }
 
 /// `host:port` from a cluster address that may carry a scheme (`https://a:8201`);
 /// a host name is resolved (once per client).
+/// Blocking: for the configuration at start-up only; request paths use
+/// [`resolve`].
 pub fn socket_address(cluster_addr: &str) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
-    let without_scheme = cluster_addr
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .unwrap_or(cluster_addr)
-        .trim_end_matches('/');
+    let without_scheme = host_port(cluster_addr);
     without_scheme
         .parse()
         .ok()
         .or_else(|| without_scheme.to_socket_addrs().ok()?.next())
+}
+
+/// [`socket_address`] without blocking a worker: an address literal as it is,
+/// a host name through tokio's resolver.
+pub async fn resolve(cluster_addr: &str) -> Option<SocketAddr> {
+    let without_scheme = host_port(cluster_addr);
+    if let Ok(address) = without_scheme.parse() {
+        return Some(address);
+    }
+    tokio::net::lookup_host(without_scheme).await.ok()?.next()
+}
+
+/// `host:port` of a cluster address that may carry a scheme.
+pub fn host_port(cluster_addr: &str) -> &str {
+    cluster_addr
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(cluster_addr)
+        .trim_end_matches('/')
+}
+
+/// Whether `cluster_addr` has the shape of `host:port` (with an optional
+/// scheme), checked without resolving it.
+pub fn well_formed(cluster_addr: &str) -> bool {
+    let without_scheme = host_port(cluster_addr);
+    if without_scheme.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    without_scheme.rsplit_once(':').is_some_and(|(host, port)| {
+        port.parse::<u16>().is_ok_and(|port| port > 0)
+            && !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|character| character.is_ascii_alphanumeric() || ".-_".contains(character))
+    })
 }
 
 impl Peers {
@@ -81,7 +117,12 @@ impl Peers {
         Ok(())
     }
 
-    fn client(&self, target: u64, node: &NodeInfo) -> Result<(u64, reqwest::Client), Error> {
+    /// (this node's id, a client for `target`, `target`'s address).
+    async fn client(
+        &self,
+        target: u64,
+        node: &NodeInfo,
+    ) -> Result<(u64, reqwest::Client, SocketAddr), Error> {
         let identity = self
             .identity
             .read()
@@ -89,14 +130,17 @@ impl Peers {
             .clone()
             .ok_or(Error::NoIdentity)?;
         let key = (target, node.cluster_addr.clone());
-        let mut clients = self
+        let cached = self
             .clients
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(&key) {
-            return Ok((identity.0, client.clone()));
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some((client, address)) = cached {
+            return Ok((identity.0, client, address));
         }
-        let address = socket_address(&node.cluster_addr)
+        let address = resolve(&node.cluster_addr)
+            .await
             .ok_or_else(|| Error::Address(target, node.cluster_addr.clone()))?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured((*identity.1).clone())
@@ -105,8 +149,11 @@ impl Peers {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|error| Error::Transport(target, error.to_string()))?;
-        clients.insert(key, client.clone());
-        Ok((identity.0, client))
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key, (client.clone(), address));
+        Ok((identity.0, client, address))
     }
 
     /// POSTs `body` as JSON to `path` on member `target` and decodes the answer.
@@ -118,9 +165,7 @@ impl Peers {
         body: &Request,
         timeout: Duration,
     ) -> Result<Answer, Error> {
-        let (me, client) = self.client(target, node)?;
-        let address = socket_address(&node.cluster_addr)
-            .ok_or_else(|| Error::Address(target, node.cluster_addr.clone()))?;
+        let (me, client, address) = self.client(target, node).await?;
         let url = format!("https://{}:{}{path}", tls::dns_name(target), address.port());
         let response = client
             .post(url)
@@ -253,5 +298,16 @@ mod tests {
             Some(8201)
         );
         assert_eq!(socket_address("no-port"), None);
+        for (address, expected) in [
+            ("https://node-2.example:8201", true),
+            ("127.0.0.1:8201", true),
+            ("[::1]:8201", true),
+            ("no-port", false),
+            ("host:0", false),
+            ("bad host:8201", false),
+            ("https://:8201", false),
+        ] {
+            assert_eq!(well_formed(address), expected, "{address}");
+        }
     }
 }

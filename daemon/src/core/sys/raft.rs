@@ -104,9 +104,11 @@ pub(super) async fn answer(core: &Core, data: &Map<String, Value>) -> ApiResult<
         .and_then(|bytes| {
             RawPublicKey::new(bytes).map_err(|error| ApiError::invalid(error.to_string()))
         })?;
-    if network::socket_address(&request.cluster_addr).is_none() {
+    // Everything a wrong answer could cost is checked without I/O first; the
+    // address is resolved (without blocking a worker) only for a right one.
+    if !network::well_formed(&request.cluster_addr) {
         return Err(ApiError::invalid(format!(
-            "cluster_addr {:?} is not a reachable host:port",
+            "cluster_addr {:?} is not a host:port",
             request.cluster_addr
         )));
     }
@@ -120,6 +122,12 @@ pub(super) async fn answer(core: &Core, data: &Map<String, Value>) -> ApiResult<
     if !core.challenges.verify(&request, &answer) {
         return Err(ApiError::invalid(format!(
             "the answer does not match a pending challenge for {server_id:?}; ask for a new challenge"
+        )));
+    }
+    if network::resolve(&request.cluster_addr).await.is_none() {
+        return Err(ApiError::invalid(format!(
+            "cluster_addr {:?} is not a reachable host:port",
+            request.cluster_addr
         )));
     }
     let ca: ClusterCa = unsealed
@@ -212,9 +220,7 @@ fn configuration(core: &Core) -> Reply {
     let servers: Vec<Value> = members
         .into_iter()
         .map(|member| {
-            let address = network::socket_address(&member.node.cluster_addr)
-                .map(|address| address.to_string())
-                .unwrap_or_else(|| member.node.cluster_addr.clone());
+            let address = network::host_port(&member.node.cluster_addr);
             json!({
                 "node_id": member.node.name,
                 "address": address,
