@@ -56,6 +56,20 @@ pub trait Handler: Send + Sync + 'static {
     /// Record a finished request (metrics). Must not block.
     fn observe(&self, observation: Observation<'_>);
 
+    /// Whether the caller of `request` (its body not read yet) may send a body
+    /// larger than a JSON request's: the door reads such a body (a snapshot
+    /// upload) only after this, so an unauthenticated caller cannot make the
+    /// server buffer it. `Err` is the answer that refuses it.
+    fn admit(&self, request: &Request) -> impl Future<Output = Result<(), Response>> + Send {
+        let _ = request;
+        async {
+            Err(Response::error(
+                ErrorCode::UnsupportedOperation,
+                "this server takes no large uploads",
+            ))
+        }
+    }
+
     /// Starts a watch of the changes under `request.path` (a prefix), as
     /// authenticated and authorized as any request; `request.data` may hold
     /// `lease_warning_seconds`.

@@ -361,3 +361,55 @@ listener "tcp" {
     let status = server.client(None).get("sys/seal-status").expect(200);
     assert_eq!(status.body["initialized"], false);
 }
+
+/// A snapshot upload may be 256 MiB: the server reads it only from a caller
+/// who may restore, and answers anyone else before a byte of it arrives.
+#[test]
+fn a_snapshot_upload_is_refused_before_its_body_is_read() {
+    use std::io::{Read, Write};
+    let server = Server::dev();
+    let reader = server.root().token_with_policy(
+        "reader",
+        r#"path "sys/*" { capabilities = ["read", "update"] }"#,
+    );
+    let address = server.address.trim_start_matches("http://").to_owned();
+    for token in [None, Some("not-a-token"), Some(reader.as_str())] {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let header = token.map_or(String::new(), |token| format!("X-Vault-Token: {token}\r\n"));
+        write!(
+            stream,
+            "POST /v1/sys/storage/raft/snapshot-force HTTP/1.1\r\nHost: x\r\n{header}\
+             Content-Type: application/octet-stream\r\nContent-Length: 200000000\r\n\r\n"
+        )
+        .unwrap();
+        stream.write_all(&[0u8; 4096]).unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+            let read = stream
+                .read(&mut buffer)
+                .expect("an answer without the body");
+            assert!(read > 0, "closed without an answer");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 403"), "{token:?}: {text}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+    // The root token may: its upload is read (and this one refused as a
+    // snapshot, not as a caller).
+    let (status, body) = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "X-Vault-Token: root",
+        "--data-binary",
+        "not a snapshot",
+        &format!("{}/v1/sys/storage/raft/snapshot-force", server.address),
+    ]);
+    refused(status, &body, 400, "snapshot");
+}

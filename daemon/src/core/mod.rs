@@ -1248,6 +1248,35 @@ impl Handler for Core {
         self.metrics.observe(&observation);
     }
 
+    /// A large body (a snapshot upload) is read only for a caller who may
+    /// write the path with `sudo`: checked here without spending a token use
+    /// (the request itself spends it once its body is in).
+    async fn admit(&self, request: &Request) -> Result<(), Response> {
+        let refuse = |error: ApiError| Err(Response::error(error.code, error.messages.join("; ")));
+        let unsealed = match self.unsealed() {
+            Ok(unsealed) => unsealed,
+            Err(error) => return refuse(error),
+        };
+        let Some(token) = request.token.as_ref() else {
+            return refuse(ApiError::denied());
+        };
+        let entry = match unsealed.tokens.lookup(token.expose()) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return refuse(ApiError::denied()),
+            Err(error) => return refuse(error.into()),
+        };
+        let acl = match unsealed.policies.acl(&entry.policies) {
+            Ok(acl) => acl,
+            Err(error) => return refuse(ApiError::internal(&error)),
+        };
+        let decision = acl.check(&request.path, Capability::Update, &Map::new());
+        if decision.allowed && decision.sudo {
+            Ok(())
+        } else {
+            refuse(ApiError::denied())
+        }
+    }
+
     async fn watch(&self, mut request: Request) -> Result<WatchStream, Response> {
         if let Some(peer) = request.peer.as_mut() {
             self.describe_peer(request.transport, peer);

@@ -64,7 +64,7 @@ pub(crate) async fn dispatch<H: Handler>(
         Some(Caller::Local(_)) => Transport::Unix,
         _ => Transport::Http,
     };
-    let response = match to_neutral(request).await {
+    let response = match to_neutral(handler, request).await {
         Ok(neutral) => handler.handle(neutral).await,
         Err(refusal) => refusal,
     };
@@ -78,8 +78,13 @@ pub(crate) async fn dispatch<H: Handler>(
     render(response)
 }
 
-/// Builds the neutral request, or the error response that refuses it.
-pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Response> {
+/// Builds the neutral request, or the error response that refuses it. A body
+/// larger than JSON requests may send (a snapshot upload) is read only once
+/// `handler` has admitted its caller ([`Handler::admit`]).
+pub async fn to_neutral<H: Handler>(
+    handler: &H,
+    request: axum::extract::Request,
+) -> Result<Request, Response> {
     let (parts, body) = request.into_parts();
     let Some(encoded_path) = parts.uri.path().strip_prefix("/v1/") else {
         return Err(Response::error(
@@ -126,7 +131,30 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
         .copied()
         .unwrap_or(BodyDeadline(Timeouts::default().read_body));
     let raw = takes_raw_body(&path) && operation == Operation::Write;
+    let (transport, remote_address, peer) = match parts.extensions.get::<Caller>() {
+        Some(Caller::Local(peer)) => (Transport::Unix, None, Some(peer.clone())),
+        Some(Caller::Remote(address)) => (Transport::Http, Some(address.clone()), None),
+        None => (Transport::Http, None, None),
+    };
+    let mut neutral = Request {
+        id: new_request_id(),
+        operation,
+        path,
+        data: Map::new(),
+        token: client_token(&parts.headers)?,
+        transport,
+        remote_address,
+        wrap_ttl: None,
+        no_forward: parts
+            .headers
+            .get("x-vault-no-request-forwarding")
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"true")),
+        raw_body: None,
+        forwarded: false,
+        peer,
+    };
     let limit = if raw {
+        handler.admit(&neutral).await?;
         MAX_SNAPSHOT_BYTES
     } else {
         MAX_BODY_BYTES
@@ -144,7 +172,7 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
             ));
         }
     };
-    let data = if raw {
+    neutral.data = if raw {
         Map::new()
     } else if body.iter().all(u8::is_ascii_whitespace) {
         match operation {
@@ -158,29 +186,9 @@ pub async fn to_neutral(request: axum::extract::Request) -> Result<Request, Resp
     } else {
         parse_object(&body)?
     };
-
-    let (transport, remote_address, peer) = match parts.extensions.get::<Caller>() {
-        Some(Caller::Local(peer)) => (Transport::Unix, None, Some(peer.clone())),
-        Some(Caller::Remote(address)) => (Transport::Http, Some(address.clone()), None),
-        None => (Transport::Http, None, None),
-    };
-    let mut neutral = Request {
-        id: new_request_id(),
-        operation,
-        path,
-        data,
-        token: client_token(&parts.headers)?,
-        transport,
-        remote_address,
-        wrap_ttl: None,
-        no_forward: parts
-            .headers
-            .get("x-vault-no-request-forwarding")
-            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"true")),
-        raw_body: raw.then(|| body.to_vec()),
-        forwarded: false,
-        peer,
-    };
+    if raw {
+        neutral.raw_body = Some(body.to_vec());
+    }
     if let Some(wrap_ttl) = parts.headers.get("x-vault-wrap-ttl") {
         neutral.wrap_ttl = Some(String::from_utf8_lossy(wrap_ttl.as_bytes()).into_owned());
     }
