@@ -348,3 +348,44 @@ fn the_barrier_key_rotates_itself_at_its_encryption_limit() {
         assert_eq!(answer.body["data"]["data"]["v"], index);
     }
 }
+
+/// Made-up `sys/` paths all count under one route label: 10,000 of them add
+/// no metrics series.
+#[test]
+fn made_up_sys_paths_add_no_metrics_series() {
+    let server = Server::dev();
+    let root = server.root();
+    let series = || -> std::collections::BTreeSet<String> {
+        let answer = root.get("sys/metrics?format=prometheus");
+        assert_eq!(answer.status, 200);
+        answer
+            .body
+            .as_str()
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.starts_with("coffer_requests_total{"))
+            .filter_map(|line| line.rsplit_once(' ').map(|(series, _)| series.to_owned()))
+            .collect()
+    };
+    for index in 0..2 {
+        root.get(&format!("sys/warm-up-{index}"));
+    }
+    let before = series();
+    for index in 0..10_000 {
+        let answer = root.get(&format!("sys/made-up-{index}/x"));
+        assert_eq!(answer.status, 404, "{:?}", answer.body);
+    }
+    let after = series();
+    let new: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        new.iter()
+            .all(|series| series.contains("route=\"sys/metrics\"")),
+        "new series: {new:?}"
+    );
+    assert!(
+        before
+            .iter()
+            .any(|series| series.contains("route=\"sys/other\"")),
+        "{before:?}"
+    );
+}

@@ -287,6 +287,36 @@ fn requires_sudo(rest: &str) -> bool {
     .any(|prefix| rest.starts_with(prefix))
 }
 
+/// The first segments of the authenticated `sys/` endpoints, as metrics name
+/// their routes.
+const ENDPOINTS: [&str; 25] = [
+    "internal",
+    "seal",
+    "rotate",
+    "key-status",
+    "mounts",
+    "auth",
+    "policies",
+    "policy",
+    "capabilities-self",
+    "capabilities",
+    "capabilities-accessor",
+    "metrics",
+    "storage",
+    "audit",
+    "audit-hash",
+    "leases",
+    "renew",
+    "revoke",
+    "revoke-prefix",
+    "revoke-force",
+    "health",
+    "seal-status",
+    "init",
+    "unseal",
+    "leader",
+];
+
 /// The authenticated `sys/` endpoints.
 pub(super) async fn handle(
     core: &Core,
@@ -298,7 +328,13 @@ pub(super) async fn handle(
 ) -> ApiResult<Routed> {
     let rest = path.strip_prefix("sys/").unwrap_or("");
     let first = rest.split('/').next().unwrap_or("");
-    *route = Some(format!("sys/{first}"));
+    // A metrics label names an endpoint there is: made-up paths would each
+    // make a new series.
+    *route = Some(if ENDPOINTS.contains(&first) {
+        format!("sys/{first}")
+    } else {
+        "sys/other".to_owned()
+    });
     let operation = request.operation;
     let data = &request.data;
 
