@@ -238,15 +238,40 @@ impl TokenStore {
         Ok(created)
     }
 
-    /// The valid entry for `token`; `None` if unknown, expired or used up.
+    /// The valid entry for `token`; `None` if unknown, expired or used up, or
+    /// if any token above it is: a child dies with its parent at once, not at
+    /// the next tidy.
     pub fn lookup(&self, token: &str) -> Result<Option<TokenEntry>, barrier::Error> {
         let hash = self.hash(token);
-        Ok(self
+        let now = now_seconds();
+        let Some(entry) = self
             .cached_entry(&hash)?
             // The key lookup already matched; compare again in constant time so no
             // code path compares a token-derived value by early exit.
             .filter(|entry| crypto::constant_time_eq(entry.hash.as_bytes(), hash.as_bytes()))
-            .filter(|entry| entry.is_valid_at(now_seconds())))
+            .filter(|entry| entry.is_valid_at(now))
+        else {
+            return Ok(None);
+        };
+        Ok(self.ancestors_valid(&entry, now)?.then_some(entry))
+    }
+
+    /// Whether every token above `entry` is still there and valid at `now`.
+    /// Token trees are shallow; a chain deeper than any real one (or a loop,
+    /// which cannot be made) counts as invalid.
+    fn ancestors_valid(&self, entry: &TokenEntry, now: u64) -> Result<bool, barrier::Error> {
+        const MAX_DEPTH: usize = 256;
+        let mut parent = entry.parent.clone();
+        for _ in 0..MAX_DEPTH {
+            let Some(hash) = parent else {
+                return Ok(true);
+            };
+            match self.cached_entry(&hash)? {
+                Some(above) if above.is_valid_at(now) => parent = above.parent,
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     /// The stored entry by hash, whatever its validity.
@@ -271,9 +296,14 @@ impl TokenStore {
         else {
             return Ok(None);
         };
-        Ok(self
+        let now = now_seconds();
+        let Some(entry) = self
             .entry(&index.token_hash)?
-            .filter(|entry| entry.is_valid_at(now_seconds())))
+            .filter(|entry| entry.is_valid_at(now))
+        else {
+            return Ok(None);
+        };
+        Ok(self.ancestors_valid(&entry, now)?.then_some(entry))
     }
 
     /// Every accessor, for `auth/token/accessors`.
@@ -564,6 +594,35 @@ mod tests {
         assert_eq!(store.expired().unwrap(), vec![entry.hash.clone()]);
         store.revoke_tree(&entry.hash).await.unwrap();
         assert!(backend.scan("sys/token/").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_child_of_an_expired_parent_is_refused_at_once() {
+        let (_backend, store) = store();
+        let (_, parent_entry) = store.create(new_token(600, None)).await.unwrap();
+        let (child, child_entry) = store
+            .create(new_token(600, Some(parent_entry.hash.clone())))
+            .await
+            .unwrap();
+        let (grandchild, _) = store
+            .create(new_token(600, Some(child_entry.hash.clone())))
+            .await
+            .unwrap();
+        let mut expired = parent_entry.clone();
+        expired.expire_time = Some(now_seconds() - 1);
+        let mut batch = store.barrier.batch();
+        batch
+            .put_json(&format!("{ID_PREFIX}{}", parent_entry.hash), &expired)
+            .unwrap();
+        store.barrier.commit(batch).await.unwrap();
+        assert!(store.lookup(&child).unwrap().is_none(), "child");
+        assert!(store.lookup(&grandchild).unwrap().is_none(), "grandchild");
+        assert!(
+            store
+                .lookup_accessor(&child_entry.accessor)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
