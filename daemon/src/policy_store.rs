@@ -3,6 +3,7 @@
 //! set of policy names are cached, and every change clears the caches.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -34,9 +35,16 @@ struct Caches {
     acls: HashMap<Vec<String>, Arc<Acl>>,
 }
 
+/// Entries each cache keeps at most (misses for unknown names included); a
+/// full cache starts over.
+const LIMIT: usize = 4096;
+
 pub struct PolicyStore {
     barrier: Arc<Barrier>,
     caches: RwLock<Caches>,
+    /// Bumped by every invalidation: a load that raced a policy write is not
+    /// kept, so a stale grant cannot outlive the write.
+    generation: AtomicU64,
 }
 
 impl PolicyStore {
@@ -44,7 +52,24 @@ impl PolicyStore {
         PolicyStore {
             barrier,
             caches: RwLock::new(Caches::default()),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Keeps what a load that began at `generation` found, unless the caches
+    /// were invalidated since.
+    fn remember(&self, generation: u64, keep: impl FnOnce(&mut Caches)) {
+        let mut caches = self.write_caches();
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        if caches.policies.len() >= LIMIT {
+            caches.policies.clear();
+        }
+        if caches.acls.len() >= LIMIT {
+            caches.acls.clear();
+        }
+        keep(&mut caches);
     }
 
     /// Adds the built-in `default` policy to a new cluster's first batch.
@@ -76,6 +101,7 @@ impl PolicyStore {
         if let Some(cached) = self.read_caches().policies.get(name) {
             return Ok(cached.clone());
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let loaded = match self
             .barrier
             .get_json::<StoredPolicy>(&format!("{POLICY_PREFIX}{name}"))?
@@ -88,15 +114,18 @@ impl PolicyStore {
             })),
             None => None,
         };
-        self.write_caches()
-            .policies
-            .insert(name.to_owned(), loaded.clone());
+        let kept = loaded.clone();
+        self.remember(generation, |caches| {
+            caches.policies.insert(name.to_owned(), kept);
+        });
         Ok(loaded)
     }
 
     /// Forgets every parsed policy and ACL (a policy changed, maybe elsewhere).
     pub fn invalidate(&self) {
-        *self.write_caches() = Caches::default();
+        let mut caches = self.write_caches();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *caches = Caches::default();
     }
 
     /// Policy names, including the built-in ones.
@@ -121,7 +150,7 @@ impl PolicyStore {
                 },
             )
             .await?;
-        *self.write_caches() = Caches::default();
+        self.invalidate();
         Ok(())
     }
 
@@ -132,7 +161,7 @@ impl PolicyStore {
         self.barrier
             .delete(&format!("{POLICY_PREFIX}{name}"))
             .await?;
-        *self.write_caches() = Caches::default();
+        self.invalidate();
         Ok(())
     }
 
@@ -142,6 +171,7 @@ impl PolicyStore {
         if let Some(acl) = self.read_caches().acls.get(names) {
             return Ok(acl.clone());
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let root = names.iter().any(|name| name == ROOT_POLICY);
         let mut policies = Vec::new();
         for name in names {
@@ -153,7 +183,59 @@ impl PolicyStore {
             root,
             policies.iter().map(|policy| policy.as_ref()),
         ));
-        self.write_caches().acls.insert(names.to_vec(), acl.clone());
+        let kept = acl.clone();
+        self.remember(generation, |caches| {
+            caches.acls.insert(names.to_vec(), kept);
+        });
         Ok(acl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::barrier::Keyring;
+    use crate::storage::Backend;
+    use crate::storage::memory::MemoryBackend;
+
+    fn store() -> PolicyStore {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let keyring = Keyring::generate(crate::crypto::random_key::<32>().unwrap()).unwrap();
+        PolicyStore::new(Arc::new(Barrier::new(backend, keyring)))
+    }
+
+    #[test]
+    fn a_load_that_raced_a_write_is_not_kept() {
+        let store = store();
+        let stale =
+            Arc::new(policy::parse("app", r#"path "x" { capabilities = ["read"] }"#).unwrap());
+        let began = store.generation.load(Ordering::SeqCst);
+        store.invalidate(); // a write landed while the load ran
+        store.remember(began, |caches| {
+            caches.policies.insert("app".into(), Some(stale.clone()));
+            caches.acls.insert(
+                vec!["app".into()],
+                Arc::new(Acl::new(false, [stale.as_ref()])),
+            );
+        });
+        assert!(store.read_caches().policies.is_empty());
+        assert!(store.read_caches().acls.is_empty());
+        let now = store.generation.load(Ordering::SeqCst);
+        store.remember(now, |caches| {
+            caches.policies.insert("app".into(), None);
+        });
+        assert_eq!(store.read_caches().policies.len(), 1);
+    }
+
+    #[test]
+    fn misses_for_made_up_names_are_bounded() {
+        let store = store();
+        for index in 0..(LIMIT * 2 + 10) {
+            assert!(store.get(&format!("made-up-{index}")).unwrap().is_none());
+            store.acl(&[format!("made-up-{index}")]).unwrap();
+        }
+        assert!(store.read_caches().policies.len() <= LIMIT);
+        assert!(store.read_caches().acls.len() <= LIMIT);
     }
 }
