@@ -867,4 +867,31 @@ mod tests {
         inodes.forget(INodeNo::ROOT.0, 10);
         assert!(inodes.nodes.contains_key(&INodeNo::ROOT.0));
     }
+
+    proptest::proptest! {
+        /// Any answer the core could give describes a node or is EIO, and the
+        /// files it names are valid names of one directory level.
+        #[test]
+        fn any_description_gives_valid_files(
+            kind in proptest::prop_oneof![
+                proptest::strategy::Just("folder".to_owned()),
+                proptest::strategy::Just("secret".to_owned()),
+                proptest::strategy::Just("credential".to_owned()),
+                proptest::strategy::Just("static".to_owned()),
+                "[a-z]{0,8}",
+            ],
+            fields in proptest::collection::vec("\\PC{0,12}", 0..6),
+            name in "[^/\u{0}]{1,20}",
+        ) {
+            let mut data = Map::new();
+            data.insert("kind".into(), Value::from(kind));
+            data.insert("read_path".into(), Value::from("secret/data/x"));
+            data.insert("fields".into(), Value::from(fields));
+            if let Ok(info) = Info::parse(&data) {
+                for (file, _) in info.files(&name) {
+                    proptest::prop_assert!(render::valid_file_name(&file), "{file:?}");
+                }
+            }
+        }
+    }
 }

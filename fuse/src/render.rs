@@ -124,4 +124,44 @@ mod tests {
         assert!(valid_file_name("password"));
         assert!(valid_file_name(".hidden"));
     }
+
+    proptest::proptest! {
+        /// Whatever the fields hold, a shell that sources the `.env` file gets
+        /// exactly the values back, and nothing else runs or is set.
+        #[test]
+        fn env_files_give_a_shell_back_exactly_the_values(
+            fields in proptest::collection::btree_map(
+                "[A-Za-z_][A-Za-z0-9_]{0,6}|[a-z-]{1,6}",
+                "[^\u{0}]{0,24}",
+                1..5,
+            )
+        ) {
+            let values: Vec<(String, Value)> = fields
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+                .collect();
+            let text = String::from_utf8(env(values.iter().map(|(name, value)| (name.as_str(), value)))).unwrap();
+            let names: Vec<&String> = fields.keys().filter(|name| shell_name(name)).collect();
+            // A marker no value can set: it must still be unset afterwards.
+            let mut script = format!("unset COFFER_INJECTED\n{text}\nprintf '%s' \"${{COFFER_INJECTED-unset}}\"");
+            for name in &names {
+                script.push_str(&format!("; printf '\\0%s' \"${name}\""));
+            }
+            let output = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+            proptest::prop_assert!(output.status.success(), "{text}");
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            let mut parts = stdout.split('\0');
+            proptest::prop_assert_eq!(parts.next(), Some("unset"));
+            for name in names {
+                proptest::prop_assert_eq!(parts.next(), Some(fields[name].as_str()), "{}", name);
+            }
+        }
+
+        #[test]
+        fn file_names_never_escape_their_directory(name in "\\PC{0,300}") {
+            if valid_file_name(&name) {
+                proptest::prop_assert!(!name.contains('/') && name != ".." && name != ".");
+            }
+        }
+    }
 }
