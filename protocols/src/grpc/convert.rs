@@ -287,4 +287,62 @@ mod tests {
         let done = response(Response::new(None, ResponseBody::NoContent), "id-1").unwrap();
         assert_eq!(done.request_id, "id-1");
     }
+
+    fn struct_value() -> impl proptest::strategy::Strategy<Value = prost_types::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(prost_types::Value { kind: None }),
+            Just(prost_types::Value {
+                kind: Some(Kind::NullValue(0))
+            }),
+            any::<bool>().prop_map(|flag| prost_types::Value {
+                kind: Some(Kind::BoolValue(flag))
+            }),
+            any::<f64>().prop_map(|number| prost_types::Value {
+                kind: Some(Kind::NumberValue(number))
+            }),
+            Just(prost_types::Value {
+                kind: Some(Kind::NumberValue(f64::NAN))
+            }),
+            "\\PC{0,8}".prop_map(|text| prost_types::Value {
+                kind: Some(Kind::StringValue(text))
+            }),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(|values| {
+                    prost_types::Value {
+                        kind: Some(Kind::ListValue(prost_types::ListValue { values })),
+                    }
+                }),
+                proptest::collection::btree_map("[a-z]{0,4}", inner, 0..4).prop_map(|fields| {
+                    prost_types::Value {
+                        kind: Some(Kind::StructValue(prost_types::Struct {
+                            fields: fields.into_iter().collect(),
+                        })),
+                    }
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a client puts in a request's `Struct` becomes JSON that
+        /// goes back to the same `Struct`, or an INVALID_ARGUMENT.
+        #[test]
+        fn any_struct_becomes_json_or_invalid_argument(
+            fields in proptest::collection::btree_map("[a-z]{0,4}", struct_value(), 0..5),
+        ) {
+            let input = prost_types::Struct { fields: fields.into_iter().collect() };
+            match object(input) {
+                Ok(map) => {
+                    let again = object(to_struct(&map)).unwrap();
+                    proptest::prop_assert_eq!(again, map);
+                }
+                Err(status) => {
+                    proptest::prop_assert_eq!(status.code(), tonic::Code::InvalidArgument);
+                }
+            }
+        }
+    }
 }
