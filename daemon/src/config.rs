@@ -136,6 +136,7 @@ pub struct UnixListener {
     /// As for `listener "tcp"`.
     pub http_read_header_timeout: u64,
     pub http_read_timeout: u64,
+    pub http_idle_timeout: u64,
 }
 
 impl UnixListener {
@@ -147,6 +148,7 @@ impl UnixListener {
             socket_group: None,
             http_read_header_timeout: 10,
             http_read_timeout: 30,
+            http_idle_timeout: 300,
         }
     }
 }
@@ -166,6 +168,9 @@ pub struct Listener {
     pub http_read_header_timeout: u64,
     /// `http_read_timeout`: seconds a client has to send a request body (default 30).
     pub http_read_timeout: u64,
+    /// `http_idle_timeout`: seconds an HTTP/2 connection (gRPC) with no request
+    /// in flight stays open (default 300, as Vault's 5m).
+    pub http_idle_timeout: u64,
     /// `cluster_address`: where the cluster (Raft) listener binds (default: the
     /// host:port of `cluster_addr`, or this listener's port + 1).
     pub cluster_address: Option<SocketAddr>,
@@ -181,6 +186,7 @@ impl Listener {
             tls_key_file: None,
             http_read_header_timeout: 10,
             http_read_timeout: 30,
+            http_idle_timeout: 300,
             cluster_address: None,
         }
     }
@@ -469,6 +475,9 @@ fn parse_listener(block: &hcl::Block) -> Result<Listener, hcl::Error> {
             "http_read_timeout" if kind == "tcp" => {
                 listener.http_read_timeout = positive_duration(value, "http_read_timeout")?
             }
+            "http_idle_timeout" => {
+                listener.http_idle_timeout = positive_duration(value, "http_idle_timeout")?
+            }
             "cluster_address" if kind == "tcp" => {
                 let text = string(value, "cluster_address")?;
                 listener.cluster_address = Some(text.parse().map_err(|_| {
@@ -519,6 +528,9 @@ fn parse_unix_listener(block: &hcl::Block) -> Result<UnixListener, hcl::Error> {
             }
             "http_read_timeout" => {
                 listener.http_read_timeout = positive_duration(value, "http_read_timeout")?
+            }
+            "http_idle_timeout" => {
+                listener.http_idle_timeout = positive_duration(value, "http_idle_timeout")?
             }
             other => return Err(unknown(attribute.line, other, "listener \"unix\"")),
         }

@@ -95,6 +95,21 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
     })
 }
 
+/// Raises the soft limit on open files to the hard one: each listener holds up
+/// to 4,096 connections, more than a service's usual soft limit of 1,024.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(%error, soft, "cannot raise the limit on open files");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the limit on open files"),
+    }
+}
+
 /// Creates the data directory readable by this user only.
 fn prepare_data_dir(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -187,6 +202,7 @@ fn cluster_listener(
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     crate::memory::forbid_dumps();
+    raise_open_files_limit();
     if config.disable_mlock {
         tracing::info!("memory is not locked (disable_mlock): keys may reach swap");
     } else {
@@ -244,6 +260,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             timeouts: http::Timeouts {
                 read_header: Duration::from_secs(listener.http_read_header_timeout),
                 read_body: Duration::from_secs(listener.http_read_timeout),
+                idle: Duration::from_secs(listener.http_idle_timeout),
             },
         });
     }
@@ -266,6 +283,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             timeouts: http::Timeouts {
                 read_header: Duration::from_secs(unix.http_read_header_timeout),
                 read_body: Duration::from_secs(unix.http_read_timeout),
+                idle: Duration::from_secs(unix.http_idle_timeout),
             },
         });
     }

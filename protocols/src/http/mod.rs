@@ -2,6 +2,7 @@
 //! [`Request`]s in one place ([`to_neutral`]) and renders [`Response`]s back
 //! ([`render`]). Every path goes to the one handler; nothing is routed here.
 
+mod activity;
 mod serve;
 
 use std::time::Instant;

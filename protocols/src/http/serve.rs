@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use super::activity::{Activity, Registry, Tracked};
 use super::{BodyDeadline, Caller, dispatch};
 use crate::grpc::Services;
 use crate::{Handler, peer};
@@ -79,6 +80,10 @@ pub struct Timeouts {
     pub read_header: Duration,
     /// `http_read_timeout`: to send the whole request body.
     pub read_body: Duration,
+    /// `http_idle_timeout`: how long an HTTP/2 connection (gRPC, and HTTP/2 on
+    /// the Unix socket) with no request in flight stays open. A connection
+    /// that sends no request at all gets `read_header`.
+    pub idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -86,9 +91,22 @@ impl Default for Timeouts {
         Timeouts {
             read_header: Duration::from_secs(10),
             read_body: Duration::from_secs(30),
+            idle: Duration::from_secs(300),
         }
     }
 }
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_STREAMS: u32 = 128;
+/// What an HTTP/2 peer may send before the server reads it: per stream and
+/// per connection (flow-control windows), so a connection buffers at most
+/// this much that no handler asked for.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Idle HTTP/2 connections are pinged this often; a peer that does not
+/// answer within `KEEP_ALIVE_TIMEOUT` is gone.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound listener of the HTTP door.
 pub struct Listener {
@@ -179,8 +197,14 @@ pub async fn serve<H: Handler>(
     };
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let registry = Arc::new(Registry::default());
     tokio::pin!(shutdown);
     loop {
+        // Every slot taken: the connection idle the longest makes room, so
+        // idle connections cannot keep a new client waiting.
+        if slots.available_permits() == 0 {
+            registry.close_idlest();
+        }
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -202,13 +226,25 @@ pub async fn serve<H: Handler>(
         };
         let app = app.clone();
         let timeouts = listener.timeouts;
+        let activity = registry.open();
+        let tracked = activity.clone();
         let service = move |caller: Caller| {
             tower::service_fn(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(caller.clone());
                 request
                     .extensions_mut()
                     .insert(BodyDeadline(timeouts.read_body));
-                app.clone().call(request)
+                let in_flight = tracked.start();
+                let response = app.clone().call(request);
+                async move {
+                    let response = response.await?;
+                    Ok::<_, Infallible>(response.map(|body| {
+                        axum::body::Body::new(Tracked {
+                            body,
+                            _in_flight: in_flight,
+                        })
+                    }))
+                }
             })
         };
         let watcher = graceful.watcher();
@@ -227,18 +263,24 @@ pub async fn serve<H: Handler>(
                         }
                     };
                     let service = service(caller);
-                    return serve_connection(stream, service, watcher, timeouts, protocol).await;
+                    let serving = serve_connection(stream, service, watcher, timeouts, protocol);
+                    return until_idle(serving, &activity, timeouts).await;
                 }
                 Accepted::Tcp(stream, caller) => (stream, caller),
             };
             let service = service(caller);
             match tls {
-                None => serve_connection(stream, service, watcher, timeouts, protocol).await,
+                None => {
+                    let serving = serve_connection(stream, service, watcher, timeouts, protocol);
+                    until_idle(serving, &activity, timeouts).await;
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            serve_connection(stream, service, watcher, timeouts, protocol).await
+                            let serving =
+                                serve_connection(stream, service, watcher, timeouts, protocol);
+                            until_idle(serving, &activity, timeouts).await;
                         }
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -255,6 +297,18 @@ pub async fn serve<H: Handler>(
         }
     }
     Ok(())
+}
+
+/// Serves a connection until it ends, or until it has been idle past its
+/// limit (or is asked to make room), when it is dropped: nothing is in flight
+/// on it then.
+async fn until_idle(serving: impl Future<Output = ()>, activity: &Activity, timeouts: Timeouts) {
+    tokio::select! {
+        () = serving => {}
+        () = activity.until_idle(timeouts.read_header, timeouts.idle) => {
+            tracing::debug!("closed an idle connection");
+        }
+    }
 }
 
 /// What a listener's connections are served by.
@@ -329,11 +383,12 @@ async fn serve_connection<S, T>(
                 .map_err(|error| error.to_string())
         }
         Protocol::Grpc => {
-            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                // gRPC has no use for a Date header.
-                .auto_date_header(false)
-                .serve_connection(io, service);
+            let connection = http2(hyper::server::conn::http2::Builder::new(
+                TokioExecutor::new(),
+            ))
+            // gRPC has no use for a Date header.
+            .auto_date_header(false)
+            .serve_connection(io, service);
             AfterQueued::new(watcher.watch(connection))
                 .await
                 .map_err(|error| error.to_string())
@@ -345,7 +400,7 @@ async fn serve_connection<S, T>(
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.read_header)
                 .keep_alive(true);
-            builder.http2().timer(TokioTimer::new());
+            http2(builder.http2());
             let connection = builder.serve_connection(io, service).into_owned();
             watcher
                 .watch(connection)
@@ -355,6 +410,42 @@ async fn serve_connection<S, T>(
     };
     if let Err(error) = result {
         tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// An HTTP/2 server's limits: streams per connection, flow-control windows
+/// (what a peer may send unread), keep-alive pings.
+fn http2<B: Http2Limits>(builder: B) -> B {
+    builder.limits()
+}
+
+/// The same settings on hyper's HTTP/2 builder and on hyper-util's (the
+/// Unix socket's auto builder), which are distinct types.
+trait Http2Limits {
+    fn limits(self) -> Self;
+}
+
+impl Http2Limits for hyper::server::conn::http2::Builder<TokioExecutor> {
+    fn limits(mut self) -> Self {
+        self.timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+        self
+    }
+}
+
+impl Http2Limits for hyper_util::server::conn::auto::Http2Builder<'_, TokioExecutor> {
+    fn limits(mut self) -> Self {
+        self.timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+        self
     }
 }
 
