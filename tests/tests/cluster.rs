@@ -634,6 +634,21 @@ fn bad_joins_and_non_members_are_refused_and_change_nothing() {
     assert_eq!(answer.status, 400, "{:?}", answer.body);
     assert!(answer.errors()[0].contains("does not match"), "{answer:?}");
     assert_eq!(cluster.members().len(), 3, "a wrong answer added a member");
+    // The answer is checked before anything is resolved: a wrong answer
+    // naming a host gets the same refusal at once, and no DNS lookup.
+    let started = Instant::now();
+    let answer = leader_api.post(
+        "sys/storage/raft/bootstrap/answer",
+        json!({
+            "server_id": "intruder",
+            "answer": "AAAA",
+            "public_key": base64_point(),
+            "cluster_addr": "https://no-such-node.invalid:8201",
+        }),
+    );
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert!(answer.errors()[0].contains("does not match"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
 
     // The cluster listener speaks only mutual TLS with the cluster's CA: no
     // certificate, or one from elsewhere, is refused in the handshake.
