@@ -923,10 +923,7 @@ fn a_root_rotation_cut_short_by_kill_9_loses_no_password() {
         let rotating = server.client(Some("root"));
         std::thread::spawn(move || rotating.try_call("POST", "database/rotate-root/rot", None));
         wait_for(Duration::from_secs(20), "the rotation to pause", || {
-            server
-                .log()
-                .contains("pausing the root rotation")
-                .then_some(())
+            server.log().contains("pausing a rotation").then_some(())
         });
         server.kill9();
         // The next run pauses at the next step (or not at all).
@@ -961,4 +958,55 @@ fn a_root_rotation_cut_short_by_kill_9_loses_no_password() {
             .query_as("rotadmin", "rot-admin-initial", "SELECT 1")
             .is_err()
     );
+}
+
+/// A static role's rotation cut short by kill -9 after the database changed
+/// (its new password known only there) is rotated again once the server is
+/// back: the password it hands out logs in.
+#[test]
+fn a_static_rotation_cut_short_by_kill_9_is_done_again() {
+    let _serial = serial();
+    let postgres = postgres();
+    postgres.admin("CREATE ROLE cutshort WITH LOGIN PASSWORD 'initial-password';");
+    let mut server =
+        Server::dev_with_environment(&[("COFFER_TEST_PAUSE_ROTATION", "after-static")]);
+    let api = server.root();
+    configure_postgres(&api, &postgres, "1h", "2h");
+    let creating = server.client(Some("root"));
+    std::thread::spawn(move || {
+        creating.try_call(
+            "POST",
+            "database/static-roles/static-app",
+            Some(json!({"db_name": "pg", "username": "cutshort", "rotation_period": "1h"})),
+        )
+    });
+    wait_for(Duration::from_secs(20), "the rotation to pause", || {
+        let log = server.log();
+        assert!(!log.contains("refused the rotation"), "{log}");
+        log.contains("pausing a rotation").then_some(())
+    });
+    // The database has a password no record holds.
+    assert!(
+        postgres
+            .query_as("cutshort", "initial-password", "SELECT 1")
+            .is_err()
+    );
+    server.kill9();
+    server.clear_environment();
+    server.restart();
+    let key = server.unseal_key.clone().unwrap();
+    server
+        .client(None)
+        .call("PUT", "sys/unseal", Some(json!({"key": key})))
+        .expect(200);
+    let api = server.root();
+    let password = wait_for(Duration::from_secs(15), "the rotation done again", || {
+        let answer = api.get("database/static-creds/static-app");
+        let password = answer.body["data"]["password"].as_str()?.to_owned();
+        postgres
+            .query_as("cutshort", &password, "SELECT 'x'")
+            .ok()
+            .map(|_| password)
+    });
+    assert_ne!(password, "initial-password");
 }

@@ -949,6 +949,7 @@ impl Database<'_> {
                     upstream(message)
                 }
             })?;
+        test_hook::after_static_changed().await;
         role.password = Zeroizing::new(password);
         role.last_rotation = now_seconds();
         role.rotating = false;
