@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{ErrorCode, Request, Response, Transport};
+use crate::{ClientToken, ErrorCode, Request, Response, Transport};
 
 /// One event of a watch stream. Never carries a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,13 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Record a finished request (metrics). Must not block.
     fn observe(&self, observation: Observation<'_>);
+
+    /// Whether `token` is one the server would accept now (cheap: a cached
+    /// lookup). Doors use it to limit what strangers may make them buffer.
+    fn knows_token(&self, token: &ClientToken) -> bool {
+        let _ = token;
+        false
+    }
 
     /// Whether the caller of `request` (its body not read yet) may send a body
     /// larger than a JSON request's: the door reads such a body (a snapshot

@@ -131,3 +131,55 @@ fn idle_connections_keep_no_new_client_out() {
     drop(idle_tcp);
     drop(idle_unix);
 }
+
+/// tonic reserves the length a gRPC message declares before it arrives: a
+/// caller without a known token may declare only a small first message.
+#[test]
+fn a_stranger_cannot_make_the_grpc_door_reserve_a_large_message() {
+    let server = Server::dev_with_all_doors();
+    let grpc = server
+        .grpc_address
+        .clone()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    // A prefix declaring 1,000,000 bytes, and three of them.
+    let request = server.workspace().join("large.bin");
+    std::fs::write(&request, [0, 0, 0x0f, 0x42, 0x40, b'a', b'b', b'c']).unwrap();
+    let grpc_status = |token: Option<&str>| {
+        let mut args = vec![
+            "-sS".to_owned(),
+            "-D".to_owned(),
+            "-".to_owned(),
+            "-o".to_owned(),
+            "/dev/null".to_owned(),
+            "--http2-prior-knowledge".to_owned(),
+            "-H".to_owned(),
+            "content-type: application/grpc".to_owned(),
+            "-H".to_owned(),
+            "te: trailers".to_owned(),
+            "--data-binary".to_owned(),
+            format!("@{}", request.display()),
+        ];
+        if let Some(token) = token {
+            args.push("-H".to_owned());
+            args.push(format!("x-vault-token: {token}"));
+        }
+        args.push(format!("http://{grpc}/coffer.v1.Coffer/Read"));
+        let output = std::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .unwrap();
+        let headers = String::from_utf8_lossy(&output.stdout).into_owned();
+        headers
+            .lines()
+            .find_map(|line| line.strip_prefix("grpc-status: "))
+            .map(|status| status.trim().to_owned())
+            .unwrap_or_else(|| panic!("no grpc-status in {headers}"))
+    };
+    // RESOURCE_EXHAUSTED at once for a stranger, whatever token it makes up.
+    assert_eq!(grpc_status(None), "8");
+    assert_eq!(grpc_status(Some("hvs.made-up")), "8");
+    // A known token's message is read (and this one is cut short).
+    assert_ne!(grpc_status(Some("root")), "8");
+}

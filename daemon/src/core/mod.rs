@@ -24,8 +24,8 @@ mod watch;
 use std::sync::{Arc, Mutex, RwLock};
 
 use coffer_protocols::{
-    ErrorCode, Handler, LocalPeer, LogicalResponse, Observation, Operation, Request, Response,
-    ResponseBody, Transport, WatchStream,
+    ClientToken, ErrorCode, Handler, LocalPeer, LogicalResponse, Observation, Operation, Request,
+    Response, ResponseBody, Transport, WatchStream,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -1246,6 +1246,11 @@ impl Handler for Core {
 
     fn observe(&self, observation: Observation<'_>) {
         self.metrics.observe(&observation);
+    }
+
+    fn knows_token(&self, token: &ClientToken) -> bool {
+        self.unsealed()
+            .is_ok_and(|unsealed| matches!(unsealed.tokens.lookup(token.expose()), Ok(Some(_))))
     }
 
     /// A large body (a snapshot upload) is read only for a caller who may

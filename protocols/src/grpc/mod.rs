@@ -4,6 +4,7 @@
 //! sealed) and server reflection (v1 and v1alpha). Served by the HTTP door's
 //! accept loop over HTTP/2 (`http::serve` with [`crate::http::Protocol::Grpc`]).
 
+mod capped;
 pub mod codec;
 mod convert;
 mod service;
@@ -46,6 +47,8 @@ pub struct Services<H: Handler> {
     coffer: pb::coffer_server::CofferServer<CofferService<H>>,
     /// Health and reflection, through tonic's router.
     others: axum::Router,
+    /// To tell a caller it knows from a stranger before reading a body.
+    handler: Arc<H>,
 }
 
 impl<H: Handler> Clone for Services<H> {
@@ -53,6 +56,7 @@ impl<H: Handler> Clone for Services<H> {
         Services {
             coffer: self.coffer.clone(),
             others: self.others.clone(),
+            handler: self.handler.clone(),
         }
     }
 }
@@ -85,7 +89,11 @@ impl<H: Handler> Services<H> {
             .add_service(reflection().build_v1alpha()?)
             .prepare()
             .into_axum_router();
-        Ok(Services { coffer, others })
+        Ok(Services {
+            coffer,
+            others,
+            handler,
+        })
     }
 
     /// Answers one gRPC call (an unknown method gets UNIMPLEMENTED).
@@ -94,6 +102,15 @@ impl<H: Handler> Services<H> {
         request: http::Request<hyper::body::Incoming>,
     ) -> Result<axum::response::Response, Infallible> {
         use tower::ServiceExt;
+        // A caller with neither a local identity nor a token the server knows
+        // may send only a small first message (tonic reserves what a message
+        // declares before it arrives).
+        let cap = if self.knows(&request) {
+            usize::MAX
+        } else {
+            capped::STRANGER_MESSAGE_BYTES
+        };
+        let request = request.map(|body| capped::Capped::new(body, cap));
         if request.uri().path().starts_with(COFFER_PATH) {
             let response = self.coffer.oneshot(request).await?;
             Ok(response.map(axum::body::Body::new))
@@ -101,6 +118,29 @@ impl<H: Handler> Services<H> {
             self.others
                 .oneshot(request.map(axum::body::Body::new))
                 .await
+        }
+    }
+
+    /// Whether the caller is a local one (the Unix socket) or sends a token
+    /// the handler knows.
+    fn knows(&self, request: &http::Request<hyper::body::Incoming>) -> bool {
+        if matches!(
+            request.extensions().get::<crate::http::Caller>(),
+            Some(crate::http::Caller::Local(_))
+        ) {
+            return true;
+        }
+        let headers = request.headers();
+        match crate::http::token_of(
+            headers
+                .get("x-vault-token")
+                .map(http::HeaderValue::as_bytes),
+            headers
+                .get(http::header::AUTHORIZATION)
+                .map(http::HeaderValue::as_bytes),
+        ) {
+            Ok(Some(token)) => self.handler.knows_token(&token),
+            _ => false,
         }
     }
 }
