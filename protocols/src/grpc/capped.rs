@@ -16,21 +16,27 @@ pub const STRANGER_MESSAGE_BYTES: usize = 64 * 1024;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Whether the caller is one the server knows (a token it accepts), asked
+/// only when a first message is over the cap: small messages cost no lookup.
+pub type Known = Box<dyn FnOnce() -> bool + Send>;
+
 /// `inner`, failing with RESOURCE_EXHAUSTED when its first message declares
-/// more than `cap` bytes.
+/// more than `cap` bytes and the caller is not known.
 pub struct Capped<B> {
     inner: B,
     cap: usize,
+    known: Option<Known>,
     /// The first message's 5-byte prefix (flag, big-endian length), as seen.
     prefix: [u8; 5],
     seen: usize,
 }
 
 impl<B> Capped<B> {
-    pub fn new(inner: B, cap: usize) -> Self {
+    pub fn new(inner: B, cap: usize, known: Option<Known>) -> Self {
         Capped {
             inner,
             cap,
+            known,
             prefix: [0; 5],
             seen: 0,
         }
@@ -55,7 +61,9 @@ impl<B> Capped<B> {
             self.prefix[3],
             self.prefix[4],
         ]);
-        if usize::try_from(declared).unwrap_or(usize::MAX) > self.cap {
+        if usize::try_from(declared).unwrap_or(usize::MAX) > self.cap
+            && !self.known.take().is_some_and(|known| known())
+        {
             return Err(Box::new(tonic::Status::resource_exhausted(format!(
                 "a message of {declared} bytes needs a valid token first (the limit without one is {} bytes)",
                 self.cap
@@ -121,7 +129,7 @@ mod tests {
     #[tokio::test]
     async fn a_first_message_over_the_cap_fails_even_split_across_frames() {
         // 0x00 + length 100_000, split after two bytes.
-        let mut body = Capped::new(frames(&[&[0, 0], &[1, 0x86, 0xa0], b"rest"]), 1024);
+        let mut body = Capped::new(frames(&[&[0, 0], &[1, 0x86, 0xa0], b"rest"]), 1024, None);
         let first = body.frame().await.unwrap();
         assert!(first.is_ok(), "the prefix is not complete yet");
         let error = body.frame().await.unwrap().unwrap_err();
@@ -131,8 +139,17 @@ mod tests {
         let small = Capped::new(
             Full::new(Bytes::from_static(&[0, 0, 0, 0, 3, 1, 2, 3])),
             1024,
+            Some(Box::new(|| panic!("no lookup for a small message"))),
         );
         let collected = small.collect().await.unwrap().to_bytes();
         assert_eq!(collected.len(), 8);
+
+        // A known caller may send more.
+        let known = Capped::new(
+            frames(&[&[0, 0, 1, 0x86, 0xa0]]),
+            1024,
+            Some(Box::new(|| true)),
+        );
+        assert_eq!(known.collect().await.unwrap().to_bytes().len(), 5);
     }
 }

@@ -104,13 +104,17 @@ impl<H: Handler> Services<H> {
         use tower::ServiceExt;
         // A caller with neither a local identity nor a token the server knows
         // may send only a small first message (tonic reserves what a message
-        // declares before it arrives).
-        let cap = if self.knows(&request) {
-            usize::MAX
+        // declares before it arrives); the token is looked up only for a
+        // message over that.
+        let request = if matches!(
+            request.extensions().get::<crate::http::Caller>(),
+            Some(crate::http::Caller::Local(_))
+        ) {
+            request.map(|body| capped::Capped::new(body, usize::MAX, None))
         } else {
-            capped::STRANGER_MESSAGE_BYTES
+            let known = self.known(request.headers());
+            request.map(|body| capped::Capped::new(body, capped::STRANGER_MESSAGE_BYTES, known))
         };
-        let request = request.map(|body| capped::Capped::new(body, cap));
         if request.uri().path().starts_with(COFFER_PATH) {
             let response = self.coffer.oneshot(request).await?;
             Ok(response.map(axum::body::Body::new))
@@ -121,27 +125,20 @@ impl<H: Handler> Services<H> {
         }
     }
 
-    /// Whether the caller is a local one (the Unix socket) or sends a token
-    /// the handler knows.
-    fn knows(&self, request: &http::Request<hyper::body::Incoming>) -> bool {
-        if matches!(
-            request.extensions().get::<crate::http::Caller>(),
-            Some(crate::http::Caller::Local(_))
-        ) {
-            return true;
-        }
-        let headers = request.headers();
-        match crate::http::token_of(
+    /// The check of the token `headers` carry, for [`capped::Capped`].
+    fn known(&self, headers: &http::HeaderMap) -> Option<capped::Known> {
+        let token = crate::http::token_of(
             headers
                 .get("x-vault-token")
                 .map(http::HeaderValue::as_bytes),
             headers
                 .get(http::header::AUTHORIZATION)
                 .map(http::HeaderValue::as_bytes),
-        ) {
-            Ok(Some(token)) => self.handler.knows_token(&token),
-            _ => false,
-        }
+        )
+        .ok()
+        .flatten()?;
+        let handler = self.handler.clone();
+        Some(Box::new(move || handler.knows_token(&token)))
     }
 }
 

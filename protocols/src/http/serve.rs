@@ -103,10 +103,6 @@ const MAX_STREAMS: u32 = 128;
 /// this much that no handler asked for.
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
-/// Idle HTTP/2 connections are pinged this often; a peer that does not
-/// answer within `KEEP_ALIVE_TIMEOUT` is gone.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound listener of the HTTP door.
 pub struct Listener {
@@ -413,8 +409,10 @@ async fn serve_connection<S, T>(
     }
 }
 
-/// An HTTP/2 server's limits: streams per connection, flow-control windows
-/// (what a peer may send unread), keep-alive pings.
+/// An HTTP/2 server's limits: streams per connection and flow-control
+/// windows (what a peer may send unread). No keep-alive pings: with them,
+/// hyper takes a lock shared by all of a connection's streams for every frame
+/// it reads; idle connections are closed by `until_idle` instead.
 fn http2<B: Http2Limits>(builder: B) -> B {
     builder.limits()
 }
@@ -430,9 +428,7 @@ impl Http2Limits for hyper::server::conn::http2::Builder<TokioExecutor> {
         self.timer(TokioTimer::new())
             .max_concurrent_streams(MAX_STREAMS)
             .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+            .initial_connection_window_size(CONNECTION_WINDOW);
         self
     }
 }
@@ -442,9 +438,7 @@ impl Http2Limits for hyper_util::server::conn::auto::Http2Builder<'_, TokioExecu
         self.timer(TokioTimer::new())
             .max_concurrent_streams(MAX_STREAMS)
             .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+            .initial_connection_window_size(CONNECTION_WINDOW);
         self
     }
 }
