@@ -18,6 +18,16 @@ const SLOTS: usize = 4096;
 /// An empty `grpc.health.v1.HealthCheckRequest`, framed (no compression, length 0).
 const HEALTH_REQUEST: [u8; 5] = [0; 5];
 
+/// `host:port` of the server's gRPC listener.
+fn grpc_address(server: &Server) -> String {
+    server
+        .grpc_address
+        .clone()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned()
+}
+
 fn curl(args: &[&str]) -> (String, Duration) {
     let started = Instant::now();
     let output = std::process::Command::new("curl")
@@ -67,12 +77,7 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
 #[test]
 fn idle_connections_keep_no_new_client_out() {
     let server = Server::dev_with_all_doors();
-    let grpc = server
-        .grpc_address
-        .clone()
-        .unwrap()
-        .trim_start_matches("http://")
-        .to_owned();
+    let grpc = grpc_address(&server);
     let socket = server.unix.clone().unwrap();
     let request = server.workspace().join("health.bin");
     std::fs::write(&request, HEALTH_REQUEST).unwrap();
@@ -137,12 +142,7 @@ fn idle_connections_keep_no_new_client_out() {
 #[test]
 fn a_stranger_cannot_make_the_grpc_door_reserve_a_large_message() {
     let server = Server::dev_with_all_doors();
-    let grpc = server
-        .grpc_address
-        .clone()
-        .unwrap()
-        .trim_start_matches("http://")
-        .to_owned();
+    let grpc = grpc_address(&server);
     // A prefix declaring 1,000,000 bytes, and three of them.
     let request = server.workspace().join("large.bin");
     std::fs::write(&request, [0, 0, 0x0f, 0x42, 0x40, b'a', b'b', b'c']).unwrap();

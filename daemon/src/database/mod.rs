@@ -339,14 +339,27 @@ impl Database<'_> {
                  password logs in yet; it is retried at the next use"
             )));
         };
+        self.store_root_password(name, &mut connection, password)
+            .await?;
+        tracing::warn!(mount = %self.mount.path, connection = %name, "an interrupted root rotation was settled: the database has {outcome}");
+        Ok(connection)
+    }
+
+    /// Stores `password` as the connection's root password, with no rotation
+    /// pending, and closes the pool that logged in with the old one.
+    async fn store_root_password(
+        &self,
+        name: &str,
+        connection: &mut Connection,
+        password: Zeroizing<String>,
+    ) -> ApiResult<()> {
         connection.password = password;
         connection.pending_password = Zeroizing::default();
         self.barrier
-            .put_json(&self.key("config", name), &connection)
+            .put_json(&self.key("config", name), connection)
             .await?;
         self.pools.forget(&self.mount.uuid, name).await;
-        tracing::warn!(mount = %self.mount.path, connection = %name, "an interrupted root rotation was settled: the database has {outcome}");
-        Ok(connection)
+        Ok(())
     }
 
     /// The names of the mount's roles (static roles when `static_roles`).
@@ -648,12 +661,8 @@ impl Database<'_> {
             });
         }
         test_hook::after_database_changed().await;
-        connection.password = password;
-        connection.pending_password = Zeroizing::default();
-        self.barrier
-            .put_json(&self.key("config", name), &connection)
+        self.store_root_password(name, &mut connection, password)
             .await?;
-        self.pools.forget(&self.mount.uuid, name).await;
         tracing::info!(mount = %self.mount.path, connection = %name, "rotated the root credentials");
         Ok(Reply::NoContent)
     }

@@ -418,30 +418,27 @@ fn http2<B: Http2Limits>(builder: B) -> B {
 }
 
 /// The same settings on hyper's HTTP/2 builder and on hyper-util's (the
-/// Unix socket's auto builder), which are distinct types.
+/// Unix socket's auto builder), which are distinct types with the same methods.
 trait Http2Limits {
     fn limits(self) -> Self;
 }
 
-impl Http2Limits for hyper::server::conn::http2::Builder<TokioExecutor> {
-    fn limits(mut self) -> Self {
-        self.timer(TokioTimer::new())
-            .max_concurrent_streams(MAX_STREAMS)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW);
-        self
-    }
+macro_rules! http2_limits {
+    ($builder:ty) => {
+        impl Http2Limits for $builder {
+            fn limits(mut self) -> Self {
+                self.timer(TokioTimer::new())
+                    .max_concurrent_streams(MAX_STREAMS)
+                    .initial_stream_window_size(STREAM_WINDOW)
+                    .initial_connection_window_size(CONNECTION_WINDOW);
+                self
+            }
+        }
+    };
 }
 
-impl Http2Limits for hyper_util::server::conn::auto::Http2Builder<'_, TokioExecutor> {
-    fn limits(mut self) -> Self {
-        self.timer(TokioTimer::new())
-            .max_concurrent_streams(MAX_STREAMS)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW);
-        self
-    }
-}
+http2_limits!(hyper::server::conn::http2::Builder<TokioExecutor>);
+http2_limits!(hyper_util::server::conn::auto::Http2Builder<'_, TokioExecutor>);
 
 /// An HTTP/2 connection polled only after the tasks already queued on its
 /// worker have run. Each of its streams runs as a task and wakes the
