@@ -2,6 +2,7 @@
 //! behind one request pipeline ([`core::Core`], which implements the doors'
 //! `Handler`).
 
+pub mod api;
 pub mod audit;
 pub mod barrier;
 pub mod cache;

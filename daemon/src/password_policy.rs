@@ -6,8 +6,8 @@
 //! Passwords are filled into SQL statements by text, so a policy may not use
 //! quotes, backslashes, whitespace or control characters.
 
+use crate::api::error::{ApiError, ApiResult};
 use crate::barrier::Barrier;
-use crate::core::error::{ApiError, ApiResult};
 use crate::crypto;
 use crate::hcl::{self, Kind};
 

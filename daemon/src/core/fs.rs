@@ -13,9 +13,9 @@
 use coffer_protocols::Operation;
 use serde_json::{Map, Value, json};
 
-use super::error::{ApiError, ApiResult};
-use super::reply::Reply;
 use super::{Caller, Routed, Unsealed};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::reply::Reply;
 use crate::kv::Kv;
 use crate::mounts::MountEntry;
 use crate::policy::acl::Capability;
@@ -215,7 +215,7 @@ async fn act(
             "only the filesystem manages its leases here: token holders use sys/leases/",
         ));
     }
-    let fields = super::fields::Fields::new(data);
+    let fields = crate::api::fields::Fields::new(data);
     fields.only(&["lease_id", "action"])?;
     let (Some(id), Some(action)) = (fields.string("lease_id")?, fields.string("action")?) else {
         return Err(ApiError::invalid("give lease_id and action"));

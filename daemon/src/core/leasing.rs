@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::error::{ApiError, ApiResult};
 use super::{Core, Unsealed};
+use crate::api::error::{ApiError, ApiResult};
 use crate::database::Database;
 use crate::leases::{self, BoxFuture, Lease};
 use crate::mounts::MountEntry;

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use coffer_protocols::{Operation, Request};
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ApiResult};
-use super::fields::Fields;
-use super::reply::Reply;
 use super::token_api::{auth_block, with_auth};
 use super::{Caller, Core, Routed, Unsealed, capability_for};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::local_auth::Role;
 use crate::policy::{self, ROOT_POLICY};
 use crate::tokens::NewToken;

@@ -8,12 +8,9 @@
 //! or a mount -> wrap the reply in Vault's envelope. The audit issue inserts its
 //! request and response records around the authorize-and-route step.
 
-pub mod error;
-pub mod fields;
 mod fs;
 mod leasing;
 mod local_api;
-pub mod reply;
 mod sys;
 
 /// Vault's floor for `sys/rotate/config`'s `max_operations`.
@@ -31,6 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields;
+use crate::api::reply::Reply;
 use crate::audit::{self, Broker};
 use crate::barrier::{Barrier, Keyring};
 use crate::kv::Kv;
@@ -47,8 +47,6 @@ use crate::raft::tls::{self, ClusterCa, Identity};
 use crate::seal::{self, SealConfig, Submitted};
 use crate::storage::Backend;
 use crate::tokens::{NewToken, SALT_PATH, TokenEntry, TokenStore};
-use error::{ApiError, ApiResult};
-use reply::Reply;
 
 /// The longest logical path accepted.
 const MAX_PATH_LEN: usize = 4096;

@@ -8,10 +8,10 @@ use coffer_protocols::{Operation, Request};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use super::error::{ApiError, ApiResult};
-use super::fields::Fields;
-use super::reply::Reply;
 use super::{Caller, Core, Routed, Unsealed, capability_for};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::mounts::{self, MountConfig, MountEntry};
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
 use crate::policy_store;

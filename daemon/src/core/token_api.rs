@@ -3,10 +3,10 @@
 use coffer_protocols::{Auth, LogicalResponse, Operation, Request};
 use serde_json::{Map, Value, json};
 
-use super::error::{ApiError, ApiResult};
-use super::fields::Fields;
-use super::reply::Reply;
 use super::{Caller, Core, Routed, Unsealed, capability_for};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
 use crate::tokens::{NewToken, RenewError, TokenEntry, now_seconds, rfc3339};
 

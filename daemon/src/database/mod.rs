@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::barrier::Barrier;
-use crate::core::error::{ApiError, ApiResult};
-use crate::core::fields::Fields;
-use crate::core::reply::Reply;
 use crate::leases::{self, Lease};
 use crate::mounts::MountEntry;
 use crate::password_policy;

@@ -8,9 +8,9 @@ pub mod v2;
 use coffer_protocols::Operation;
 use serde_json::{Map, Value};
 
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::reply::Reply;
 use crate::barrier::Barrier;
-use crate::core::error::{ApiError, ApiResult};
-use crate::core::reply::Reply;
 use crate::locks::Stripes;
 use crate::mounts::MountEntry;
 

@@ -4,9 +4,9 @@ use coffer_protocols::Operation;
 use serde_json::{Map, Value};
 
 use super::{list_prefix, secret_path};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::reply::Reply;
 use crate::barrier::Barrier;
-use crate::core::error::{ApiError, ApiResult};
-use crate::core::reply::Reply;
 use crate::mounts::MountEntry;
 
 pub struct KvV1<'a> {

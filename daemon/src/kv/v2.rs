@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{list_prefix, secret_path};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::barrier::Barrier;
-use crate::core::error::{ApiError, ApiResult};
-use crate::core::fields::Fields;
-use crate::core::reply::Reply;
 use crate::crypto;
 use crate::duration;
 use crate::locks::Stripes;

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use coffer_protocols::{Operation, Request};
 use serde_json::{Map, Value, json};
 
-use super::super::error::{ApiError, ApiResult};
-use super::super::fields::Fields;
-use super::super::reply::Reply;
 use super::super::{Routed, Unsealed};
 use super::system;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::audit::{self, DeviceConfig, TABLE_PATH};
 
 /// OpenBao's answer to `sys/audit/<path>` when the API may not enable devices.

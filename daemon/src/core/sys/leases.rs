@@ -5,12 +5,12 @@
 use coffer_protocols::{ErrorCode, LogicalResponse, Operation, Request};
 use serde_json::{Map, Value, json};
 
-use super::super::error::{ApiError, ApiResult};
-use super::super::fields::Fields;
 use super::super::leasing::lease_error;
-use super::super::reply::Reply;
 use super::super::{Routed, Unsealed};
 use super::{raw, system};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::leases::{self, Lease};
 use crate::tokens::{now_seconds, rfc3339};
 

@@ -5,11 +5,11 @@
 use coffer_protocols::{Operation, Request};
 use serde_json::{Map, Value, json};
 
-use super::super::error::{ApiError, ApiResult};
-use super::super::fields::Fields;
-use super::super::reply::Reply;
 use super::super::{Core, Routed, Unsealed};
 use super::system;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::barrier::KEYRING_PATH;
 use crate::raft::tls::{self, ClusterCa, RawPublicKey};
 use crate::raft::{NodeInfo, join, network, node_id, snapshot};

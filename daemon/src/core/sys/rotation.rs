@@ -6,11 +6,11 @@ use coffer_protocols::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::super::error::{ApiError, ApiResult};
-use super::super::fields::Fields;
-use super::super::reply::Reply;
 use super::super::{Routed, Unsealed};
 use super::system;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
 use crate::barrier::Barrier;
 
 /// Where the rotation settings live, behind the barrier.
