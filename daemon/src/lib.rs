@@ -13,6 +13,7 @@ pub mod core;
 pub mod crypto;
 pub mod database;
 pub mod duration;
+pub mod engine;
 pub mod hcl;
 pub mod kv;
 pub mod leases;

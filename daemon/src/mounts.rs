@@ -49,13 +49,6 @@ impl MountEntry {
     pub fn data_prefix(&self) -> String {
         format!("{DATA_PREFIX}{}/", self.uuid)
     }
-
-    pub fn kv_version(&self) -> Option<u8> {
-        (self.kind == "kv").then(|| match self.options.get("version").map(String::as_str) {
-            Some("2") => 2,
-            _ => 1,
-        })
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

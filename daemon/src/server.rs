@@ -320,6 +320,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             .ok()
             .and_then(|text| text.parse().ok())
             .unwrap_or(crate::core::MIN_ROTATION_OPERATIONS),
+        ..Settings::default()
     };
     let core = Arc::new(Core::new(cluster.clone(), settings)?);
     let forwarder: std::sync::Weak<dyn cluster::ForwardHandler> = Arc::downgrade(&core) as _;

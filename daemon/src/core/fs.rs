@@ -16,16 +16,16 @@ use serde_json::{Map, Value, json};
 use super::{Caller, Routed, Unsealed};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::reply::Reply;
-use crate::kv::Kv;
+use crate::engine::{Files, Node, SecretEngine};
 use crate::mounts::MountEntry;
 use crate::policy::acl::Capability;
 
-/// A mount the filesystem shows, and its view of a path inside it.
+/// Where a path of the filesystem is.
 enum Place {
     /// The root, or a folder made by the first segments of nested mount paths.
     Above(String),
-    Kv(MountEntry, String),
-    Database(MountEntry, String),
+    /// Inside a mount the filesystem shows: the mount and the path in it.
+    Mount(MountEntry, String),
 }
 
 pub(super) async fn route(
@@ -55,8 +55,13 @@ pub(super) async fn route(
     })
 }
 
-fn shown(mount: &MountEntry) -> bool {
-    mount.kind == "kv" || mount.kind == "database"
+/// The engine of a mount the filesystem shows, and its view.
+fn shown<'a>(
+    unsealed: &'a Unsealed,
+    mount: &MountEntry,
+) -> Option<(&'a dyn SecretEngine, &'a dyn Files)> {
+    let engine = unsealed.engines.get(&mount.kind)?;
+    Some((engine, engine.files()?))
 }
 
 fn locate(unsealed: &Unsealed, path: &str) -> Place {
@@ -64,27 +69,17 @@ fn locate(unsealed: &Unsealed, path: &str) -> Place {
         return Place::Above(String::new());
     }
     match unsealed.mounts.resolve(&format!("{path}/")) {
-        Some((mount, rest)) if mount.kind == "kv" => {
-            Place::Kv(mount, rest.trim_end_matches('/').to_owned())
-        }
-        Some((mount, rest)) if mount.kind == "database" => {
-            Place::Database(mount, rest.trim_end_matches('/').to_owned())
+        Some((mount, rest)) if shown(unsealed, &mount).is_some() => {
+            Place::Mount(mount, rest.trim_end_matches('/').to_owned())
         }
         _ => Place::Above(path.to_owned()),
     }
 }
 
 /// Whether the caller may do anything under a mount the filesystem shows.
-fn mount_visible(caller: &Caller, mount: &MountEntry) -> bool {
-    if mount.kind == "database" {
-        ["creds/", "static-creds/"].iter().any(|section| {
-            caller
-                .acl
-                .has_access_under(&format!("{}{section}", mount.path))
-        })
-    } else {
-        caller.acl.has_access_under(&mount.path)
-    }
+fn mount_visible(unsealed: &Unsealed, caller: &Caller, mount: &MountEntry) -> bool {
+    shown(unsealed, mount)
+        .is_some_and(|(_, files)| files.visible(&unsealed.mount(mount), &caller.acl))
 }
 
 fn may_read(caller: &Caller, path: &str) -> bool {
@@ -92,24 +87,6 @@ fn may_read(caller: &Caller, path: &str) -> bool {
         .acl
         .check(path, Capability::Read, &Map::new())
         .allowed
-}
-
-/// KV paths of a secret and of its folder: (data path, metadata path) bases.
-fn kv_bases(mount: &MountEntry) -> (String, String) {
-    if mount.kv_version() == Some(2) {
-        (
-            format!("{}data/", mount.path),
-            format!("{}metadata/", mount.path),
-        )
-    } else {
-        (mount.path.clone(), mount.path.clone())
-    }
-}
-
-fn kv_under(caller: &Caller, mount: &MountEntry, folder: &str) -> bool {
-    let (data, metadata) = kv_bases(mount);
-    caller.acl.has_access_under(&format!("{data}{folder}"))
-        || caller.acl.has_access_under(&format!("{metadata}{folder}"))
 }
 
 async fn describe(
@@ -122,80 +99,42 @@ async fn describe(
     match place {
         Place::Above(prefix) => {
             let mounts = unsealed.mounts.entries();
-            let below: Vec<&MountEntry> = mounts
-                .iter()
-                .filter(|mount| shown(mount) && mount.path.starts_with(&format!("{prefix}/")))
-                .collect();
-            if prefix.is_empty() || below.iter().any(|mount| mount_visible(caller, mount)) {
+            let below = format!("{prefix}/");
+            if prefix.is_empty()
+                || mounts.iter().any(|mount| {
+                    mount.path.starts_with(&below) && mount_visible(unsealed, caller, mount)
+                })
+            {
                 Ok(folder)
             } else {
                 Err(ApiError::denied())
             }
         }
-        Place::Kv(mount, sub) if sub.is_empty() => {
-            if mount_visible(caller, &mount) {
-                Ok(folder)
-            } else {
-                Err(ApiError::denied())
-            }
-        }
-        Place::Kv(mount, sub) => {
-            let (data_base, _) = kv_bases(&mount);
-            let read_path = format!("{data_base}{sub}");
-            let readable = may_read(caller, &read_path);
-            let under = kv_under(caller, &mount, &format!("{sub}/"));
-            if !readable && !under {
-                return Err(ApiError::denied());
-            }
-            let kv = unsealed
-                .kv(&mount)
-                .ok_or_else(|| ApiError::no_route(&mount.path))?;
-            if readable && let Some(secret) = read_secret(&kv, &mount, &sub).await? {
-                return Ok(json!({
+        Place::Mount(entry, sub) => {
+            let (_, files) =
+                shown(unsealed, &entry).ok_or_else(|| ApiError::no_route(&entry.path))?;
+            let mount = unsealed.mount(&entry);
+            Ok(match files.node(&mount, &caller.acl, &sub).await? {
+                Node::Folder => folder,
+                Node::Secret {
+                    read_path,
+                    version,
+                    fields,
+                } => json!({
                     "kind": "secret",
                     "read_path": read_path,
-                    "version": mount.kv_version().unwrap_or(1),
-                    "fields": secret.keys().collect::<Vec<_>>(),
-                }));
-            }
-            if under && !kv_list(&kv, &mount, &sub).await?.is_empty() {
-                return Ok(folder);
-            }
-            Err(ApiError::not_found())
-        }
-        Place::Database(mount, sub) => {
-            let (section, role) = sub.split_once('/').unwrap_or((&sub, ""));
-            match (section, role) {
-                ("", _) if mount_visible(caller, &mount) => Ok(folder),
-                ("creds" | "static-creds", "")
-                    if caller
-                        .acl
-                        .has_access_under(&format!("{}{section}/", mount.path)) =>
-                {
-                    Ok(folder)
-                }
-                ("creds" | "static-creds", role) if !role.is_empty() && !role.contains('/') => {
-                    let read_path = format!("{}{section}/{role}", mount.path);
-                    if !may_read(caller, &read_path) {
-                        return Err(ApiError::denied());
-                    }
-                    let database = unsealed.database(&mount);
-                    let dynamic = section == "creds";
-                    if !database.has_role(!dynamic, role)? {
-                        return Err(ApiError::not_found());
-                    }
-                    let mut node = json!({
-                        "kind": if dynamic { "credential" } else { "static" },
-                        "read_path": read_path,
-                    });
-                    if dynamic && let Some(id) = data.get("lease_id").and_then(Value::as_str) {
+                    "version": version,
+                    "fields": fields,
+                }),
+                Node::Credential { read_path } => {
+                    let mut node = json!({"kind": "credential", "read_path": read_path});
+                    if let Some(id) = data.get("lease_id").and_then(Value::as_str) {
                         node["lease"] = lease_of(unsealed, &read_path, id)?;
                     }
-                    Ok(node)
+                    node
                 }
-                _ if mount_visible(caller, &mount) => Err(ApiError::not_found()),
-                _ => Err(ApiError::denied()),
-            }
+                Node::Static { read_path } => json!({"kind": "static", "read_path": read_path}),
+            })
         }
     }
 }
@@ -220,13 +159,16 @@ async fn act(
     let (Some(id), Some(action)) = (fields.string("lease_id")?, fields.string("action")?) else {
         return Err(ApiError::invalid("give lease_id and action"));
     };
-    let Place::Database(mount, sub) = place else {
-        return Err(ApiError::invalid(
-            "only a credential's lease can be renewed or revoked here",
-        ));
+    let not_a_lease =
+        || ApiError::invalid("only a credential's lease can be renewed or revoked here");
+    let Place::Mount(mount, sub) = place else {
+        return Err(not_a_lease());
     };
+    if !shown(unsealed, &mount).is_some_and(|(engine, _)| engine.issues_leases(&sub)) {
+        return Err(not_a_lease());
+    }
     let read_path = format!("{}{sub}", mount.path);
-    if !sub.starts_with("creds/") || !may_read(caller, &read_path) {
+    if !may_read(caller, &read_path) {
         return Err(ApiError::denied());
     }
     lease_of(unsealed, &read_path, &id)?;
@@ -288,54 +230,6 @@ fn lease_of(unsealed: &Unsealed, read_path: &str, id: &str) -> ApiResult<Value> 
     }))
 }
 
-/// The secret's data, or `None` if there is none (deleted, destroyed, absent).
-async fn read_secret(
-    kv: &Kv<'_>,
-    mount: &MountEntry,
-    sub: &str,
-) -> ApiResult<Option<Map<String, Value>>> {
-    let v2 = mount.kv_version() == Some(2);
-    let path = if v2 {
-        format!("data/{sub}")
-    } else {
-        sub.to_owned()
-    };
-    let reply = match kv.handle(Operation::Read, &path, &Map::new()).await {
-        Ok(reply) => reply,
-        Err(error) if error.code == coffer_protocols::ErrorCode::NotFound => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    let data = match reply {
-        Reply::Data(data) => data,
-        Reply::Envelope(envelope) => envelope.data.unwrap_or_default(),
-        _ => return Ok(None),
-    };
-    if !v2 {
-        return Ok(Some(data));
-    }
-    Ok(match data.get("data") {
-        Some(Value::Object(fields)) => Some(fields.clone()),
-        _ => None,
-    })
-}
-
-async fn kv_list(kv: &Kv<'_>, mount: &MountEntry, sub: &str) -> ApiResult<Vec<String>> {
-    let folder = if sub.is_empty() {
-        String::new()
-    } else {
-        format!("{sub}/")
-    };
-    let path = if mount.kv_version() == Some(2) {
-        format!("metadata/{folder}")
-    } else {
-        folder
-    };
-    match kv.handle(Operation::List, &path, &Map::new()).await? {
-        Reply::List(keys) => Ok(keys),
-        _ => Ok(Vec::new()),
-    }
-}
-
 async fn children(unsealed: &Unsealed, caller: &Caller, place: Place) -> ApiResult<Vec<String>> {
     match place {
         Place::Above(prefix) => {
@@ -348,7 +242,7 @@ async fn children(unsealed: &Unsealed, caller: &Caller, place: Place) -> ApiResu
                 .mounts
                 .entries()
                 .iter()
-                .filter(|mount| shown(mount) && mount_visible(caller, mount))
+                .filter(|mount| mount_visible(unsealed, caller, mount))
                 .filter_map(|mount| {
                     let rest = mount.path.strip_prefix(&start)?;
                     let first = rest.split('/').next()?;
@@ -362,59 +256,12 @@ async fn children(unsealed: &Unsealed, caller: &Caller, place: Place) -> ApiResu
             names.dedup();
             Ok(names)
         }
-        Place::Kv(mount, sub) => {
-            let folder = if sub.is_empty() {
-                String::new()
-            } else {
-                format!("{sub}/")
-            };
-            // Exactly what LIST on the folder's metadata path shows this
-            // caller: `list` is needed there, and a deny there wins.
-            let (_, metadata_base) = kv_bases(&mount);
-            if !caller
-                .acl
-                .check(
-                    &format!("{metadata_base}{folder}"),
-                    Capability::List,
-                    &Map::new(),
-                )
-                .allowed
-            {
-                return Err(ApiError::denied());
-            }
-            let kv = unsealed
-                .kv(&mount)
-                .ok_or_else(|| ApiError::no_route(&mount.path))?;
-            kv_list(&kv, &mount, &sub).await
-        }
-        Place::Database(mount, sub) => {
-            let database = unsealed.database(&mount);
-            match sub.as_str() {
-                "" => Ok(["creds/", "static-creds/"]
-                    .into_iter()
-                    .filter(|section| {
-                        caller
-                            .acl
-                            .has_access_under(&format!("{}{section}", mount.path))
-                    })
-                    .map(str::to_owned)
-                    .collect()),
-                "creds" | "static-creds" => {
-                    if !caller
-                        .acl
-                        .has_access_under(&format!("{}{sub}/", mount.path))
-                    {
-                        return Err(ApiError::denied());
-                    }
-                    Ok(database
-                        .role_names(sub == "static-creds")?
-                        .into_iter()
-                        .filter(|role| may_read(caller, &format!("{}{sub}/{role}", mount.path)))
-                        .collect())
-                }
-                _ if mount_visible(caller, &mount) => Err(ApiError::not_found()),
-                _ => Err(ApiError::denied()),
-            }
+        Place::Mount(entry, sub) => {
+            let (_, files) =
+                shown(unsealed, &entry).ok_or_else(|| ApiError::no_route(&entry.path))?;
+            files
+                .children(&unsealed.mount(&entry), &caller.acl, &sub)
+                .await
         }
     }
 }

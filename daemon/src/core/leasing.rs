@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Core, Unsealed};
 use crate::api::error::{ApiError, ApiResult};
-use crate::database::Database;
+use crate::engine::SecretEngine;
 use crate::leases::{self, BoxFuture, Lease};
 use crate::mounts::MountEntry;
 use crate::tokens::now_seconds;
@@ -18,38 +18,19 @@ pub(super) const CONCURRENT_REVOCATIONS: usize = 16;
 const TAKEN_PER_ROUND: usize = 1024;
 
 impl Unsealed {
-    /// The database engine of `mount`, with the mount's TTLs (system defaults
-    /// where the mount sets none).
-    pub(super) fn database<'a>(&'a self, mount: &'a MountEntry) -> Database<'a> {
-        let (system_default, system_max) = self.lease_ttls;
-        let max_ttl = match mount.config.max_lease_ttl {
-            0 => system_max,
-            ttl => ttl,
-        };
-        let default_ttl = match mount.config.default_lease_ttl {
-            0 => system_default,
-            ttl => ttl,
-        };
-        Database {
-            barrier: &self.barrier,
-            mount,
-            pools: &self.databases,
-            leases: &self.leases,
-            default_ttl: default_ttl.min(max_ttl),
-            max_ttl,
-        }
+    /// The mount that issued `lease`, if it is still there.
+    fn lease_mount(&self, lease: &Lease) -> Result<MountEntry, String> {
+        self.mounts.get(&lease.mount).ok_or_else(|| {
+            format!(
+                "the mount {:?} that issued the lease is gone",
+                lease.mount.trim_end_matches('/')
+            )
+        })
     }
 
-    fn lease_mount(&self, lease: &Lease) -> Result<MountEntry, String> {
-        self.mounts
-            .get(&lease.mount)
-            .filter(|mount| mount.kind == "database")
-            .ok_or_else(|| {
-                format!(
-                    "the mount {:?} that issued the lease is gone",
-                    lease.mount.trim_end_matches('/')
-                )
-            })
+    fn lease_engine(&self, mount: &MountEntry) -> Result<&dyn SecretEngine, String> {
+        self.engine_of(mount)
+            .map_err(|error| error.messages.join("; "))
     }
 
     /// Revokes a token (with its descendants unless `orphan`), after making
@@ -99,8 +80,9 @@ pub(super) fn lease_error(error: leases::Error) -> ApiError {
 impl leases::Engines for Unsealed {
     fn revoke<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let mount = self.lease_mount(lease)?;
-            self.database(&mount).revoke(lease).await
+            let entry = self.lease_mount(lease)?;
+            let engine = self.lease_engine(&entry)?;
+            engine.revoke(&self.mount(&entry), lease).await
         })
     }
 
@@ -110,8 +92,9 @@ impl leases::Engines for Unsealed {
         expire_time: u64,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let mount = self.lease_mount(lease)?;
-            self.database(&mount).renew(lease, expire_time).await
+            let entry = self.lease_mount(lease)?;
+            let engine = self.lease_engine(&entry)?;
+            engine.renew(&self.mount(&entry), lease, expire_time).await
         })
     }
 }
@@ -178,16 +161,19 @@ impl Core {
             let unsealed = unsealed.clone();
             tokio::spawn(async move {
                 super::sys::rotation::key_round(&unsealed, now).await;
-                rotate_static_roles(&unsealed, now).await;
+                engine_rounds(&unsealed, now).await;
                 unsealed.rotating.store(false, Ordering::Release);
             });
         }
     }
 }
 
-async fn rotate_static_roles(unsealed: &Arc<Unsealed>, now: u64) {
+/// Each mount's engine does its periodic duty (static password rotation).
+async fn engine_rounds(unsealed: &Arc<Unsealed>, now: u64) {
     let mounts = unsealed.mounts.entries();
-    for mount in mounts.iter().filter(|mount| mount.kind == "database") {
-        unsealed.database(mount).rotate_due(now).await;
+    for entry in mounts.iter() {
+        if let Some(engine) = unsealed.engines.get(&entry.kind) {
+            engine.leader_round(&unsealed.mount(entry), now).await;
+        }
     }
 }

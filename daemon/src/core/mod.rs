@@ -33,10 +33,9 @@ use crate::api::fields;
 use crate::api::reply::Reply;
 use crate::audit::{self, Broker};
 use crate::barrier::{Barrier, Keyring};
-use crate::kv::Kv;
-use crate::locks::Stripes;
+use crate::engine::{self, SecretEngine};
 use crate::metrics::Metrics;
-use crate::mounts::MountTable;
+use crate::mounts::{MountEntry, MountTable};
 use crate::policy::acl::Capability;
 use crate::policy::{Acl, Decision, ROOT_POLICY};
 use crate::policy_store::PolicyStore;
@@ -75,6 +74,8 @@ pub struct Settings {
     /// or `COFFER_MIN_ROTATION_OPERATIONS` from the environment, so tests can
     /// reach the limit with a few writes.
     pub min_rotation_operations: u64,
+    /// The secrets engines mounts may have ([`engine::BUILT_IN`]).
+    pub engines: Vec<engine::Factory>,
 }
 
 impl Default for Settings {
@@ -89,6 +90,7 @@ impl Default for Settings {
             audit: Vec::new(),
             api_audit_creation: false,
             min_rotation_operations: MIN_ROTATION_OPERATIONS,
+            engines: engine::BUILT_IN.to_vec(),
         }
     }
 }
@@ -106,13 +108,11 @@ pub(crate) struct Unsealed {
     pub tokens: TokenStore,
     pub policies: PolicyStore,
     pub mounts: MountTable,
-    pub kv_locks: Stripes,
-    /// KV v2 metadata parsed for reads; forgotten on every replicated write.
-    pub kv_metadata: crate::kv::v2::MetadataCache,
+    /// The secrets engines, by type name; they serve every mount.
+    pub engines: engine::Registry,
     pub cluster: ClusterInfo,
     pub audit: Broker,
     pub leases: Arc<crate::leases::Manager>,
-    pub databases: crate::database::Pools,
     /// `auth/local` roles, parsed.
     pub local_roles: crate::local_auth::Roles,
     /// The system's default and max lease TTL (for mounts that set none).
@@ -141,13 +141,33 @@ impl Unsealed {
         }
         self.policies.invalidate();
         self.local_roles.invalidate();
-        self.kv_metadata.clear();
+        self.forget_engine_caches();
         self.reload_audit();
     }
 
-    /// The KV engine of `mount`, or `None` if it is not a KV mount.
-    pub(crate) fn kv<'a>(&'a self, mount: &'a crate::mounts::MountEntry) -> Option<Kv<'a>> {
-        Kv::of(mount, &self.barrier, &self.kv_locks, &self.kv_metadata)
+    fn forget_engine_caches(&self) {
+        for engine in self.engines.iter() {
+            engine.forget_all();
+        }
+    }
+
+    /// `entry` as its engine sees it, with the system's TTLs where it sets none.
+    pub(crate) fn mount<'a>(&self, entry: &'a MountEntry) -> engine::Mount<'a> {
+        engine::Mount::new(entry, self.lease_ttls)
+    }
+
+    /// The engine serving `entry`: every stored mount type has one, unless a
+    /// newer version stored a type this one does not know.
+    pub(crate) fn engine_of(&self, entry: &MountEntry) -> ApiResult<&dyn SecretEngine> {
+        self.engines.get(&entry.kind).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnsupportedOperation,
+                format!(
+                    "the mount {:?} has the type {:?}, which this version of coffer does not serve",
+                    entry.path, entry.kind
+                ),
+            )
+        })
     }
 
     /// Runs the devices of the audit table as stored now (and the configured ones).
@@ -169,7 +189,7 @@ impl ApplyObserver for Unsealed {
         if change.replaced {
             // A snapshot was installed or restored: the salt, the keys, even the
             // root key may be another's. The core reopens (or seals) itself.
-            self.kv_metadata.clear();
+            self.forget_engine_caches();
             self.tokens.forget_all();
             let _ = self.reopen_requests.send(());
             return;
@@ -197,20 +217,14 @@ impl ApplyObserver for Unsealed {
         for key in change.touched {
             self.leases.observe(key);
             self.tokens.forget(key);
-            if key.starts_with(crate::mounts::DATA_PREFIX) {
-                self.kv_metadata.forget(key);
+            for engine in self.engines.iter() {
+                engine.observe(key);
             }
         }
         for (index, applied) in change.changes {
             self.changes.publish(*index, std::slice::from_ref(applied));
         }
     }
-}
-
-/// The secrets engine serving one request.
-enum Engine<'a> {
-    Kv(Kv<'a>),
-    Database(crate::database::Database<'a>),
 }
 
 /// A node that has a challenge from a member and waits for the operator's key
@@ -748,16 +762,22 @@ impl Core {
         let cluster: ClusterInfo = barrier
             .get_json(CLUSTER_PATH)?
             .ok_or_else(|| ApiError::internal(&"cluster info missing from storage"))?;
+        let leases = Arc::new(crate::leases::Manager::new(barrier.clone()));
+        let engines = engine::Registry::new(
+            &self.settings.engines,
+            &engine::Environment {
+                barrier: barrier.clone(),
+                leases: leases.clone(),
+            },
+        );
         let unsealed = Unsealed {
             tokens: TokenStore::new(barrier.clone(), Zeroizing::new(salt.to_vec())),
             policies: PolicyStore::new(barrier.clone()),
             mounts: MountTable::load(barrier.clone())?,
-            kv_locks: Stripes::new(),
-            kv_metadata: Default::default(),
+            engines,
             cluster,
             audit: Broker::new(Zeroizing::new(salt.to_vec()), self.settings.audit.clone()),
-            leases: Arc::new(crate::leases::Manager::new(barrier.clone())),
-            databases: crate::database::Pools::default(),
+            leases,
             local_roles: crate::local_auth::Roles::new(barrier.clone()),
             lease_ttls: (self.settings.default_lease_ttl, self.settings.max_lease_ttl),
             revocations: Arc::new(tokio::sync::Semaphore::new(leasing::CONCURRENT_REVOCATIONS)),
@@ -1021,50 +1041,25 @@ impl Core {
             return Err(ApiError::no_route(path));
         };
         *route = Some(mount.path.clone());
-        let engine = if mount.kind == "database" {
-            Engine::Database(unsealed.database(&mount))
-        } else {
-            Engine::Kv(
-                unsealed
-                    .kv(&mount)
-                    .ok_or_else(|| ApiError::no_route(path))?,
-            )
-        };
-        let exists = request.operation != Operation::Write
-            || match &engine {
-                Engine::Kv(kv) => kv.exists(&rest)?,
-                Engine::Database(database) => database.exists(&rest)?,
-            };
+        let engine = unsealed.engine_of(&mount)?;
+        let mount = unsealed.mount(&mount);
+        let exists = request.operation != Operation::Write || engine.exists(&mount, &rest)?;
         caller.authorize(
             path,
             capability_for(request.operation, exists),
             &request.data,
             false,
         )?;
-        let (reply, mount_type) = match engine {
-            Engine::Kv(kv) => (
-                kv.handle(request.operation, &rest, &request.data).await?,
-                "kv",
-            ),
-            Engine::Database(database) => {
-                let requester = crate::database::Requester {
-                    display_name: &caller.token.display_name,
-                    token_hash: caller.local.is_none().then_some(caller.token.hash.as_str()),
-                };
-                let reply = Box::pin(database.handle(
-                    request.operation,
-                    &rest,
-                    path,
-                    &request.data,
-                    &requester,
-                ))
-                .await?;
-                (reply, "database")
-            }
+        let requester = engine::Requester {
+            display_name: &caller.token.display_name,
+            token_hash: caller.local.is_none().then_some(caller.token.hash.as_str()),
         };
+        let reply = engine
+            .handle(&mount, request.operation, &rest, &request.data, &requester)
+            .await?;
         Ok(Routed {
             reply,
-            mount_type,
+            mount_type: engine.type_name(),
             flatten: false,
         })
     }
@@ -1139,10 +1134,12 @@ impl Core {
     /// Whether a read of `path` goes to a mount whose reads issue leases.
     fn issues_leases(&self, path: &str) -> bool {
         self.unsealed().is_ok_and(|unsealed| {
-            unsealed
-                .mounts
-                .resolve(path)
-                .is_some_and(|(mount, _)| mount.kind != "kv")
+            unsealed.mounts.resolve(path).is_some_and(|(mount, rest)| {
+                unsealed
+                    .engines
+                    .get(&mount.kind)
+                    .is_some_and(|engine| engine.issues_leases(&rest))
+            })
         })
     }
 

@@ -551,41 +551,6 @@ fn local_auth_json() -> Value {
     )
 }
 
-/// Maps a requested engine type to what coffer serves: `(kind, options)`.
-fn engine_type(
-    kind: &str,
-    options: BTreeMap<String, String>,
-) -> ApiResult<(String, BTreeMap<String, String>)> {
-    let mut options = options;
-    match kind {
-        "kv" | "generic" => {
-            let version = options
-                .get("version")
-                .cloned()
-                .unwrap_or_else(|| "1".into());
-            match version.as_str() {
-                "1" | "2" => {}
-                _ => return Err(ApiError::invalid("kv version must be 1 or 2")),
-            }
-            options.insert("version".into(), version);
-            Ok(("kv".into(), options))
-        }
-        "kv-v2" => {
-            options.insert("version".into(), "2".into());
-            Ok(("kv".into(), options))
-        }
-        "kv-v1" => {
-            options.insert("version".into(), "1".into());
-            Ok(("kv".into(), options))
-        }
-        "database" => Ok(("database".into(), options)),
-        other => Err(ApiError::invalid(format!(
-            "unsupported secrets engine type {:?}; coffer serves kv (v1 and v2) and database",
-            other.chars().take(64).collect::<String>()
-        ))),
-    }
-}
-
 /// Mount settings Vault has and coffer does not implement; clients send them with
 /// default values, which are accepted.
 const UNIMPLEMENTED_MOUNT_SETTINGS: [&str; 13] = [
@@ -689,12 +654,12 @@ async fn mounts_route(
                 .string("type")?
                 .ok_or_else(|| ApiError::invalid("missing type"))?;
             let options = fields.string_map("options")?.unwrap_or_default();
-            let (kind, options) = engine_type(&kind, options)?;
+            let (kind, options) = unsealed.engines.configure(&kind, options)?;
             let config = mount_config(&fields)?;
             let description = fields.string("description")?.unwrap_or_default();
             unsealed
                 .mounts
-                .mount(mount_path, kind, description, config, options)
+                .mount(mount_path, kind.to_owned(), description, config, options)
                 .await
                 .map_err(mount_error)?;
             Ok(system(Reply::NoContent))

@@ -9,6 +9,7 @@
 //! return a password but a static role's current one (that is what it is for);
 //! errors carry the database's message with any password removed.
 
+mod engine;
 pub mod names;
 pub mod plugin;
 pub mod test_hook;
@@ -25,10 +26,12 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
 use crate::barrier::Barrier;
+pub use crate::engine::Requester;
 use crate::leases::{self, Lease};
 use crate::mounts::MountEntry;
 use crate::password_policy;
 use crate::tokens::{now_seconds, rfc3339};
+pub use engine::{DatabaseEngine, engine};
 use plugin::{Plugin, Pool, Values};
 
 /// The shortest rotation period of a static role, as in Vault.
@@ -236,13 +239,6 @@ pub struct Database<'a> {
     /// The mount's effective default and max TTL (system defaults applied).
     pub default_ttl: u64,
     pub max_ttl: u64,
-}
-
-/// Who asks for credentials: the token's display name (it goes into user names)
-/// and its hash (revoking the token revokes the lease).
-pub struct Requester<'a> {
-    pub display_name: &'a str,
-    pub token_hash: Option<&'a str>,
 }
 
 fn upstream(message: String) -> ApiError {

@@ -2,43 +2,25 @@
 //! with metadata, soft delete, check-and-set). Both keep their data under their
 //! mount's storage prefix, behind the barrier.
 
+mod engine;
 pub mod v1;
 pub mod v2;
+
+pub use engine::{KvEngine, engine, version};
 
 use coffer_protocols::Operation;
 use serde_json::{Map, Value};
 
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::reply::Reply;
-use crate::barrier::Barrier;
-use crate::locks::Stripes;
-use crate::mounts::MountEntry;
 
-/// The KV engine serving a mount.
+/// The KV engine serving one mount, for one request.
 pub enum Kv<'a> {
     V1(v1::KvV1<'a>),
     V2(v2::KvV2<'a>),
 }
 
-impl<'a> Kv<'a> {
-    /// The engine of `mount`, or `None` if it is not a KV mount.
-    pub fn of(
-        mount: &'a MountEntry,
-        barrier: &'a Barrier,
-        locks: &'a Stripes,
-        cache: &'a v2::MetadataCache,
-    ) -> Option<Self> {
-        match mount.kv_version()? {
-            2 => Some(Kv::V2(v2::KvV2 {
-                barrier,
-                mount,
-                locks,
-                cache,
-            })),
-            _ => Some(Kv::V1(v1::KvV1 { barrier, mount })),
-        }
-    }
-
+impl Kv<'_> {
     /// Whether a write to `path` updates (true) or creates (false).
     pub fn exists(&self, path: &str) -> ApiResult<bool> {
         match self {
