@@ -52,6 +52,45 @@ pub trait ForwardHandler: Send + Sync {
     fn forward(&self, request: Request) -> BoxFuture<'_, Response>;
 }
 
+/// The version of the forwarding request this build sends. A leader runs
+/// requests up to its own version and refuses newer ones; a request from
+/// before versions existed reads as version 1.
+pub const FORWARD_VERSION: u32 = 1;
+
+/// A client request as a standby forwards it: the request's own JSON with a
+/// version (`"v"`) beside its fields.
+#[derive(Serialize)]
+struct ForwardedRequest<'a> {
+    #[serde(rename = "v")]
+    version: u32,
+    #[serde(flatten)]
+    request: &'a Request,
+}
+
+/// The version of a forwarded request's body.
+#[derive(Deserialize)]
+struct WireVersion {
+    #[serde(rename = "v", default = "first_version")]
+    version: u32,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// Reads a forwarded request, refusing one from a newer coffer.
+fn decode_forwarded(body: &[u8]) -> Result<Request, String> {
+    let malformed = |_| "malformed RPC body".to_owned();
+    let WireVersion { version } = serde_json::from_slice(body).map_err(malformed)?;
+    if version > FORWARD_VERSION {
+        return Err(format!(
+            "the request was forwarded by a newer coffer (version {version}; this leader reads up \
+             to {FORWARD_VERSION}): upgrade this node"
+        ));
+    }
+    serde_json::from_slice(body).map_err(malformed)
+}
+
 /// A forwarded request's answer and the leader's applied index after it.
 #[derive(Serialize, Deserialize)]
 pub struct Forwarded {
@@ -458,7 +497,16 @@ impl Cluster {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let answer: Result<Forwarded, _> = self
                 .peers
-                .call(leader, &node, "/v1/cluster/forward", request, remaining)
+                .call(
+                    leader,
+                    &node,
+                    "/v1/cluster/forward",
+                    &ForwardedRequest {
+                        version: FORWARD_VERSION,
+                        request,
+                    },
+                    remaining,
+                )
                 .await;
             match answer {
                 Ok(forwarded) => {
@@ -644,7 +692,14 @@ impl Cluster {
                 }
                 Err(refusal) => refusal,
             },
-            "/v1/cluster/forward" => match decode::<Request>(&body) {
+            "/v1/cluster/forward" => match decode_forwarded(&body).map_err(|message| {
+                (
+                    400,
+                    serde_json::json!({"errors": [message]})
+                        .to_string()
+                        .into_bytes(),
+                )
+            }) {
                 Ok(request) => {
                     let forwarder = self
                         .forwarder
@@ -720,6 +775,39 @@ impl Backend for Cluster {
 mod tests {
     use super::*;
     use crate::storage::Op;
+
+    /// A forwarded request as version 1 sends it, checked in: every later
+    /// version must read it.
+    const FORWARDED_V1: &str = include_str!("../../tests/fixtures/forwarded-request-v1.json");
+
+    #[test]
+    fn a_forwarded_request_of_version_one_is_read_and_written_the_same() {
+        let request = decode_forwarded(FORWARDED_V1.as_bytes()).unwrap();
+        assert_eq!(request.path, "secret/data/app");
+        assert_eq!(request.operation, coffer_protocols::Operation::Write);
+        assert_eq!(request.token.as_ref().unwrap().expose(), "hvs.example");
+        assert_eq!(request.data["data"]["password"], "s3cr3t");
+        assert!(request.forwarded);
+        // This version writes exactly the fixture (so the fixture is what the
+        // next version must read).
+        let written = serde_json::to_value(ForwardedRequest {
+            version: FORWARD_VERSION,
+            request: &request,
+        })
+        .unwrap();
+        let fixture: serde_json::Value = serde_json::from_str(FORWARDED_V1).unwrap();
+        assert_eq!(written, fixture);
+        // Before versions existed, a request had no "v": it is version 1.
+        let mut legacy = fixture.clone();
+        legacy.as_object_mut().unwrap().remove("v");
+        assert!(decode_forwarded(legacy.to_string().as_bytes()).is_ok());
+        // A newer coffer's request is refused, not half understood.
+        let mut newer = fixture;
+        newer["v"] = serde_json::json!(FORWARD_VERSION + 1);
+        let refusal = decode_forwarded(newer.to_string().as_bytes()).unwrap_err();
+        assert!(refusal.contains("newer coffer"), "{refusal}");
+        assert_eq!(decode_forwarded(b"{").unwrap_err(), "malformed RPC body");
+    }
 
     fn settings() -> Settings {
         Settings {

@@ -869,6 +869,68 @@ mod tests {
         Suite::test_all(Builder).unwrap();
     }
 
+    /// Log entries as version 1 writes them, checked in: every later version
+    /// must read a log this one left behind.
+    const LOG_V1: &str = include_str!("../../tests/fixtures/raft-log-v1.jsonl");
+
+    #[test]
+    fn a_log_written_by_version_one_is_read_and_written_the_same() {
+        let mut payloads = Vec::new();
+        for line in LOG_V1.lines() {
+            let entry: Entry<TypeConfig> = serde_json::from_str(line).unwrap();
+            // This version writes exactly what the fixture holds.
+            let written = serde_json::to_value(&entry).unwrap();
+            let fixture: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(written, fixture);
+            payloads.push(entry.payload);
+        }
+        let [
+            EntryPayload::Blank,
+            EntryPayload::Membership(membership),
+            EntryPayload::Normal(writes),
+            EntryPayload::Normal(restore),
+        ] = payloads.as_slice()
+        else {
+            panic!("the fixture's entries are not as written: {payloads:?}");
+        };
+        assert_eq!(membership.nodes().count(), 1);
+        assert_eq!(
+            writes.ops,
+            vec![
+                put("logical/u/a", "1"),
+                Op::Delete {
+                    key: "logical/u/b".into()
+                },
+                Op::DeletePrefix {
+                    prefix: "logical/v/".into()
+                },
+            ]
+        );
+        assert_eq!(writes.changes[0].path, "secret/data/a");
+        assert_eq!(writes.changes[0].version, 2);
+        assert_eq!(
+            restore.ops,
+            vec![Op::Restore {
+                snapshot: vec![0, 1]
+            }]
+        );
+    }
+
+    #[test]
+    fn commands_without_a_version_are_version_one_and_newer_ones_are_refused() {
+        let legacy = r#"{"ops":[{"Delete":{"key":"k"}}]}"#;
+        let command: storage::Command = serde_json::from_str(legacy).unwrap();
+        assert_eq!(command.ops, vec![Op::Delete { key: "k".into() }]);
+        let written = serde_json::to_value(&command).unwrap();
+        assert_eq!(written["v"], storage::COMMAND_VERSION);
+        let newer = format!(
+            r#"{{"v":{},"ops":[{{"Delete":{{"key":"k"}}}}]}}"#,
+            storage::COMMAND_VERSION + 1
+        );
+        let refusal = serde_json::from_str::<storage::Command>(&newer).unwrap_err();
+        assert!(refusal.to_string().contains("newer coffer"), "{refusal}");
+    }
+
     fn entry(index: u64, ops: Vec<Op>) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),

@@ -67,20 +67,75 @@ impl fmt::Debug for Op {
     }
 }
 
-/// A durable write: all of its ops are applied, in order, or none are.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The version of [`Command`] this build writes. A node reads commands up to
+/// this version and refuses newer ones: a log entry it cannot apply stops it
+/// rather than letting its replica diverge. Commands from before the field
+/// existed read as version 1.
+pub const COMMAND_VERSION: u32 = 1;
+
+/// A durable write: all of its ops are applied, in order, or none are. On the
+/// wire and in the Raft log it is JSON with a version (`"v"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "VersionedCommand")]
 pub struct Command {
     pub ops: Vec<Op>,
     /// What the client writes behind these ops did, for watchers on every node
     /// (paths and versions only, never values). Merged commands keep all of
     /// theirs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<crate::changes::Change>,
 }
 
 impl Command {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+}
+
+/// [`Command`] as it is read.
+#[derive(Deserialize)]
+struct VersionedCommand {
+    #[serde(rename = "v", default = "first_version")]
+    version: u32,
+    ops: Vec<Op>,
+    #[serde(default)]
+    changes: Vec<crate::changes::Change>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// Written by hand rather than through [`VersionedCommand`], so the ops (and
+/// their values) are not copied for every log entry.
+impl Serialize for Command {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = if self.changes.is_empty() { 2 } else { 3 };
+        let mut state = serializer.serialize_struct("Command", fields)?;
+        state.serialize_field("v", &COMMAND_VERSION)?;
+        state.serialize_field("ops", &self.ops)?;
+        if !self.changes.is_empty() {
+            state.serialize_field("changes", &self.changes)?;
+        }
+        state.end()
+    }
+}
+
+impl TryFrom<VersionedCommand> for Command {
+    type Error = String;
+
+    fn try_from(versioned: VersionedCommand) -> Result<Self, String> {
+        if versioned.version > COMMAND_VERSION {
+            return Err(format!(
+                "a command of version {} was written by a newer coffer; this one reads up to \
+                 version {COMMAND_VERSION}: upgrade this node",
+                versioned.version
+            ));
+        }
+        Ok(Command {
+            ops: versioned.ops,
+            changes: versioned.changes,
+        })
     }
 }
 
