@@ -107,7 +107,7 @@ impl Core {
         let Ok(unsealed) = self.unsealed() else {
             return;
         };
-        if !self.cluster.is_leader() {
+        if !self.replica.is_leader() {
             if unsealed.leases.is_loaded() {
                 unsealed.leases.unload();
                 tracing::info!("no longer leading: lease expiry stops here");

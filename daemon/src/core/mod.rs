@@ -11,6 +11,8 @@
 mod fs;
 mod leasing;
 mod local_api;
+#[cfg(test)]
+mod pipeline_tests;
 mod sys;
 
 /// Vault's floor for `sys/rotate/config`'s `max_operations`.
@@ -26,6 +28,7 @@ use coffer_protocols::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
 use crate::api::error::{ApiError, ApiResult};
@@ -39,10 +42,11 @@ use crate::mounts::{MountEntry, MountTable};
 use crate::policy::acl::Capability;
 use crate::policy::{Acl, Decision, ROOT_POLICY};
 use crate::policy_store::PolicyStore;
-use crate::raft::cluster::{Cluster, ForwardHandler};
+use crate::raft::cluster::ForwardHandler;
 use crate::raft::join::{self, Challenges, LeaderClient};
 use crate::raft::store::{Applied, ApplyObserver};
 use crate::raft::tls::{self, ClusterCa, Identity};
+use crate::replica::Replica;
 use crate::seal::{self, SealConfig, Submitted};
 use crate::storage::Backend;
 use crate::tokens::{NewToken, SALT_PATH, TokenEntry, TokenStore};
@@ -182,7 +186,26 @@ impl Unsealed {
     }
 }
 
+/// The keys whose writes this node's caches depend on: the keyring and tables
+/// under `core/`, policies, `auth/local` roles, tokens, leases, and the
+/// engines' data (KV metadata).
+const WATCHED: [&str; 6] = [
+    "core/",
+    "sys/policy/",
+    "sys/token/id/",
+    "sys/expire/id/",
+    crate::local_auth::PREFIX,
+    crate::mounts::DATA_PREFIX,
+];
+
 impl ApplyObserver for Unsealed {
+    /// A key under a watched prefix, or a deleted prefix that holds one.
+    fn watches(&self, key: &str) -> bool {
+        WATCHED
+            .iter()
+            .any(|prefix| key.starts_with(prefix) || prefix.starts_with(key))
+    }
+
     /// Keeps this node's caches true to replicated writes, before the applied index
     /// advances (so a read after a forwarded write sees them).
     fn applied(&self, change: &Applied<'_>) {
@@ -308,7 +331,7 @@ pub(crate) struct Routed {
 }
 
 pub struct Core {
-    cluster: Arc<Cluster>,
+    replica: Arc<dyn Replica>,
     backend: Arc<dyn Backend>,
     settings: Settings,
     state: RwLock<State>,
@@ -325,15 +348,15 @@ pub struct Core {
 
 impl Core {
     /// A core over `cluster`'s replica, sealed (or uninitialized).
-    pub fn new(cluster: Arc<Cluster>, settings: Settings) -> Result<Core, seal::Error> {
-        let backend: Arc<dyn Backend> = cluster.clone();
+    pub fn new(replica: Arc<dyn Replica>, settings: Settings) -> Result<Core, seal::Error> {
+        let backend: Arc<dyn Backend> = replica.clone();
         let state = match seal::read_config(backend.as_ref())? {
             Some(config) => State::Sealed(config),
             None => State::Uninitialized,
         };
         let (reopen_requests, reopen_requested) = tokio::sync::mpsc::unbounded_channel();
         Ok(Core {
-            cluster,
+            replica,
             backend,
             settings,
             state: RwLock::new(state),
@@ -345,10 +368,6 @@ impl Core {
             reopen_requested: Mutex::new(Some(reopen_requested)),
             changes: crate::changes::Hub::default(),
         })
-    }
-
-    pub fn cluster(&self) -> &Arc<Cluster> {
-        &self.cluster
     }
 
     /// Runs the core's background duties until the process ends: token tidy and
@@ -395,7 +414,7 @@ impl Core {
         match reopened {
             Ok(reopened) => {
                 let reopened = Arc::new(reopened);
-                self.cluster.set_observer(Some(reopened.clone()));
+                self.replica.set_observer(Some(reopened.clone()));
                 reopened.refresh();
                 let config = seal::read_config(self.backend.as_ref())
                     .ok()
@@ -408,7 +427,7 @@ impl Core {
                 tracing::warn!(
                     "the restored snapshot holds another cluster's keys: sealing; unseal with its key shares"
                 );
-                self.cluster.set_observer(None);
+                self.replica.set_observer(None);
                 let config = seal::read_config(self.backend.as_ref())
                     .ok()
                     .flatten()
@@ -422,7 +441,7 @@ impl Core {
                     tokio::time::sleep(RESTORE_SEAL_GRACE).await;
                     let _transition = core.transitions.lock().await;
                     if matches!(&*core.read_state(), State::Sealed(_)) {
-                        core.cluster.stop().await;
+                        core.replica.stop().await;
                     }
                 });
             }
@@ -524,9 +543,9 @@ impl Core {
             return Err(ApiError::invalid("coffer is already initialized"));
         }
         let initialized = seal::initialize(shares, threshold)?;
-        self.cluster.bootstrap().await?;
+        self.replica.clone().bootstrap().await?;
         let result = self.write_initial_state(initialized, root_token).await;
-        self.cluster.stop().await;
+        self.replica.stop().await;
         let (shares, token) = result?;
         let config = seal::read_config(self.backend.as_ref())?
             .ok_or_else(|| ApiError::internal(&"seal configuration missing after init"))?;
@@ -615,14 +634,14 @@ impl Core {
             .get_json(tls::CA_PATH)?
             .ok_or_else(|| ApiError::internal(&"the cluster CA is missing from storage"))?;
         let identity =
-            Identity::issue_for_self(&ca, self.cluster.id(), &self.cluster.settings().name)
+            Identity::issue_for_self(&ca, self.replica.id(), &self.replica.settings().name)
                 .map_err(|error| ApiError::internal(&error))?;
         // A Raft still running from before a restore-induced seal has the old
         // CA's identity: start afresh.
-        self.cluster.stop().await;
-        self.cluster.set_observer(Some(unsealed.clone()));
-        if let Err(error) = self.cluster.start(Some(&identity)).await {
-            self.cluster.set_observer(None);
+        self.replica.stop().await;
+        self.replica.set_observer(Some(unsealed.clone()));
+        if let Err(error) = self.replica.clone().start(Some(&identity)).await {
+            self.replica.set_observer(None);
             return Err(ApiError::internal(&error));
         }
         self.set_state(State::Unsealed(config, unsealed));
@@ -648,7 +667,7 @@ impl Core {
         let leader = LeaderClient::new(leader_api_addr, ca_pem).map_err(invalid)?;
         // The network call runs without the transition lock: a leader that
         // never answers holds up nothing else (seal, unseal, init).
-        let name = self.cluster.settings().name.clone();
+        let name = self.replica.settings().name.clone();
         let answer = leader.challenge(&name).await.map_err(invalid)?;
         let _transition = self.transitions.lock().await;
         if !self.may_join() {
@@ -692,7 +711,7 @@ impl Core {
             .map_err(|_| ApiError::invalid("the key shares do not open the cluster's challenge"))?;
         let (key_pair, public_key) =
             tls::new_key_pair().map_err(|error| ApiError::internal(&error))?;
-        let settings = self.cluster.settings();
+        let settings = self.replica.settings();
         let mut request = join::AnswerRequest {
             server_id: settings.name.clone(),
             answer: String::new(),
@@ -716,22 +735,23 @@ impl Core {
             }
         };
         let identity = Identity::new(
-            self.cluster.id(),
+            self.replica.id(),
             &admission.ca_cert,
             &admission.node_cert,
             &key_pair,
         )
         .map_err(|error| ApiError::internal(&error))?;
-        self.cluster
+        self.replica
+            .clone()
             .start(Some(&identity))
             .await
             .map_err(|error| ApiError::internal(&error))?;
         if let Err(error) = self
-            .cluster
+            .replica
             .wait_applied(admission.index, JOIN_CATCH_UP)
             .await
         {
-            self.cluster.stop().await;
+            self.replica.stop().await;
             self.set_state(match seal::read_config(self.backend.as_ref())? {
                 Some(config) => State::Sealed(config),
                 None => State::Uninitialized,
@@ -742,7 +762,7 @@ impl Core {
             ));
         }
         let unsealed = Arc::new(self.open(keyring)?);
-        self.cluster.set_observer(Some(unsealed.clone()));
+        self.replica.set_observer(Some(unsealed.clone()));
         // Anything applied between opening and observing is picked up here.
         unsealed.refresh();
         self.set_state(State::Unsealed(config, unsealed));
@@ -800,10 +820,10 @@ impl Core {
             _ => None,
         };
         if let Some(config) = sealed {
-            self.cluster.set_observer(None);
+            self.replica.set_observer(None);
             self.set_state(State::Sealed(config));
             self.lock_progress().reset();
-            self.cluster.stop().await;
+            self.replica.stop().await;
             tracing::info!("sealed");
         }
     }
@@ -814,7 +834,7 @@ impl Core {
         let Ok(unsealed) = self.unsealed() else {
             return;
         };
-        if !self.cluster.is_leader() {
+        if !self.replica.is_leader() {
             return;
         }
         match unsealed.tidy_tokens().await {
@@ -853,10 +873,12 @@ impl Core {
         }
         // Rare paths run in futures of their own (`Box::pin`): the hot path's
         // future stays small, and is moved at every level that awaits it.
-        if path.starts_with("sys/")
-            && let Some(answer) = Box::pin(sys::unauthenticated(self, request, path, route)).await
-        {
-            return answer;
+        let endpoint = sys::Endpoint::parse(path);
+        if let Some(endpoint) = endpoint {
+            *route = Some(endpoint.label().to_owned());
+            if endpoint.access(self.settings.unauthenticated_metrics_access) == sys::Access::Open {
+                return Box::pin(sys::unauthenticated(self, request, path, endpoint)).await;
+            }
         }
         let unsealed = self.unsealed()?;
         let caller = match self.authenticate(&unsealed, request, path, token).await {
@@ -912,12 +934,12 @@ impl Core {
                 };
                 Box::pin(crate::changes::scope(
                     change,
-                    self.dispatch(&unsealed, request, path, &caller, route),
+                    self.dispatch(&unsealed, request, path, endpoint, &caller, route),
                 ))
                 .await
             }
             Operation::Read | Operation::List => {
-                self.dispatch(&unsealed, request, path, &caller, route)
+                self.dispatch(&unsealed, request, path, endpoint, &caller, route)
                     .await
             }
         };
@@ -1023,11 +1045,12 @@ impl Core {
         unsealed: &Unsealed,
         request: &Request,
         path: &str,
+        endpoint: Option<sys::Endpoint<'_>>,
         caller: &Caller,
         route: &mut Option<String>,
     ) -> ApiResult<Routed> {
-        if path == "sys" || path.starts_with("sys/") {
-            return Box::pin(sys::handle(self, unsealed, request, path, caller, route)).await;
+        if let Some(endpoint) = endpoint {
+            return Box::pin(sys::handle(self, unsealed, request, path, endpoint, caller)).await;
         }
         if path == "auth/token" || path.starts_with("auth/token/") {
             *route = Some("auth/token/".into());
@@ -1069,20 +1092,10 @@ impl Core {
     /// for the endpoints about this node itself. A standby looks the token up to
     /// decide, and hands what it found on, so a read looks it up once.
     fn placement(&self, request: &Request) -> Placement {
-        const NODE_LOCAL: [&str; 8] = [
-            "sys/health",
-            "sys/seal-status",
-            "sys/init",
-            "sys/unseal",
-            "sys/leader",
-            "sys/seal",
-            "sys/metrics",
-            "sys/storage/raft/join",
-        ];
         if request.forwarded
-            || NODE_LOCAL.contains(&request.path.trim_end_matches('/'))
-            || self.cluster.raft().is_none()
-            || self.cluster.is_leader()
+            || sys::Endpoint::parse(&request.path).is_some_and(sys::Endpoint::on_this_node)
+            || !self.replica.is_running()
+            || self.replica.is_leader()
         {
             return Placement::Here(None);
         }
@@ -1147,7 +1160,7 @@ impl Core {
     async fn forward(&self, request: &Request) -> Response {
         let route = Some("forwarded".to_owned());
         if request.no_forward {
-            return match self.cluster.leader() {
+            return match self.replica.leader() {
                 Some((_, leader)) if !leader.api_addr.is_empty() => Response::new(
                     route,
                     ResponseBody::Redirect {
@@ -1163,7 +1176,7 @@ impl Core {
         }
         let mut forwarded = request.clone();
         forwarded.forwarded = true;
-        match self.cluster.forward_request(&forwarded).await {
+        match self.replica.forward_request(&forwarded).await {
             Ok(Some(response)) => response,
             // This node leads now: run the request here.
             Ok(None) => self.run(&forwarded, None).await,
@@ -1227,16 +1240,23 @@ impl Core {
 }
 
 impl Handler for Core {
+    /// Runs inside a span named by the request id, so every line logged for
+    /// the request (an internal error's too) names it.
     async fn handle(&self, mut request: Request) -> Response {
-        if !request.forwarded
-            && let Some(peer) = request.peer.as_mut()
-        {
-            self.describe_peer(request.transport, peer);
+        let span = tracing::info_span!("request", id = %request.id);
+        async move {
+            if !request.forwarded
+                && let Some(peer) = request.peer.as_mut()
+            {
+                self.describe_peer(request.transport, peer);
+            }
+            match self.placement(&request) {
+                Placement::Leader => Box::pin(self.forward(&request)).await,
+                Placement::Here(token) => self.run(&request, token.map(|entry| *entry)).await,
+            }
         }
-        match self.placement(&request) {
-            Placement::Leader => Box::pin(self.forward(&request)).await,
-            Placement::Here(token) => self.run(&request, token.map(|entry| *entry)).await,
-        }
+        .instrument(span)
+        .await
     }
 
     fn observe(&self, observation: Observation<'_>) {

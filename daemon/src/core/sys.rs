@@ -16,10 +16,12 @@ use crate::mounts::{self, MountConfig, MountEntry};
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
 use crate::policy_store;
 use crate::tokens::now_seconds;
+pub(super) use endpoint::{Access, Endpoint};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 mod audit;
+pub(super) mod endpoint;
 mod leases;
 mod password;
 mod raft;
@@ -41,46 +43,31 @@ fn system(reply: Reply) -> Routed {
     }
 }
 
-/// The endpoints that work without a token and while sealed. `None` when `path`
-/// is not one of them.
+/// The endpoints that answer without a token and while sealed
+/// ([`Access::Open`]).
 pub(super) async fn unauthenticated(
     core: &Core,
     request: &Request,
     path: &str,
-    route: &mut Option<String>,
-) -> Option<ApiResult<Routed>> {
+    endpoint: Endpoint<'_>,
+) -> ApiResult<Routed> {
     let operation = request.operation;
     let data = &request.data;
-    let answer = match (path, operation) {
-        ("sys/health", Operation::Read) => health(core, data),
-        ("sys/seal-status", Operation::Read) => Ok(raw(200, seal_status(core))),
-        ("sys/init", Operation::Read) => {
+    match (endpoint, operation) {
+        (Endpoint::Health, Operation::Read) => health(core, data),
+        (Endpoint::SealStatus, Operation::Read) => Ok(raw(200, seal_status(core))),
+        (Endpoint::Init, Operation::Read) => {
             Ok(raw(200, json!({"initialized": core.status().initialized})))
         }
-        ("sys/init", Operation::Write) => init(core, data).await,
-        ("sys/unseal", Operation::Write) => unseal(core, data).await,
-        ("sys/leader", Operation::Read) => leader(core),
-        ("sys/storage/raft/join", Operation::Write) => raft::join(core, data).await,
-        ("sys/storage/raft/bootstrap/challenge", Operation::Write) => raft::challenge(core, data),
-        ("sys/storage/raft/bootstrap/answer", Operation::Write) => raft::answer(core, data).await,
-        ("sys/metrics", Operation::Read) if core.settings.unauthenticated_metrics_access => {
-            metrics(core, data)
-        }
-        (
-            "sys/health"
-            | "sys/seal-status"
-            | "sys/init"
-            | "sys/unseal"
-            | "sys/leader"
-            | "sys/storage/raft/join"
-            | "sys/storage/raft/bootstrap/challenge"
-            | "sys/storage/raft/bootstrap/answer",
-            _,
-        ) => Err(ApiError::unsupported(path, operation.as_str())),
-        _ => return None,
-    };
-    *route = Some(path.to_owned());
-    Some(answer)
+        (Endpoint::Init, Operation::Write) => init(core, data).await,
+        (Endpoint::Unseal, Operation::Write) => unseal(core, data).await,
+        (Endpoint::Leader, Operation::Read) => leader(core),
+        (Endpoint::RaftJoin, Operation::Write) => raft::join(core, data).await,
+        (Endpoint::BootstrapChallenge, Operation::Write) => raft::challenge(core, data),
+        (Endpoint::BootstrapAnswer, Operation::Write) => raft::answer(core, data).await,
+        (Endpoint::Metrics, Operation::Read) => metrics(core, data),
+        _ => Err(ApiError::unsupported(path, operation.as_str())),
+    }
 }
 
 fn health(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
@@ -97,7 +84,7 @@ fn health(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
     let status = core.status();
     // An unsealed node that does not lead is a standby (it serves reads and
     // forwards writes), as in Vault.
-    let standby = !status.sealed && !core.cluster.is_leader();
+    let standby = !status.sealed && !core.replica.is_leader();
     let http_status = if !status.initialized {
         code("uninitcode", 501)?
     } else if status.sealed {
@@ -228,7 +215,7 @@ fn leader(core: &Core) -> ApiResult<Routed> {
     if core.is_sealed() {
         return Err(ApiError::sealed());
     }
-    let cluster = &core.cluster;
+    let cluster = &core.replica;
     let leader = cluster.leader();
     let (address, cluster_address) = leader
         .as_ref()
@@ -267,106 +254,41 @@ fn metrics(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
     }
 }
 
-/// `sys/` paths that need the `sudo` capability besides the operation's own.
-fn requires_sudo(rest: &str) -> bool {
-    matches!(
-        rest,
-        "seal" | "rotate" | "rotate/config" | "audit" | "raw" | "leases"
-    ) || [
-        "storage/raft/",
-        "audit/",
-        "audit-hash/",
-        "raw/",
-        "leases/revoke-prefix/",
-        "leases/revoke-force/",
-        "leases/lookup/",
-        "revoke-prefix/",
-        "revoke-force/",
-    ]
-    .iter()
-    .any(|prefix| rest.starts_with(prefix))
-}
-
-/// The first segments of the authenticated `sys/` endpoints, as metrics name
-/// their routes.
-const ENDPOINTS: [&str; 25] = [
-    "internal",
-    "seal",
-    "rotate",
-    "key-status",
-    "mounts",
-    "auth",
-    "policies",
-    "policy",
-    "capabilities-self",
-    "capabilities",
-    "capabilities-accessor",
-    "metrics",
-    "storage",
-    "audit",
-    "audit-hash",
-    "leases",
-    "renew",
-    "revoke",
-    "revoke-prefix",
-    "revoke-force",
-    "health",
-    "seal-status",
-    "init",
-    "unseal",
-    "leader",
-];
-
-/// The authenticated `sys/` endpoints.
+/// The `sys/` endpoints that need a token.
 pub(super) async fn handle(
     core: &Core,
     unsealed: &Unsealed,
     request: &Request,
     path: &str,
+    endpoint: Endpoint<'_>,
     caller: &Caller,
-    route: &mut Option<String>,
 ) -> ApiResult<Routed> {
-    let rest = path.strip_prefix("sys/").unwrap_or("");
-    let first = rest.split('/').next().unwrap_or("");
-    // A metrics label names an endpoint there is: made-up paths would each
-    // make a new series.
-    *route = Some(if ENDPOINTS.contains(&first) {
-        format!("sys/{first}")
-    } else {
-        "sys/other".to_owned()
-    });
     let operation = request.operation;
     let data = &request.data;
-
-    // The UI mount lookup authorizes by the mount's rules, not its own path.
-    if let Some(mount_path) = rest.strip_prefix("internal/ui/mounts") {
-        if operation != Operation::Read {
-            return Err(ApiError::unsupported(path, operation.as_str()));
+    let sudo = match endpoint.access(core.settings.unauthenticated_metrics_access) {
+        Access::Token { sudo } => sudo,
+        // These authorize each path they stand for by its own rules.
+        Access::ByTarget => {
+            return match endpoint {
+                Endpoint::UiMounts(mount_path) if operation == Operation::Read => {
+                    ui_mounts(unsealed, caller, mount_path)
+                }
+                Endpoint::Files(fs_path) => {
+                    super::fs::route(unsealed, caller, operation, fs_path, data).await
+                }
+                _ => Err(ApiError::unsupported(path, operation.as_str())),
+            };
         }
-        return ui_mounts(unsealed, caller, mount_path.trim_start_matches('/'));
-    }
-    // The filesystem's view authorizes each node by the rules of the paths it
-    // stands for.
-    if let Some(fs_path) = rest.strip_prefix("internal/fs")
-        && (fs_path.is_empty() || fs_path.starts_with('/'))
-    {
-        *route = Some("sys/internal/fs".into());
-        return super::fs::route(unsealed, caller, operation, fs_path, data).await;
-    }
-
-    caller.authorize(
-        path,
-        capability_for(operation, true),
-        data,
-        requires_sudo(rest),
-    )?;
+        Access::Open => return Err(ApiError::unsupported(path, operation.as_str())),
+    };
+    caller.authorize(path, capability_for(operation, true), data, sudo)?;
     let unsupported = || ApiError::unsupported(path, operation.as_str());
-    match first {
-        "seal" if operation == Operation::Write => {
+    match endpoint {
+        Endpoint::Seal if operation == Operation::Write => {
             core.seal().await;
             Ok(system(Reply::NoContent))
         }
-        "rotate" if rest == "rotate/config" => {
+        Endpoint::RotateConfig => {
             rotation::route(
                 unsealed,
                 operation,
@@ -375,11 +297,11 @@ pub(super) async fn handle(
             )
             .await
         }
-        "rotate" if rest == "rotate" && operation == Operation::Write => {
+        Endpoint::Rotate if operation == Operation::Write => {
             unsealed.barrier.rotate().await?;
             Ok(system(Reply::NoContent))
         }
-        "key-status" if operation == Operation::Read => {
+        Endpoint::KeyStatus if operation == Operation::Read => {
             let (term, installed) = unsealed.barrier.key_status();
             Ok(system(Reply::data(json!({
                 "term": term,
@@ -387,23 +309,15 @@ pub(super) async fn handle(
                 "encryptions": unsealed.barrier.encryptions()?,
             }))))
         }
-        "mounts" => mounts_route(unsealed, rest, operation, data).await,
-        "auth" => auth_route(rest, operation),
-        "policies" if rest.starts_with("policies/password") => {
-            password::route(
-                unsealed,
-                &rest["policies/password".len()..],
-                operation,
-                data,
-            )
-            .await
-        }
-        "policies" => policies_route(unsealed, rest, operation, data, false).await,
-        "policy" => policies_route(unsealed, rest, operation, data, true).await,
-        "capabilities-self" if operation == Operation::Write => {
+        Endpoint::Mounts(rest) => mounts_route(unsealed, rest, operation, data).await,
+        Endpoint::Auth(rest) => auth_route(rest, operation),
+        Endpoint::PasswordPolicies(rest) => password::route(unsealed, rest, operation, data).await,
+        Endpoint::Policies(rest) => policies_route(unsealed, rest, operation, data, false).await,
+        Endpoint::Policy(rest) => policies_route(unsealed, rest, operation, data, true).await,
+        Endpoint::CapabilitiesSelf if operation == Operation::Write => {
             capabilities(&caller.acl, data).map(system)
         }
-        "capabilities" if operation == Operation::Write => {
+        Endpoint::Capabilities if operation == Operation::Write => {
             let token = Fields::new(data)
                 .string("token")?
                 .ok_or_else(|| ApiError::invalid("missing token"))?;
@@ -413,7 +327,7 @@ pub(super) async fn handle(
                 .ok_or_else(|| ApiError::invalid("invalid token"))?;
             capabilities(acl_of(unsealed, &entry.policies)?.as_ref(), data).map(system)
         }
-        "capabilities-accessor" if operation == Operation::Write => {
+        Endpoint::CapabilitiesAccessor if operation == Operation::Write => {
             let accessor = Fields::new(data)
                 .string("accessor")?
                 .ok_or_else(|| ApiError::invalid("missing accessor"))?;
@@ -423,27 +337,16 @@ pub(super) async fn handle(
                 .ok_or_else(|| ApiError::invalid("invalid accessor"))?;
             capabilities(acl_of(unsealed, &entry.policies)?.as_ref(), data).map(system)
         }
-        "metrics" if operation == Operation::Read => metrics(core, data),
-        "storage" => raft::route(core, unsealed, request, rest).await,
-        "audit" | "audit-hash" => {
+        Endpoint::Metrics if operation == Operation::Read => metrics(core, data),
+        Endpoint::Storage(rest) => raft::route(core, unsealed, request, rest).await,
+        Endpoint::Audit(rest) | Endpoint::AuditHash(rest) => {
             audit::route(unsealed, request, rest, core.settings().api_audit_creation).await
         }
-        "leases" | "renew" | "revoke" | "revoke-prefix" | "revoke-force" => {
-            leases::route(unsealed, request, rest).await
+        Endpoint::Leases(rest) => leases::route(unsealed, request, rest).await,
+        Endpoint::Raw | Endpoint::Unknown | Endpoint::UiMounts(_) | Endpoint::Files(_) => {
+            Err(ApiError::no_route(path))
         }
-        "health"
-        | "seal-status"
-        | "init"
-        | "unseal"
-        | "leader"
-        | "seal"
-        | "rotate"
-        | "key-status"
-        | "capabilities-self"
-        | "capabilities"
-        | "capabilities-accessor"
-        | "metrics" => Err(unsupported()),
-        _ => Err(ApiError::no_route(path)),
+        _ => Err(unsupported()),
     }
 }
 

@@ -59,9 +59,8 @@ type Membership = StoredMembership<NodeId, NodeInfo>;
 #[derive(Debug)]
 pub struct Applied<'a> {
     pub index: u64,
-    /// Keys (or deleted prefixes) under `core/`, `sys/policy/`,
-    /// `sys/token/id/`, `sys/expire/id/` (leases), `auth/local/` and
-    /// `logical/` that changed.
+    /// Keys (or deleted prefixes) that changed and that the observer
+    /// [watches](ApplyObserver::watches).
     pub touched: &'a [String],
     /// Client writes this apply carried, with the index of their entry.
     pub changes: &'a [(u64, crate::changes::Change)],
@@ -76,22 +75,11 @@ pub struct Applied<'a> {
 /// block.
 pub trait ApplyObserver: Send + Sync {
     fn applied(&self, change: &Applied<'_>);
-}
 
-/// The keys whose writes the observer hears of: what nodes cache (the keyring
-/// and tables under `core/`, policies, `auth/local` roles, KV metadata under
-/// `logical/`) and leases.
-fn watched(key: &str) -> bool {
-    [
-        "core/",
-        "sys/policy/",
-        "sys/token/id/",
-        "sys/expire/id/",
-        "auth/local/",
-        "logical/",
-    ]
-    .iter()
-    .any(|prefix| key.starts_with(prefix))
+    /// Whether a write to `key` (or a delete of the prefix `key`) goes into
+    /// [`Applied::touched`]: the observer names what it caches, the store
+    /// knows nothing of the layout above it.
+    fn watches(&self, key: &str) -> bool;
 }
 
 /// The RocksDB database with Raft's log, metadata and state machine.
@@ -327,13 +315,15 @@ impl Storage {
         }
     }
 
-    fn notify(&self, change: &Applied<'_>) {
-        let observer = self
-            .observer
+    fn observer(&self) -> Option<Arc<dyn ApplyObserver>> {
+        self.observer
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(observer) = observer {
+            .clone()
+    }
+
+    fn notify(&self, change: &Applied<'_>) {
+        if let Some(observer) = self.observer() {
             observer.applied(change);
         }
         self.applied.send_replace(change.index);
@@ -575,7 +565,9 @@ impl StateMachine {
         ops: Vec<Op>,
         touched: &mut Vec<String>,
         restored: &mut bool,
+        observer: Option<&dyn ApplyObserver>,
     ) {
+        let watched = |key: &str| observer.is_some_and(|observer| observer.watches(key));
         for op in ops {
             match op {
                 Op::Put { key, value } => {
@@ -595,7 +587,7 @@ impl StateMachine {
                         Some(end) => batch.delete_range(prefix.as_bytes(), &end),
                         None => batch.delete_range(prefix.as_bytes(), &[0xffu8][..]),
                     }
-                    if watched(&prefix) || "core/".starts_with(&prefix) {
+                    if watched(&prefix) {
                         touched.push(prefix);
                     }
                 }
@@ -695,13 +687,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut changes = Vec::new();
         let mut restored = false;
         let mut last = None;
+        let observer = self.storage.observer();
         for entry in entries {
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(command) => {
                     let index = entry.log_id.index;
                     changes.extend(command.changes.into_iter().map(|change| (index, change)));
-                    self.apply_ops(&mut batch, command.ops, &mut touched, &mut restored)
+                    self.apply_ops(
+                        &mut batch,
+                        command.ops,
+                        &mut touched,
+                        &mut restored,
+                        observer.as_deref(),
+                    )
                 }
                 EntryPayload::Membership(membership) => {
                     let stored = Membership::new(Some(entry.log_id), membership);
@@ -832,22 +831,6 @@ mod tests {
     use super::*;
     use openraft::testing::{StoreBuilder, Suite};
 
-    #[test]
-    fn every_cached_kind_of_key_is_watched() {
-        for key in [
-            "core/mounts",
-            "sys/policy/app",
-            "sys/expire/id/database/creds/app/x",
-            "auth/local/role/app",
-            "sys/token/id/x",
-        ] {
-            assert!(watched(key), "{key}");
-        }
-        assert!(watched("logical/uuid/metadata/app"));
-        for key in ["sys/token/parent/y", "sys/token/accessor/z"] {
-            assert!(!watched(key), "{key}");
-        }
-    }
     use openraft::{CommittedLeaderId, Membership as RaftMembership};
 
     struct Builder;
@@ -956,6 +939,10 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push((change.index, change.touched.to_vec(), change.restored));
+        }
+
+        fn watches(&self, _key: &str) -> bool {
+            true
         }
     }
 

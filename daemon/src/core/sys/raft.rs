@@ -114,7 +114,7 @@ pub(super) async fn answer(core: &Core, data: &Map<String, Value>) -> ApiResult<
     }
     let server_id = request.server_id.clone();
     let id = node_id(&server_id);
-    if id == core.cluster.id() {
+    if id == core.replica.id() {
         return Err(ApiError::invalid(format!(
             "server_id {server_id:?} is the leader's own"
         )));
@@ -137,7 +137,7 @@ pub(super) async fn answer(core: &Core, data: &Map<String, Value>) -> ApiResult<
     let node_cert = ca
         .issue(id, &server_id, &public_key)
         .map_err(|error| ApiError::internal(&error))?;
-    core.cluster
+    core.replica
         .add_member(
             id,
             NodeInfo {
@@ -152,7 +152,7 @@ pub(super) async fn answer(core: &Core, data: &Map<String, Value>) -> ApiResult<
     let admission = join::Admission {
         ca_cert: ca.cert_pem.clone(),
         node_cert,
-        index: core.cluster.storage().applied_index(),
+        index: core.replica.applied_index(),
     };
     let value = serde_json::to_value(&admission).map_err(|error| ApiError::internal(&error))?;
     Ok(system(Reply::data(value)))
@@ -172,19 +172,19 @@ pub(super) async fn route(
         (Some("remove-peer"), Operation::Write) => {
             let server_id = server_id(&Fields::new(data))?;
             if !core
-                .cluster
+                .replica
                 .members()
                 .iter()
                 .any(|member| member.node.name == server_id)
             {
                 return Err(ApiError::invalid(format!("no member named {server_id:?}")));
             }
-            core.cluster.remove_member(node_id(&server_id)).await?;
+            core.replica.remove_member(node_id(&server_id)).await?;
             tracing::info!(node = %server_id, "removed a member");
             Ok(system(Reply::NoContent))
         }
         (Some("snapshot"), Operation::Read) => {
-            let bytes = core.cluster.storage().export(Value::Null)?;
+            let bytes = core.replica.export(Value::Null)?;
             Ok(Routed {
                 reply: Reply::Binary("application/octet-stream", bytes),
                 mount_type: "system",
@@ -215,7 +215,7 @@ pub(super) async fn route(
 
 /// The members as Vault's `sys/storage/raft/configuration` lists them.
 fn configuration(core: &Core) -> Reply {
-    let mut members = core.cluster.members();
+    let mut members = core.replica.members();
     members.sort_by(|left, right| left.node.name.cmp(&right.node.name));
     let servers: Vec<Value> = members
         .into_iter()
@@ -232,7 +232,7 @@ fn configuration(core: &Core) -> Reply {
         .collect();
     Reply::data(json!({
         "config": {
-            "index": core.cluster.indexes().applied,
+            "index": core.replica.indexes().applied,
             "servers": servers,
         }
     }))

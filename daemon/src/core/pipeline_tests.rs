@@ -1,0 +1,505 @@
+//! The request pipeline over an in-memory replica: seal and unseal, token
+//! authentication, policy refusal, audit that fails closed, where a request
+//! runs, the request span, and an engine the core has never heard of. No
+//! RocksDB, no Raft, no sockets: each test takes milliseconds.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use coffer_protocols::{ErrorCode, Handler, Operation, Request, Response, ResponseBody, Transport};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use super::{Core, Settings};
+use crate::api::error::ApiResult;
+use crate::api::reply::Reply;
+use crate::engine::{self, BoxFuture, Environment, Files, Mount, Node, Requester, SecretEngine};
+use crate::policy::Acl;
+use crate::replica::memory::MemoryReplica;
+
+const ROOT: &str = "root-token-for-tests";
+
+/// A core over `replica`, initialized with one key share and unsealed.
+async fn unsealed_core(replica: Arc<MemoryReplica>, settings: Settings) -> Core {
+    let core = Core::new(replica, settings).unwrap();
+    let output = core.initialize(1, 1, Some(ROOT.into())).await.unwrap();
+    assert!(core.is_sealed(), "a new core stays sealed, as Vault's does");
+    let share = Zeroizing::new(output.shares[0].to_vec());
+    core.submit_unseal_share(share).await.unwrap();
+    assert!(!core.is_sealed());
+    core
+}
+
+fn request(operation: Operation, path: &str, token: Option<&str>, data: Value) -> Request {
+    let mut request = Request::new(operation, path, Transport::Http);
+    if let Some(token) = token {
+        request = request.with_token(token);
+    }
+    if let Value::Object(data) = data {
+        request = request.with_data(data);
+    }
+    request
+}
+
+/// The response's data, or the error code and messages.
+fn outcome(response: &Response) -> Result<Map<String, Value>, (ErrorCode, Vec<String>)> {
+    match &response.body {
+        ResponseBody::Logical(logical) => Ok(logical.data.clone().unwrap_or_default()),
+        ResponseBody::NoContent => Ok(Map::new()),
+        ResponseBody::Error { code, messages, .. } => Err((*code, messages.clone())),
+        other => panic!("unexpected response {other:?}"),
+    }
+}
+
+async fn call(
+    core: &Core,
+    operation: Operation,
+    path: &str,
+    token: Option<&str>,
+    data: Value,
+) -> Response {
+    core.handle(request(operation, path, token, data)).await
+}
+
+fn code(response: &Response) -> Option<ErrorCode> {
+    outcome(response).err().map(|(code, _)| code)
+}
+
+async fn mount_kv(core: &Core) {
+    let mounted = call(
+        core,
+        Operation::Write,
+        "sys/mounts/secret",
+        Some(ROOT),
+        json!({"type": "kv", "options": {"version": "2"}}),
+    )
+    .await;
+    assert_eq!(code(&mounted), None, "{mounted:?}");
+}
+
+#[tokio::test]
+async fn a_sealed_core_refuses_requests_and_unsealing_brings_the_data_back() {
+    let replica = Arc::new(MemoryReplica::default());
+    let core = unsealed_core(replica.clone(), Settings::default()).await;
+    mount_kv(&core).await;
+    let written = call(
+        &core,
+        Operation::Write,
+        "secret/data/app",
+        Some(ROOT),
+        json!({"data": {"password": "p1"}}),
+    )
+    .await;
+    assert_eq!(code(&written), None, "{written:?}");
+
+    core.seal().await;
+    assert!(core.is_sealed());
+    let refused = call(
+        &core,
+        Operation::Read,
+        "secret/data/app",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&refused), Some(ErrorCode::Sealed));
+    let status = call(&core, Operation::Read, "sys/seal-status", None, json!({})).await;
+    assert!(
+        matches!(status.body, ResponseBody::Raw { status: 200, .. }),
+        "{status:?}"
+    );
+
+    // A new core over the same replica (a restart) opens the same data.
+    let restarted = Core::new(replica, Settings::default()).unwrap();
+    assert!(restarted.is_sealed());
+    let wrong = restarted
+        .submit_unseal_share(Zeroizing::new(vec![7; 33]))
+        .await;
+    assert!(wrong.is_err(), "a wrong share does not unseal");
+    assert!(restarted.is_sealed());
+}
+
+#[tokio::test]
+async fn tokens_are_authenticated_and_policies_refuse_what_they_do_not_grant() {
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), Settings::default()).await;
+    mount_kv(&core).await;
+    let path = "secret/data/app";
+    let no_token = call(&core, Operation::Read, path, None, json!({})).await;
+    assert_eq!(code(&no_token), Some(ErrorCode::PermissionDenied));
+    let bad_token = call(&core, Operation::Read, path, Some("hvs.made-up"), json!({})).await;
+    assert_eq!(code(&bad_token), Some(ErrorCode::PermissionDenied));
+
+    let policy = call(
+        &core,
+        Operation::Write,
+        "sys/policies/acl/reader",
+        Some(ROOT),
+        json!({"policy": "path \"secret/data/app\" { capabilities = [\"read\"] }"}),
+    )
+    .await;
+    assert_eq!(code(&policy), None, "{policy:?}");
+    let created = call(
+        &core,
+        Operation::Write,
+        "auth/token/create",
+        Some(ROOT),
+        json!({"policies": ["reader"]}),
+    )
+    .await;
+    let ResponseBody::Logical(logical) = &created.body else {
+        panic!("{created:?}");
+    };
+    let token = logical.auth.as_ref().unwrap().client_token.clone();
+    call(
+        &core,
+        Operation::Write,
+        path,
+        Some(ROOT),
+        json!({"data": {"k": "v"}}),
+    )
+    .await;
+
+    let read = call(&core, Operation::Read, path, Some(&token), json!({})).await;
+    assert_eq!(outcome(&read).unwrap()["data"]["k"], "v");
+    let write = call(
+        &core,
+        Operation::Write,
+        path,
+        Some(&token),
+        json!({"data": {"k": "w"}}),
+    )
+    .await;
+    assert_eq!(code(&write), Some(ErrorCode::PermissionDenied));
+    let elsewhere = call(
+        &core,
+        Operation::Read,
+        "secret/data/other",
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&elsewhere), Some(ErrorCode::PermissionDenied));
+    let sudo = call(&core, Operation::Write, "sys/seal", Some(&token), json!({})).await;
+    assert_eq!(code(&sudo), Some(ErrorCode::PermissionDenied));
+    assert!(!core.is_sealed());
+}
+
+#[tokio::test]
+async fn a_request_no_audit_device_records_is_not_run() {
+    // A socket device whose address refuses connections: no device can
+    // record anything.
+    let settings = Settings {
+        audit: vec![crate::audit::DeviceConfig {
+            path: "socket/".into(),
+            kind: crate::audit::Kind::Socket,
+            description: String::new(),
+            options: [("address".to_owned(), "127.0.0.1:1".to_owned())].into(),
+            local: false,
+        }],
+        ..Settings::default()
+    };
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), settings).await;
+    let refused = call(
+        &core,
+        Operation::Write,
+        "sys/mounts/secret",
+        Some(ROOT),
+        json!({"type": "kv"}),
+    )
+    .await;
+    let (code, messages) = outcome(&refused).unwrap_err();
+    assert_eq!(code, ErrorCode::Unavailable);
+    assert!(messages[0].contains("no audit device"), "{messages:?}");
+    // Nothing ran: the mount is not there.
+    let mounts = call(&core, Operation::Read, "sys/mounts", Some(ROOT), json!({})).await;
+    assert!(
+        outcome(&mounts).is_err(),
+        "listing mounts is not audited either"
+    );
+}
+
+#[tokio::test]
+async fn standbys_forward_writes_and_serve_reads_and_node_endpoints_themselves() {
+    let replica = Arc::new(MemoryReplica::default());
+    let core = unsealed_core(replica.clone(), Settings::default()).await;
+    mount_kv(&core).await;
+    call(
+        &core,
+        Operation::Write,
+        "secret/data/app",
+        Some(ROOT),
+        json!({"data": {"k": "v"}}),
+    )
+    .await;
+    replica.set_follower(true);
+
+    let write = call(
+        &core,
+        Operation::Write,
+        "secret/data/app",
+        Some(ROOT),
+        json!({"data": {}}),
+    )
+    .await;
+    assert_eq!(
+        code(&write),
+        Some(ErrorCode::RateLimited),
+        "the leader's canned answer"
+    );
+    let read = call(
+        &core,
+        Operation::Read,
+        "secret/data/app",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    assert_eq!(outcome(&read).unwrap()["data"]["k"], "v", "served here");
+    let health = call(&core, Operation::Read, "sys/health", None, json!({})).await;
+    assert!(
+        matches!(health.body, ResponseBody::Raw { .. }),
+        "{health:?}"
+    );
+    let mut no_forward = request(Operation::Write, "secret/data/app", Some(ROOT), json!({}));
+    no_forward.no_forward = true;
+    let redirect = core.handle(no_forward).await;
+    assert!(
+        matches!(&redirect.body, ResponseBody::Redirect { location } if location.starts_with("https://127.0.0.2:8200/v1/secret/data/app")),
+        "{redirect:?}"
+    );
+
+    // A token with a use count spends a use on every read: a write, on the leader.
+    replica.set_follower(false);
+    let created = call(
+        &core,
+        Operation::Write,
+        "auth/token/create",
+        Some(ROOT),
+        json!({"num_uses": 5}),
+    )
+    .await;
+    let ResponseBody::Logical(logical) = &created.body else {
+        panic!("{created:?}");
+    };
+    let limited = logical.auth.as_ref().unwrap().client_token.clone();
+    replica.set_follower(true);
+    call(
+        &core,
+        Operation::Read,
+        "secret/data/app",
+        Some(&limited),
+        json!({}),
+    )
+    .await;
+
+    let forwarded: Vec<String> = replica
+        .forwarded
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|request| format!("{:?} {}", request.operation, request.path))
+        .collect();
+    assert_eq!(forwarded, ["Write secret/data/app", "Read secret/data/app"]);
+}
+
+/// A writer the test reads back: what the log said.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_internal_errors_log_line_names_its_request() {
+    let replica = Arc::new(MemoryReplica::default());
+    let core = unsealed_core(replica.clone(), Settings::default()).await;
+    mount_kv(&core).await;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    replica.set_broken(true);
+    let broken = request(Operation::Read, "secret/data/app", Some(ROOT), json!({}));
+    let id = broken.id.clone();
+    let response = core.handle(broken).await;
+    let (code, messages) = outcome(&response).unwrap_err();
+    assert_eq!(code, ErrorCode::Internal);
+    assert!(
+        !messages.join(" ").contains("injected"),
+        "details stay in the log"
+    );
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|line| line.contains("internal error"))
+        .unwrap_or_else(|| panic!("no internal error logged: {log}"));
+    assert!(line.contains(&id), "{line}");
+    assert!(line.contains("injected read fault"), "{line}");
+}
+
+/// An engine the core has never heard of: it answers with what it was asked,
+/// and shows one file per mount under `/secrets`.
+struct Echo;
+
+fn echo_engine(_environment: &Environment) -> Arc<dyn SecretEngine> {
+    Arc::new(Echo)
+}
+
+impl SecretEngine for Echo {
+    fn type_name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn configure(
+        &self,
+        requested: &str,
+        options: std::collections::BTreeMap<String, String>,
+    ) -> Option<ApiResult<std::collections::BTreeMap<String, String>>> {
+        (requested == "echo").then_some(Ok(options))
+    }
+
+    fn exists(&self, _mount: &Mount<'_>, _path: &str) -> ApiResult<bool> {
+        Ok(false)
+    }
+
+    fn handle<'a>(
+        &'a self,
+        mount: &'a Mount<'a>,
+        operation: Operation,
+        path: &'a str,
+        data: &'a Map<String, Value>,
+        requester: &'a Requester<'a>,
+    ) -> BoxFuture<'a, ApiResult<Reply>> {
+        Box::pin(async move {
+            Ok(Reply::data(json!({
+                "mount": mount.entry.path,
+                "operation": operation.as_str(),
+                "path": path,
+                "data": data,
+                "caller": requester.display_name,
+            })))
+        })
+    }
+
+    fn files(&self) -> Option<&dyn Files> {
+        Some(self)
+    }
+}
+
+impl Files for Echo {
+    fn visible(&self, mount: &Mount<'_>, acl: &Acl) -> bool {
+        acl.has_access_under(&mount.entry.path)
+    }
+
+    fn node<'a>(
+        &'a self,
+        mount: &'a Mount<'a>,
+        _acl: &'a Acl,
+        sub: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Node>> {
+        Box::pin(async move {
+            Ok(match sub {
+                "" => Node::Folder,
+                _ => Node::Static {
+                    read_path: mount.logical(sub),
+                },
+            })
+        })
+    }
+
+    fn children<'a>(
+        &'a self,
+        _mount: &'a Mount<'a>,
+        _acl: &'a Acl,
+        _sub: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Vec<String>>> {
+        Box::pin(async { Ok(vec!["hello".to_owned()]) })
+    }
+}
+
+#[tokio::test]
+async fn an_engine_the_core_does_not_know_mounts_and_serves_every_door() {
+    let mut engines = engine::BUILT_IN.to_vec();
+    engines.push(echo_engine);
+    let settings = Settings {
+        engines,
+        ..Settings::default()
+    };
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), settings).await;
+    let mounted = call(
+        &core,
+        Operation::Write,
+        "sys/mounts/echo",
+        Some(ROOT),
+        json!({"type": "echo"}),
+    )
+    .await;
+    assert_eq!(code(&mounted), None, "{mounted:?}");
+    for transport in [
+        Transport::Http,
+        Transport::Grpc,
+        Transport::Unix,
+        Transport::Fuse,
+    ] {
+        let mut request = request(Operation::Write, "echo/a/b", Some(ROOT), json!({"x": 1}));
+        request.transport = transport;
+        let response = core.handle(request).await;
+        let ResponseBody::Logical(logical) = &response.body else {
+            panic!("{response:?}");
+        };
+        assert_eq!(logical.mount_type, "echo");
+        let data = logical.data.as_ref().unwrap();
+        assert_eq!(data["path"], "a/b");
+        assert_eq!(data["operation"], "update");
+        assert_eq!(data["data"]["x"], 1);
+        assert_eq!(data["caller"], "root");
+        assert_eq!(response.route.as_deref(), Some("echo/"));
+    }
+    // The filesystem's view comes from the engine too.
+    let listed = call(
+        &core,
+        Operation::List,
+        "sys/internal/fs/echo",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    let ResponseBody::Logical(logical) = &listed.body else {
+        panic!("{listed:?}");
+    };
+    assert_eq!(logical.data.as_ref().unwrap()["keys"], json!(["hello"]));
+    let node = call(
+        &core,
+        Operation::Read,
+        "sys/internal/fs/echo/hello",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    let data = outcome(&node).unwrap();
+    assert_eq!(data["kind"], "static");
+    assert_eq!(data["read_path"], "echo/hello");
+    // And an unknown type is still refused, naming what is served.
+    let unknown = call(
+        &core,
+        Operation::Write,
+        "sys/mounts/x",
+        Some(ROOT),
+        json!({"type": "nope"}),
+    )
+    .await;
+    let (_, messages) = outcome(&unknown).unwrap_err();
+    assert!(messages[0].contains("kv, database, echo"), "{messages:?}");
+}

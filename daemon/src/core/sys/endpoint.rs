@@ -1,0 +1,341 @@
+//! The `sys/` endpoints, parsed once: each says whether it needs a token (and
+//! sudo), whether it runs on this node whatever the leader, and the label
+//! metrics give it. The pipeline asks the endpoint; no list of paths elsewhere
+//! has to agree with another.
+
+/// One `sys/` endpoint. `rest` fields are the path after `sys/`, which the
+/// endpoint's own route reads further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint<'a> {
+    Health,
+    SealStatus,
+    Init,
+    Unseal,
+    Leader,
+    Metrics,
+    RaftJoin,
+    BootstrapChallenge,
+    BootstrapAnswer,
+    Seal,
+    Rotate,
+    RotateConfig,
+    KeyStatus,
+    Mounts(&'a str),
+    Auth(&'a str),
+    /// `sys/policies/password...`: the part after `policies/password`.
+    PasswordPolicies(&'a str),
+    Policies(&'a str),
+    /// The legacy `sys/policy` API.
+    Policy(&'a str),
+    CapabilitiesSelf,
+    Capabilities,
+    CapabilitiesAccessor,
+    /// `sys/storage/...` other than join and bootstrap.
+    Storage(&'a str),
+    Audit(&'a str),
+    AuditHash(&'a str),
+    /// `sys/leases/...` and the legacy `sys/renew`, `sys/revoke*`.
+    Leases(&'a str),
+    /// `sys/raw`: not served, but refused only to callers with sudo.
+    Raw,
+    /// `sys/internal/ui/mounts/<path>`: the part after `ui/mounts/`.
+    UiMounts(&'a str),
+    /// `sys/internal/fs/<path>`: the part after `fs` (empty or `/...`).
+    Files(&'a str),
+    /// No such endpoint.
+    Unknown,
+}
+
+/// What a caller needs before an endpoint runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Nothing: it answers sealed and without a token.
+    Open,
+    /// A token whose policies allow the operation on the path (and `sudo`).
+    Token { sudo: bool },
+    /// A token; the endpoint checks each path it stands for by that path's rules.
+    ByTarget,
+}
+
+impl<'a> Endpoint<'a> {
+    /// The endpoint of `path`, or `None` when `path` is not under `sys/`. A
+    /// trailing slash (a LIST) names the same endpoint.
+    pub fn parse(path: &'a str) -> Option<Endpoint<'a>> {
+        let rest = match path.strip_prefix("sys/") {
+            Some(rest) => rest,
+            None if path == "sys" => return Some(Endpoint::Unknown),
+            None => return None,
+        };
+        let (first, tail) = match rest.split_once('/') {
+            Some((first, tail)) if !tail.is_empty() => (first, Some(tail)),
+            Some((first, _)) => (first, None),
+            None => (rest, None),
+        };
+        Some(match (first, tail) {
+            ("health", None) => Endpoint::Health,
+            ("seal-status", None) => Endpoint::SealStatus,
+            ("init", None) => Endpoint::Init,
+            ("unseal", None) => Endpoint::Unseal,
+            ("leader", None) => Endpoint::Leader,
+            ("metrics", None) => Endpoint::Metrics,
+            ("seal", None) => Endpoint::Seal,
+            ("rotate", None) => Endpoint::Rotate,
+            ("rotate", Some("config")) => Endpoint::RotateConfig,
+            ("key-status", None) => Endpoint::KeyStatus,
+            ("storage", Some("raft/join")) => Endpoint::RaftJoin,
+            ("storage", Some("raft/bootstrap/challenge")) => Endpoint::BootstrapChallenge,
+            ("storage", Some("raft/bootstrap/answer")) => Endpoint::BootstrapAnswer,
+            ("storage", _) => Endpoint::Storage(rest),
+            ("mounts", _) => Endpoint::Mounts(rest),
+            ("auth", _) => Endpoint::Auth(rest),
+            ("policies", _) if rest.starts_with("policies/password") => {
+                Endpoint::PasswordPolicies(&rest["policies/password".len()..])
+            }
+            ("policies", _) => Endpoint::Policies(rest),
+            ("policy", _) => Endpoint::Policy(rest),
+            ("capabilities-self", None) => Endpoint::CapabilitiesSelf,
+            ("capabilities", None) => Endpoint::Capabilities,
+            ("capabilities-accessor", None) => Endpoint::CapabilitiesAccessor,
+            ("audit", _) => Endpoint::Audit(rest),
+            ("audit-hash", _) => Endpoint::AuditHash(rest),
+            ("leases" | "renew" | "revoke" | "revoke-prefix" | "revoke-force", _) => {
+                Endpoint::Leases(rest)
+            }
+            ("raw", _) => Endpoint::Raw,
+            ("internal", Some(tail)) if tail.starts_with("ui/mounts") => {
+                Endpoint::UiMounts(tail["ui/mounts".len()..].trim_start_matches('/'))
+            }
+            ("internal", Some(tail)) if tail == "fs" || tail.starts_with("fs/") => {
+                Endpoint::Files(&tail["fs".len()..])
+            }
+            _ => Endpoint::Unknown,
+        })
+    }
+
+    /// What the caller needs; `open_metrics` is the configuration's
+    /// `unauthenticated_metrics_access`.
+    pub fn access(self, open_metrics: bool) -> Access {
+        match self {
+            Endpoint::Health
+            | Endpoint::SealStatus
+            | Endpoint::Init
+            | Endpoint::Unseal
+            | Endpoint::Leader
+            | Endpoint::RaftJoin
+            | Endpoint::BootstrapChallenge
+            | Endpoint::BootstrapAnswer => Access::Open,
+            Endpoint::Metrics if open_metrics => Access::Open,
+            Endpoint::UiMounts(_) | Endpoint::Files(_) => Access::ByTarget,
+            Endpoint::Seal
+            | Endpoint::Rotate
+            | Endpoint::RotateConfig
+            | Endpoint::Audit(_)
+            | Endpoint::Raw => Access::Token { sudo: true },
+            Endpoint::AuditHash(rest) => Access::Token {
+                sudo: rest.starts_with("audit-hash/"),
+            },
+            Endpoint::Storage(rest) => Access::Token {
+                sudo: rest.starts_with("storage/raft/"),
+            },
+            Endpoint::Leases(rest) => Access::Token {
+                sudo: rest == "leases"
+                    || [
+                        "leases/revoke-prefix/",
+                        "leases/revoke-force/",
+                        "leases/lookup/",
+                        "revoke-prefix/",
+                        "revoke-force/",
+                    ]
+                    .iter()
+                    .any(|prefix| rest.starts_with(prefix)),
+            },
+            _ => Access::Token { sudo: false },
+        }
+    }
+
+    /// Whether the endpoint is about this node (its seal, its health, its
+    /// joining): it runs here, never on the leader.
+    pub fn on_this_node(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Health
+                | Endpoint::SealStatus
+                | Endpoint::Init
+                | Endpoint::Unseal
+                | Endpoint::Leader
+                | Endpoint::Seal
+                | Endpoint::Metrics
+                | Endpoint::RaftJoin
+        )
+    }
+
+    /// The route label metrics give the endpoint: one per endpoint, and one
+    /// for every unknown path, so made-up paths make no new series.
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::Health => "sys/health",
+            Endpoint::SealStatus => "sys/seal-status",
+            Endpoint::Init => "sys/init",
+            Endpoint::Unseal => "sys/unseal",
+            Endpoint::Leader => "sys/leader",
+            Endpoint::Metrics => "sys/metrics",
+            Endpoint::RaftJoin => "sys/storage/raft/join",
+            Endpoint::BootstrapChallenge => "sys/storage/raft/bootstrap/challenge",
+            Endpoint::BootstrapAnswer => "sys/storage/raft/bootstrap/answer",
+            Endpoint::Seal => "sys/seal",
+            Endpoint::Rotate | Endpoint::RotateConfig => "sys/rotate",
+            Endpoint::KeyStatus => "sys/key-status",
+            Endpoint::Mounts(_) => "sys/mounts",
+            Endpoint::Auth(_) => "sys/auth",
+            Endpoint::PasswordPolicies(_) | Endpoint::Policies(_) => "sys/policies",
+            Endpoint::Policy(_) => "sys/policy",
+            Endpoint::CapabilitiesSelf => "sys/capabilities-self",
+            Endpoint::Capabilities => "sys/capabilities",
+            Endpoint::CapabilitiesAccessor => "sys/capabilities-accessor",
+            Endpoint::Storage(_) => "sys/storage",
+            Endpoint::Audit(_) => "sys/audit",
+            Endpoint::AuditHash(_) => "sys/audit-hash",
+            Endpoint::Leases(_) => "sys/leases",
+            Endpoint::UiMounts(_) => "sys/internal",
+            Endpoint::Files(_) => "sys/internal/fs",
+            Endpoint::Raw | Endpoint::Unknown => "sys/other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Access, Endpoint};
+
+    fn check(path: &str, endpoint: Option<Endpoint<'_>>, access: Option<Access>, here: bool) {
+        let parsed = Endpoint::parse(path);
+        assert_eq!(parsed, endpoint, "{path}");
+        if let (Some(parsed), Some(access)) = (parsed, access) {
+            assert_eq!(parsed.access(false), access, "{path}");
+            assert_eq!(parsed.on_this_node(), here, "{path}");
+        }
+    }
+
+    #[test]
+    fn paths_parse_into_endpoints_that_know_their_rules() {
+        let token = Some(Access::Token { sudo: false });
+        let sudo = Some(Access::Token { sudo: true });
+        let open = Some(Access::Open);
+        check("secret/data/x", None, None, false);
+        check("sysx/health", None, None, false);
+        check("sys/health", Some(Endpoint::Health), open, true);
+        check("sys/health/", Some(Endpoint::Health), open, true);
+        check("sys/seal", Some(Endpoint::Seal), sudo, true);
+        check("sys/seal/x", Some(Endpoint::Unknown), token, false);
+        check("sys/unseal", Some(Endpoint::Unseal), open, true);
+        check(
+            "sys/storage/raft/join",
+            Some(Endpoint::RaftJoin),
+            open,
+            true,
+        );
+        check(
+            "sys/storage/raft/bootstrap/answer",
+            Some(Endpoint::BootstrapAnswer),
+            open,
+            false,
+        );
+        check(
+            "sys/storage/raft/snapshot",
+            Some(Endpoint::Storage("storage/raft/snapshot")),
+            sudo,
+            false,
+        );
+        check(
+            "sys/rotate/config",
+            Some(Endpoint::RotateConfig),
+            sudo,
+            false,
+        );
+        check(
+            "sys/mounts/secret",
+            Some(Endpoint::Mounts("mounts/secret")),
+            token,
+            false,
+        );
+        check(
+            "sys/policies/password/p",
+            Some(Endpoint::PasswordPolicies("/p")),
+            token,
+            false,
+        );
+        check(
+            "sys/policies/acl/",
+            Some(Endpoint::Policies("policies/acl/")),
+            token,
+            false,
+        );
+        check("sys/audit", Some(Endpoint::Audit("audit")), sudo, false);
+        check(
+            "sys/audit-hash",
+            Some(Endpoint::AuditHash("audit-hash")),
+            token,
+            false,
+        );
+        check(
+            "sys/audit-hash/f",
+            Some(Endpoint::AuditHash("audit-hash/f")),
+            sudo,
+            false,
+        );
+        check("sys/leases", Some(Endpoint::Leases("leases")), sudo, false);
+        check(
+            "sys/leases/renew",
+            Some(Endpoint::Leases("leases/renew")),
+            token,
+            false,
+        );
+        check(
+            "sys/leases/lookup/database/",
+            Some(Endpoint::Leases("leases/lookup/database/")),
+            sudo,
+            false,
+        );
+        check(
+            "sys/revoke-force/x",
+            Some(Endpoint::Leases("revoke-force/x")),
+            sudo,
+            false,
+        );
+        check("sys/raw/core", Some(Endpoint::Raw), sudo, false);
+        check(
+            "sys/internal/ui/mounts/secret/x",
+            Some(Endpoint::UiMounts("secret/x")),
+            Some(Access::ByTarget),
+            false,
+        );
+        check(
+            "sys/internal/fs",
+            Some(Endpoint::Files("")),
+            Some(Access::ByTarget),
+            false,
+        );
+        check(
+            "sys/internal/fs/a/b",
+            Some(Endpoint::Files("/a/b")),
+            Some(Access::ByTarget),
+            false,
+        );
+        check("sys/internal/fsx", Some(Endpoint::Unknown), token, false);
+        check("sys/made-up", Some(Endpoint::Unknown), token, false);
+        check("sys", Some(Endpoint::Unknown), token, false);
+        assert_eq!(
+            Endpoint::Metrics.access(true),
+            Access::Open,
+            "open metrics need no token"
+        );
+        assert_eq!(
+            Endpoint::Metrics.access(false),
+            Access::Token { sudo: false }
+        );
+        assert_eq!(
+            Endpoint::parse("sys/x/y").map(Endpoint::label),
+            Some("sys/other")
+        );
+    }
+}
