@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use coffer_protocols::http::{self, Listener, Protocol, Socket};
+use coffer_protocols::listener::{self, Listener, Protocol, Socket};
 use coffer_protocols::{Handler, Operation, Request, ResponseBody, Transport};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -240,7 +240,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             None
         } else {
             match (&listener.tls_cert_file, &listener.tls_key_file) {
-                (Some(cert), Some(key)) => Some(http::tls_acceptor(cert, key, protocol)?),
+                (Some(cert), Some(key)) => Some(listener::tls_acceptor(cert, key, protocol)?),
                 _ => bail!(
                     "listener {}: TLS needs tls_cert_file and tls_key_file",
                     listener.address
@@ -257,7 +257,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             socket: Socket::Tcp(tcp),
             protocol,
             tls,
-            timeouts: http::Timeouts {
+            timeouts: listener::Timeouts {
                 read_header: Duration::from_secs(listener.http_read_header_timeout),
                 read_body: Duration::from_secs(listener.http_read_timeout),
                 idle: Duration::from_secs(listener.http_idle_timeout),
@@ -280,7 +280,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             socket: Socket::Unix(listener),
             protocol: Protocol::Both,
             tls: None,
-            timeouts: http::Timeouts {
+            timeouts: listener::Timeouts {
                 read_header: Duration::from_secs(unix.http_read_header_timeout),
                 read_body: Duration::from_secs(unix.http_read_timeout),
                 idle: Duration::from_secs(unix.http_idle_timeout),
@@ -382,7 +382,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             let stop = async move {
                 let _ = shutdown.wait_for(|stopping| *stopping).await;
             };
-            http::serve(listener, core, stop).await
+            listener::serve(listener, core, stop).await
         }));
     }
     let background = tokio::spawn(core.clone().run_background(TIDY_INTERVAL));

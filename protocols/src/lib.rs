@@ -4,10 +4,12 @@
 //! format into [`Request`], calls [`Handler::handle`] and converts the [`Response`]
 //! back. This crate never sees the core's internals: the core implements [`Handler`].
 
+pub mod connection;
 pub mod error;
 pub mod grpc;
 pub mod handler;
 pub mod http;
+pub mod listener;
 pub mod peer;
 pub mod request;
 pub mod response;

@@ -1,8 +1,9 @@
 //! The gRPC door (package `coffer.v1`, `proto/coffer/v1/coffer.proto`): each
 //! RPC becomes one neutral request, answered by the same pipeline as HTTP.
 //! Beside it: the standard health service (`grpc.health.v1`, NOT_SERVING while
-//! sealed) and server reflection (v1 and v1alpha). Served by the HTTP door's
-//! accept loop over HTTP/2 (`http::serve` with [`crate::http::Protocol::Grpc`]).
+//! sealed) and server reflection (v1 and v1alpha). Served by the doors'
+//! accept loop over HTTP/2 (`listener::serve` with
+//! [`crate::listener::Protocol::Grpc`]).
 
 mod capped;
 pub mod codec;
@@ -32,7 +33,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("coff
 
 /// Messages larger than this are refused (RESOURCE_EXHAUSTED... as tonic
 /// reports it: OUT_OF_RANGE), as HTTP bodies over 32 MiB are.
-pub const MAX_MESSAGE_BYTES: usize = crate::http::MAX_BODY_BYTES;
+pub const MAX_MESSAGE_BYTES: usize = crate::connection::MAX_BODY_BYTES;
 
 /// How often the health service learns whether the server is unsealed.
 const HEALTH_POLL: Duration = Duration::from_millis(500);
@@ -107,8 +108,8 @@ impl<H: Handler> Services<H> {
         // declares before it arrives); the token is looked up only for a
         // message over that.
         let request = if matches!(
-            request.extensions().get::<crate::http::Caller>(),
-            Some(crate::http::Caller::Local(_))
+            request.extensions().get::<crate::connection::Caller>(),
+            Some(crate::connection::Caller::Local(_))
         ) {
             request.map(|body| capped::Capped::new(body, usize::MAX, None))
         } else {
@@ -127,7 +128,7 @@ impl<H: Handler> Services<H> {
 
     /// The check of the token `headers` carry, for [`capped::Capped`].
     fn known(&self, headers: &http::HeaderMap) -> Option<capped::Known> {
-        let token = crate::http::token_of(
+        let token = crate::connection::token_of(
             headers
                 .get("x-vault-token")
                 .map(http::HeaderValue::as_bytes),

@@ -11,7 +11,7 @@ use tonic::Status;
 
 use super::convert::{self, object, status};
 use super::pb::{self, coffer_server::Coffer};
-use crate::http::Caller;
+use crate::connection::Caller;
 use crate::{
     ClientToken, ErrorCode, Handler, Observation, Operation, Request, Response, ResponseBody,
     Transport, WatchEvent,
@@ -99,7 +99,7 @@ impl<H: Handler> CofferService<H> {
 
 /// `x-vault-token`, or `authorization: Bearer <token>`, as on HTTP.
 fn token(metadata: &tonic::metadata::MetadataMap) -> Result<Option<ClientToken>, Status> {
-    crate::http::token_of(
+    crate::connection::token_of(
         metadata.get("x-vault-token").map(|value| value.as_bytes()),
         metadata.get("authorization").map(|value| value.as_bytes()),
     )

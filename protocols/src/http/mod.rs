@@ -2,9 +2,6 @@
 //! [`Request`]s in one place ([`to_neutral`]) and renders [`Response`]s back
 //! ([`render`]). Every path goes to the one handler; nothing is routed here.
 
-mod activity;
-mod serve;
-
 use std::time::Instant;
 
 use axum::body::Body;
@@ -14,16 +11,13 @@ use http_body_util::{BodyExt, Limited};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
 
-pub use serve::{
-    AfterQueued, Listener, Protocol, ServeError, Socket, Timeouts, TlsError, serve, tls_acceptor,
-};
+use crate::connection::token_of;
+pub use crate::connection::{BodyDeadline, Caller, MAX_BODY_BYTES};
 
 use crate::request::new_request_id;
 use crate::{ClientToken, ErrorCode, Handler, Observation, Operation, Request, Response};
-use crate::{LocalPeer, ResponseBody, Transport};
+use crate::{ResponseBody, Transport};
 
-/// Request bodies up to this many bytes are accepted, as in Vault.
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// A snapshot upload may be larger; it is held in memory while it is checked,
 /// and travels base64-encoded in one Raft entry, which must stay under the
 /// cluster transport's 512 MiB body limit.
@@ -36,22 +30,6 @@ fn takes_raw_body(path: &str) -> bool {
         "sys/storage/raft/snapshot" | "sys/storage/raft/snapshot-force"
     )
 }
-
-/// Who is at the other end of a connection, put into each request's extensions
-/// by the serve loop.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// A TCP peer: its address, for audit.
-    Remote(String),
-    /// A Unix-socket peer as the kernel named it: authenticated by `auth/local`
-    /// roles when it sends no token.
-    Local(LocalPeer),
-}
-
-/// How long the request body may take to arrive, put into each request's
-/// extensions by the serve loop (a listener's `http_read_timeout`).
-#[derive(Debug, Clone, Copy)]
-pub struct BodyDeadline(pub std::time::Duration);
 
 /// Answers one HTTP request: every path goes to `handler`, so no router sits
 /// in between (axum's cost about 2% of a KV read's CPU for nothing).
@@ -130,7 +108,7 @@ pub async fn to_neutral<H: Handler>(
         .extensions
         .get::<BodyDeadline>()
         .copied()
-        .unwrap_or(BodyDeadline(Timeouts::default().read_body));
+        .unwrap_or(BodyDeadline::DEFAULT);
     let raw = takes_raw_body(&path) && operation == Operation::Write;
     let (transport, remote_address, peer) = match parts.extensions.get::<Caller>() {
         Some(Caller::Local(peer)) => (Transport::Unix, None, Some(peer.clone())),
@@ -258,38 +236,6 @@ fn client_token(headers: &HeaderMap) -> Result<Option<ClientToken>, Response> {
             .map(HeaderValue::as_bytes),
     )
     .map_err(|()| Response::error(ErrorCode::InvalidRequest, "malformed token header"))
-}
-
-/// The token of `X-Vault-Token`, or else of `Authorization: Bearer <token>`
-/// (HTTP headers, gRPC metadata); `Err` when a value is not visible ASCII.
-pub(crate) fn token_of(
-    x_vault_token: Option<&[u8]>,
-    authorization: Option<&[u8]>,
-) -> Result<Option<ClientToken>, ()> {
-    let text = |bytes: &[u8]| {
-        bytes
-            .iter()
-            .all(|byte| byte.is_ascii_graphic() || *byte == b' ' || *byte == b'\t')
-            // The copy is wiped when dropped, like the token it becomes.
-            .then(|| zeroize::Zeroizing::new(String::from_utf8_lossy(bytes).into_owned()))
-            .ok_or(())
-    };
-    let found = |token: &str| {
-        let token = token.trim();
-        (!token.is_empty()).then(|| ClientToken::new(token.to_owned()))
-    };
-    if let Some(value) = x_vault_token {
-        return Ok(found(&text(value)?));
-    }
-    if let Some(value) = authorization {
-        let value = text(value)?;
-        if let Some((scheme, token)) = value.split_once(' ')
-            && scheme.eq_ignore_ascii_case("bearer")
-        {
-            return Ok(found(token));
-        }
-    }
-    Ok(None)
 }
 
 /// Renders a neutral response as HTTP.

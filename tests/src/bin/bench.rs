@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use coffer_protocols::{
-    Handler, LogicalResponse, Observation, Request, Response, ResponseBody, http,
+    Handler, LogicalResponse, Observation, Request, Response, ResponseBody, listener,
 };
 use coffer_tests::Server;
 use coffer_tests::load::{self, Call, MakeCall, Outcome};
@@ -51,12 +51,12 @@ fn run_noop_server() {
     runtime.block_on(async {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("Api Address: http://{}", tcp.local_addr().unwrap());
-        http::serve(
-            http::Listener {
-                socket: http::Socket::Tcp(tcp),
-                protocol: http::Protocol::Http,
+        listener::serve(
+            listener::Listener {
+                socket: listener::Socket::Tcp(tcp),
+                protocol: listener::Protocol::Http,
                 tls: None,
-                timeouts: http::Timeouts::default(),
+                timeouts: listener::Timeouts::default(),
             },
             Arc::new(NoopHandler),
             std::future::pending(),

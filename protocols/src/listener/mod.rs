@@ -1,6 +1,9 @@
-//! The accept loop of the HTTP door: TCP (plain or TLS with rustls) or a Unix
-//! socket whose callers the kernel names (`peer::identify`), an explicit connection
-//! limit, header-read timeouts, and a graceful drain on shutdown.
+//! The one accept loop of the client doors (HTTP/1.1 and HTTP/2 for the HTTP
+//! API, HTTP/2 for gRPC): TCP (plain or TLS with rustls) or a Unix socket
+//! whose callers the kernel names (`peer::identify`), an explicit connection
+//! limit, header-read and idle timeouts, and a graceful drain on shutdown.
+
+mod activity;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,9 +24,10 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use super::activity::{Activity, Registry, Tracked};
-use super::{BodyDeadline, Caller, dispatch};
+use self::activity::{Activity, Registry, Tracked};
+use crate::connection::{BodyDeadline, Caller};
 use crate::grpc::Services;
+use crate::http::dispatch;
 use crate::{Handler, peer};
 
 /// Connections served at once per listener; further ones wait in the kernel's
@@ -90,7 +94,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             read_header: Duration::from_secs(10),
-            read_body: Duration::from_secs(30),
+            read_body: BodyDeadline::DEFAULT.0,
             idle: Duration::from_secs(300),
         }
     }
