@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod barrier;
 pub mod cache;
 pub mod changes;

@@ -10,7 +10,7 @@
 
 mod fs;
 mod leasing;
-mod local_api;
+mod login;
 #[cfg(test)]
 mod pipeline_tests;
 mod sys;
@@ -80,6 +80,8 @@ pub struct Settings {
     pub min_rotation_operations: u64,
     /// The secrets engines mounts may have ([`engine::BUILT_IN`]).
     pub engines: Vec<engine::Factory>,
+    /// The auth methods mounted under `auth/` ([`crate::auth::BUILT_IN`]).
+    pub auth_methods: Vec<(&'static str, crate::auth::Factory)>,
 }
 
 impl Default for Settings {
@@ -95,6 +97,7 @@ impl Default for Settings {
             api_audit_creation: false,
             min_rotation_operations: MIN_ROTATION_OPERATIONS,
             engines: engine::BUILT_IN.to_vec(),
+            auth_methods: crate::auth::BUILT_IN.to_vec(),
         }
     }
 }
@@ -118,7 +121,9 @@ pub(crate) struct Unsealed {
     pub audit: Broker,
     pub leases: Arc<crate::leases::Manager>,
     /// `auth/local` roles, parsed.
-    pub local_roles: crate::local_auth::Roles,
+    pub local_roles: Arc<crate::local_auth::Roles>,
+    /// The auth methods mounted under `auth/` (besides the token store).
+    pub auth_methods: crate::auth::Methods,
     /// The system's default and max lease TTL (for mounts that set none).
     pub lease_ttls: (u64, u64),
     /// Bounds the revocations the leader runs at once.
@@ -303,9 +308,37 @@ pub(crate) struct Caller {
     pub acl: Arc<Acl>,
     /// Set when the caller was authenticated by `auth/local` roles, not a token.
     pub local: Option<crate::local_auth::Identity>,
+    /// A login's caller: it has no token (yet).
+    pub anonymous: bool,
 }
 
 impl Caller {
+    /// The caller of a login: no token, no policies.
+    fn anonymous() -> Caller {
+        Caller {
+            token: TokenEntry {
+                hash: String::new(),
+                accessor: String::new(),
+                parent: None,
+                policies: Vec::new(),
+                meta: Default::default(),
+                display_name: String::new(),
+                num_uses: 0,
+                exhausted: false,
+                creation_time: 0,
+                creation_ttl: 0,
+                expire_time: None,
+                explicit_max_ttl: 0,
+                period: 0,
+                renewable: false,
+                path: String::new(),
+            },
+            acl: Arc::new(Acl::default()),
+            local: None,
+            anonymous: true,
+        }
+    }
+
     /// Checks `capability` on `path`; `sudo` routes also need the sudo capability.
     pub fn authorize(
         &self,
@@ -783,6 +816,14 @@ impl Core {
             .get_json(CLUSTER_PATH)?
             .ok_or_else(|| ApiError::internal(&"cluster info missing from storage"))?;
         let leases = Arc::new(crate::leases::Manager::new(barrier.clone()));
+        let local_roles = Arc::new(crate::local_auth::Roles::new(barrier.clone()));
+        let auth_methods = crate::auth::Methods::new(
+            &self.settings.auth_methods,
+            &crate::auth::Environment {
+                barrier: barrier.clone(),
+                local_roles: local_roles.clone(),
+            },
+        );
         let engines = engine::Registry::new(
             &self.settings.engines,
             &engine::Environment {
@@ -798,7 +839,8 @@ impl Core {
             cluster,
             audit: Broker::new(Zeroizing::new(salt.to_vec()), self.settings.audit.clone()),
             leases,
-            local_roles: crate::local_auth::Roles::new(barrier.clone()),
+            local_roles,
+            auth_methods,
             lease_ttls: (self.settings.default_lease_ttl, self.settings.max_lease_ttl),
             revocations: Arc::new(tokio::sync::Semaphore::new(leasing::CONCURRENT_REVOCATIONS)),
             rotating: Default::default(),
@@ -998,23 +1040,15 @@ impl Core {
         path: &str,
         looked_up: Option<TokenEntry>,
     ) -> ApiResult<Caller> {
-        let login = path == local_api::LOGIN_PATH;
-        if login || request.token.is_none() {
-            let local = request.peer.as_ref().filter(|_| {
-                matches!(
-                    request.transport,
-                    Transport::Fuse | Transport::Unix | Transport::Grpc
-                )
-            });
-            match local {
-                Some(peer) => return authenticate_local(unsealed, request, peer, login),
-                None if login => {
-                    return Err(ApiError::invalid(
-                        "auth/local/login needs a caller on this host: call it over the Unix socket",
-                    ));
-                }
-                None => {}
-            }
+        // A login is how a caller gets a token: it needs none, and a token
+        // sent along is not used (nor a use of it spent).
+        if request.operation == Operation::Write && unsealed.auth_methods.is_login(path) {
+            return Ok(Caller::anonymous());
+        }
+        if request.token.is_none()
+            && let Some(peer) = local_peer(request)
+        {
+            return authenticate_local(unsealed, peer);
         }
         let token = request.token.as_ref().ok_or_else(ApiError::denied)?;
         let mut entry = match looked_up {
@@ -1037,6 +1071,7 @@ impl Core {
             token: entry,
             acl,
             local: None,
+            anonymous: false,
         })
     }
 
@@ -1056,9 +1091,12 @@ impl Core {
             *route = Some("auth/token/".into());
             return Box::pin(token_api::handle(self, unsealed, request, path, caller)).await;
         }
-        if path == "auth/local" || path.starts_with("auth/local/") {
-            *route = Some("auth/local/".into());
-            return Box::pin(local_api::handle(self, unsealed, request, path, caller)).await;
+        if let Some((mount, method, rest)) = unsealed.auth_methods.resolve(path) {
+            *route = Some(format!("auth/{mount}"));
+            return Box::pin(login::route(
+                self, unsealed, request, path, method, rest, caller,
+            ))
+            .await;
         }
         let Some((mount, rest)) = unsealed.mounts.resolve(path) else {
             return Err(ApiError::no_route(path));
@@ -1327,6 +1365,9 @@ impl ForwardHandler for Core {
 /// The caller as audit entries show it: the token as presented, or none for a
 /// local caller (its peer credentials are in the request section).
 fn audit_caller<'a>(request: &'a Request, caller: &'a Caller) -> Option<audit::entry::Caller<'a>> {
+    if caller.anonymous {
+        return None;
+    }
     if caller.local.is_some() {
         return Some(audit::entry::Caller {
             token: &caller.token,
@@ -1339,22 +1380,22 @@ fn audit_caller<'a>(request: &'a Request, caller: &'a Caller) -> Option<audit::e
     })
 }
 
-/// A local caller authenticated by the `auth/local` roles it matches (only the
-/// named one for a login that names a role); 403 when it matches none.
-fn authenticate_local(
-    unsealed: &Unsealed,
-    request: &Request,
-    peer: &LocalPeer,
-    login: bool,
-) -> ApiResult<Caller> {
-    let only = if login {
-        fields::Fields::new(&request.data).string("role")?
-    } else {
-        None
-    };
+/// The caller on this host, for the doors that can name one.
+fn local_peer(request: &Request) -> Option<&LocalPeer> {
+    request.peer.as_ref().filter(|_| {
+        matches!(
+            request.transport,
+            Transport::Fuse | Transport::Unix | Transport::Grpc
+        )
+    })
+}
+
+/// A local caller authenticated by the `auth/local` roles it matches; 403
+/// when it matches none.
+fn authenticate_local(unsealed: &Unsealed, peer: &LocalPeer) -> ApiResult<Caller> {
     let identity = unsealed
         .local_roles
-        .identify(peer, only.as_deref())?
+        .identify(peer, None)?
         .ok_or_else(ApiError::denied)?;
     let acl = unsealed
         .policies
@@ -1378,12 +1419,13 @@ fn authenticate_local(
         explicit_max_ttl: 0,
         period: 0,
         renewable: false,
-        path: local_api::LOGIN_PATH.to_owned(),
+        path: crate::auth::local::LOGIN_PATH.to_owned(),
     };
     Ok(Caller {
         token,
         acl,
         local: Some(identity),
+        anonymous: false,
     })
 }
 
@@ -1419,8 +1461,8 @@ fn mount_of(unsealed: &Unsealed, path: &str) -> Option<(String, String)> {
     if path == "auth/token" || path.starts_with("auth/token/") {
         return Some(("auth/token/".into(), "token".into()));
     }
-    if path == "auth/local" || path.starts_with("auth/local/") {
-        return Some(("auth/local/".into(), "local".into()));
+    if let Some((mount, method, _)) = unsealed.auth_methods.resolve(path) {
+        return Some((format!("auth/{mount}"), method.type_name().into()));
     }
     unsealed.mounts.point_and_type(path)
 }

@@ -185,6 +185,41 @@ async fn tokens_are_authenticated_and_policies_refuse_what_they_do_not_grant() {
 }
 
 #[tokio::test]
+async fn only_sys_seal_itself_seals_and_only_with_sudo() {
+    // Before sys/ paths were parsed into endpoints, any write under
+    // `sys/seal/` sealed the node, and asked for no sudo there.
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), Settings::default()).await;
+    call(
+        &core,
+        Operation::Write,
+        "sys/policies/acl/operator",
+        Some(ROOT),
+        json!({"policy": "path \"sys/*\" { capabilities = [\"create\", \"update\"] }"}),
+    )
+    .await;
+    let created = call(
+        &core,
+        Operation::Write,
+        "auth/token/create",
+        Some(ROOT),
+        json!({"policies": ["operator"]}),
+    )
+    .await;
+    let ResponseBody::Logical(logical) = &created.body else {
+        panic!("{created:?}");
+    };
+    let token = logical.auth.as_ref().unwrap().client_token.clone();
+    for path in ["sys/seal/now", "sys/seal/", "sys/seal"] {
+        let response = call(&core, Operation::Write, path, Some(&token), json!({})).await;
+        assert!(code(&response).is_some(), "{path}: {response:?}");
+        assert!(!core.is_sealed(), "{path} sealed the node");
+    }
+    let sealed = call(&core, Operation::Write, "sys/seal", Some(ROOT), json!({})).await;
+    assert_eq!(code(&sealed), None, "{sealed:?}");
+    assert!(core.is_sealed());
+}
+
+#[tokio::test]
 async fn a_request_no_audit_device_records_is_not_run() {
     // A socket device whose address refuses connections: no device can
     // record anything.
@@ -502,4 +537,147 @@ async fn an_engine_the_core_does_not_know_mounts_and_serves_every_door() {
     .await;
     let (_, messages) = outcome(&unknown).unwrap_err();
     assert!(messages[0].contains("kv, database, echo"), "{messages:?}");
+}
+
+/// An auth method the core has never heard of: `login` takes a name and
+/// grants the policies it asks for (root too, which the core must refuse).
+struct Named;
+
+fn named_method(_environment: &crate::auth::Environment) -> Arc<dyn crate::auth::AuthMethod> {
+    Arc::new(Named)
+}
+
+impl crate::auth::AuthMethod for Named {
+    fn type_name(&self) -> &'static str {
+        "named"
+    }
+
+    fn description(&self) -> &'static str {
+        "a test method"
+    }
+
+    fn is_login(&self, path: &str) -> bool {
+        path == "login"
+    }
+
+    fn login<'a>(
+        &'a self,
+        request: &'a crate::auth::LoginRequest<'a>,
+    ) -> BoxFuture<'a, ApiResult<crate::auth::Login>> {
+        Box::pin(async move {
+            let fields = crate::api::fields::Fields::new(request.data);
+            let name = fields.string("name")?.unwrap_or_default();
+            if name.is_empty() {
+                return Err(crate::api::error::ApiError::invalid("missing name"));
+            }
+            Ok(crate::auth::Login {
+                policies: fields.string_list("policies")?.unwrap_or_default(),
+                metadata: [("name".to_owned(), name.clone())].into(),
+                display_name: name,
+                ttl: 60,
+                max_ttl: 120,
+                num_uses: 0,
+                renewable: true,
+            })
+        })
+    }
+
+    fn exists(&self, _path: &str) -> ApiResult<bool> {
+        Ok(true)
+    }
+
+    fn handle<'a>(
+        &'a self,
+        operation: Operation,
+        path: &'a str,
+        _data: &'a Map<String, Value>,
+    ) -> BoxFuture<'a, ApiResult<Reply>> {
+        Box::pin(async move {
+            Ok(Reply::data(
+                json!({"path": path, "operation": operation.as_str()}),
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_auth_method_the_core_does_not_know_logs_callers_in_with_core_made_tokens() {
+    let mut methods = crate::auth::BUILT_IN.to_vec();
+    methods.push(("named/", named_method));
+    let settings = Settings {
+        auth_methods: methods,
+        ..Settings::default()
+    };
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), settings).await;
+    let login = call(
+        &core,
+        Operation::Write,
+        "auth/named/login",
+        Some("hvs.not-a-token"),
+        json!({"name": "ci", "policies": ["default"]}),
+    )
+    .await;
+    let ResponseBody::Logical(logical) = &login.body else {
+        panic!("{login:?}");
+    };
+    assert_eq!(logical.mount_type, "named");
+    let auth = logical.auth.as_ref().unwrap();
+    assert_eq!(auth.policies, ["default"]);
+    assert_eq!(auth.lease_duration, 60);
+    assert!(auth.renewable);
+    let token = auth.client_token.clone();
+    let looked_up = call(
+        &core,
+        Operation::Read,
+        "auth/token/lookup-self",
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    let data = outcome(&looked_up).unwrap();
+    assert_eq!(data["display_name"], "named-ci");
+    assert_eq!(data["path"], "auth/named/login");
+    assert_eq!(data["meta"]["name"], "ci");
+    assert_eq!(data["explicit_max_ttl"], 120);
+
+    // Its other paths need a token whose policies allow them.
+    let refused = call(
+        &core,
+        Operation::Read,
+        "auth/named/config",
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&refused), Some(ErrorCode::PermissionDenied));
+    let served = call(
+        &core,
+        Operation::Read,
+        "auth/named/config",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    assert_eq!(outcome(&served).unwrap()["path"], "config");
+    // A method's mistakes do not become root tokens.
+    let root = call(
+        &core,
+        Operation::Write,
+        "auth/named/login",
+        None,
+        json!({"name": "x", "policies": ["root"]}),
+    )
+    .await;
+    assert_eq!(code(&root), Some(ErrorCode::Internal));
+    let bad = call(&core, Operation::Write, "auth/named/login", None, json!({})).await;
+    assert_eq!(code(&bad), Some(ErrorCode::InvalidRequest));
+    // sys/auth lists it beside the built-in ones.
+    let listed = call(&core, Operation::Read, "sys/auth", Some(ROOT), json!({})).await;
+    let ResponseBody::Logical(logical) = &listed.body else {
+        panic!("{listed:?}");
+    };
+    let data = logical.data.as_ref().unwrap();
+    assert_eq!(data["named/"]["type"], "named");
+    assert_eq!(data["local/"]["type"], "local");
+    assert_eq!(data["token/"]["type"], "token");
 }

@@ -310,7 +310,7 @@ pub(super) async fn handle(
             }))))
         }
         Endpoint::Mounts(rest) => mounts_route(unsealed, rest, operation, data).await,
-        Endpoint::Auth(rest) => auth_route(rest, operation),
+        Endpoint::Auth(rest) => auth_route(unsealed, rest, operation),
         Endpoint::PasswordPolicies(rest) => password::route(unsealed, rest, operation, data).await,
         Endpoint::Policies(rest) => policies_route(unsealed, rest, operation, data, false).await,
         Endpoint::Policy(rest) => policies_route(unsealed, rest, operation, data, true).await,
@@ -442,11 +442,12 @@ fn token_auth_json() -> Value {
     )
 }
 
-fn local_auth_json() -> Value {
+/// A mounted auth method as `sys/auth` lists it.
+fn method_json(method: &dyn crate::auth::AuthMethod) -> Value {
     mount_info(
-        "local",
-        "callers on this host, by the uid, gid and unit the kernel reports",
-        "auth_local",
+        method.type_name(),
+        method.description(),
+        &format!("auth_{}", method.type_name()),
         "",
         &MountConfig::default(),
         &BTreeMap::new(),
@@ -630,24 +631,38 @@ async fn mounts_route(
     }
 }
 
-fn auth_route(rest: &str, operation: Operation) -> ApiResult<Routed> {
+fn auth_route(unsealed: &Unsealed, rest: &str, operation: Operation) -> ApiResult<Routed> {
     let target = rest.strip_prefix("auth").unwrap_or("").trim_matches('/');
+    let mounted = unsealed
+        .auth_methods
+        .iter()
+        .find(|(mount, _)| mount.trim_end_matches('/') == target);
     match (target, operation) {
         ("", Operation::Read) => {
             let mut listing = Map::new();
-            listing.insert("local/".into(), local_auth_json());
+            for (mount, method) in unsealed.auth_methods.iter() {
+                listing.insert(mount.into(), method_json(method));
+            }
             listing.insert("token/".into(), token_auth_json());
             Ok(system(Reply::Data(listing)))
         }
         ("token", Operation::Delete) => Err(ApiError::invalid(
             "the token auth method cannot be disabled",
         )),
-        ("local", Operation::Delete) => Err(ApiError::invalid(
-            "the local auth method cannot be disabled: with no roles it grants nothing",
-        )),
-        (_, Operation::Write) => Err(ApiError::invalid(
-            "unsupported auth method: coffer serves the token and local auth methods",
-        )),
+        (_, Operation::Delete) if mounted.is_some() => Err(ApiError::invalid(format!(
+            "the {target} auth method is built in and cannot be disabled: with no roles it grants nothing"
+        ))),
+        (_, Operation::Write) => {
+            let served: Vec<&str> = unsealed
+                .auth_methods
+                .iter()
+                .map(|(_, method)| method.type_name())
+                .collect();
+            Err(ApiError::invalid(format!(
+                "unsupported auth method: coffer serves the token and {} auth methods",
+                served.join(", ")
+            )))
+        }
         _ => Err(ApiError::unsupported(rest, operation.as_str())),
     }
 }
@@ -762,8 +777,10 @@ fn ui_mounts(unsealed: &Unsealed, caller: &Caller, path: &str) -> ApiResult<Rout
         if caller.acl.has_access_under("auth/token/") {
             auth.insert("token/".into(), token_auth_json());
         }
-        if caller.acl.has_access_under("auth/local/") {
-            auth.insert("local/".into(), local_auth_json());
+        for (mount, method) in unsealed.auth_methods.iter() {
+            if caller.acl.has_access_under(&format!("auth/{mount}")) {
+                auth.insert(mount.into(), method_json(method));
+            }
         }
         return Ok(system(Reply::data(json!({"secret": secret, "auth": auth}))));
     }
