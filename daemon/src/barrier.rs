@@ -137,7 +137,7 @@ impl Keyring {
             active: 0,
             root_key,
         };
-        keyring.add_term(SystemTime::now())?;
+        keyring.add_term(crate::clock::now())?;
         Ok(keyring)
     }
 
@@ -262,7 +262,7 @@ impl Keyring {
         for (term, entry) in &self.terms {
             next.insert(*term, entry.raw.clone(), entry.installed)?;
         }
-        next.add_term(SystemTime::now())?;
+        next.add_term(crate::clock::now())?;
         Ok(next)
     }
 }

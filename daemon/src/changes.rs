@@ -70,14 +70,7 @@ pub fn set_version(version: u64) {
     });
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
-}
+pub use crate::clock::now_ms;
 
 /// Where applied changes are announced on this node.
 #[derive(Clone)]

@@ -9,6 +9,7 @@ pub mod barrier;
 pub mod cache;
 pub mod changes;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod crypto;

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -30,12 +30,7 @@ pub const TOKEN_PREFIX: &str = "hvs.";
 const TOKEN_RANDOM_LEN: usize = 32;
 const ACCESSOR_LEN: usize = 24;
 
-pub fn now_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default()
-}
+pub use crate::clock::now_seconds;
 
 /// Unix seconds as RFC 3339 (`2026-11-22T10:00:00Z`), as Vault shows times.
 pub fn rfc3339(unix: u64) -> String {

@@ -247,7 +247,7 @@ impl<H: Handler> SecretsFs<H> {
             files: Mutex::new(HashMap::new()),
             directories: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
-            started: SystemTime::now(),
+            started: crate::leases::now(),
         }
     }
 
@@ -484,7 +484,7 @@ fn credential_file(held: &Held, kind: &FileKind, role: &str) -> Zeroizing<Vec<u8
         FileKind::Username => held.username.as_bytes().to_vec(),
         FileKind::Password => held.password.as_bytes().to_vec(),
         FileKind::LeaseJson => {
-            let now = SystemTime::now()
+            let now = crate::leases::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_secs());
             let expire = SystemTime::UNIX_EPOCH + Duration::from_secs(held.expire_time);

@@ -23,8 +23,15 @@ use crate::lock;
 /// How often the renewer looks at the held leases.
 pub const RENEW_ROUND: Duration = Duration::from_millis(500);
 
-fn now_seconds() -> u64 {
+/// The filesystem's clock, for file times and lease countdowns (this crate
+/// does not depend on the daemon's `clock`).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now() -> SystemTime {
     SystemTime::now()
+}
+
+fn now_seconds() -> u64 {
+    now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
 }

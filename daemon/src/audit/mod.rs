@@ -321,7 +321,7 @@ mod tests {
         let request = Request::new(Operation::Read, "secret/data/x", Transport::Http);
         let entry = Entry {
             kind: "request",
-            time: std::time::SystemTime::now(),
+            time: crate::clock::now(),
             request: &request,
             path: "secret/data/x",
             mount: None,
@@ -367,7 +367,7 @@ mod tests {
         let request = Request::new(Operation::Read, "secret/data/x", Transport::Http);
         let entry = Entry {
             kind: "request",
-            time: std::time::SystemTime::now(),
+            time: crate::clock::now(),
             request: &request,
             path: "secret/data/x",
             mount: None,

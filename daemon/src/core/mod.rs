@@ -1441,7 +1441,7 @@ fn entry<'a>(
 ) -> audit::Entry<'a> {
     audit::Entry {
         kind,
-        time: std::time::SystemTime::now(),
+        time: crate::clock::now(),
         request,
         path,
         mount: mount

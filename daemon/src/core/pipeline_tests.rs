@@ -681,3 +681,37 @@ async fn an_auth_method_the_core_does_not_know_logs_callers_in_with_core_made_to
     assert_eq!(data["local/"]["type"], "local");
     assert_eq!(data["token/"]["type"], "token");
 }
+
+#[tokio::test]
+async fn a_token_expires_when_the_clock_passes_its_ttl_with_no_sleep() {
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), Settings::default()).await;
+    let created = call(
+        &core,
+        Operation::Write,
+        "auth/token/create",
+        Some(ROOT),
+        json!({"ttl": "1h"}),
+    )
+    .await;
+    let ResponseBody::Logical(logical) = &created.body else {
+        panic!("{created:?}");
+    };
+    let token = logical.auth.as_ref().unwrap().client_token.clone();
+    let lookup = || {
+        call(
+            &core,
+            Operation::Read,
+            "auth/token/lookup-self",
+            Some(&token),
+            json!({}),
+        )
+    };
+    let alive = lookup().await;
+    assert!(outcome(&alive).unwrap()["ttl"].as_u64().unwrap() > 3590);
+    crate::clock::advance(std::time::Duration::from_secs(3599));
+    let last_second = lookup().await;
+    assert!(outcome(&last_second).unwrap()["ttl"].as_u64().unwrap() <= 1);
+    crate::clock::advance(std::time::Duration::from_secs(2));
+    let expired = lookup().await;
+    assert_eq!(code(&expired), Some(ErrorCode::PermissionDenied));
+}

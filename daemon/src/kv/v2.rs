@@ -11,7 +11,7 @@
 //! under concurrency.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use coffer_protocols::{ErrorCode, LogicalResponse, Operation};
 use serde::{Deserialize, Serialize};
@@ -68,12 +68,7 @@ struct VersionData {
     data: Map<String, Value>,
 }
 
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos() as u64)
-        .unwrap_or_default()
-}
+use crate::clock::now_nanos;
 
 fn format_time(nanos: u64) -> String {
     humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(nanos)).to_string()
