@@ -8,7 +8,6 @@ pub mod auth;
 pub mod barrier;
 pub mod cache;
 pub mod changes;
-pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod core;

@@ -1,7 +1,9 @@
 //! The `coffer` binary: the server and the client command line.
 
+mod cli;
+
 use clap::Parser;
-use coffer_daemon::cli::{ApiFailure, Cli, Command, normalize_args};
+use cli::{ApiFailure, Cli, Command, normalize_args};
 use coffer_daemon::server;
 
 fn init_logging(level: Option<&str>) {
@@ -61,7 +63,7 @@ fn main() {
                 }
             }
         }
-        _ => match runtime.block_on(coffer_daemon::cli::run_client(cli)) {
+        _ => match runtime.block_on(cli::run_client(cli)) {
             Ok(code) => code,
             Err(error) => {
                 eprintln!("{error:#}");

@@ -1,0 +1,148 @@
+//! `coffer operator`: init, unseal, seal, key status, rotation, and joining a cluster.
+
+use super::client::Client;
+use super::output;
+use super::output::Format;
+use super::raft::{Raft, raft};
+use super::status;
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::Value;
+use serde_json::json;
+
+#[derive(Debug, Subcommand)]
+pub enum Operator {
+    /// Initialize a new server and print its unseal keys and root token.
+    Init {
+        #[arg(long, default_value_t = 5)]
+        key_shares: u8,
+        #[arg(long, default_value_t = 3)]
+        key_threshold: u8,
+    },
+    /// Submit one unseal key share (read from stdin when not given).
+    Unseal {
+        key: Option<String>,
+        /// Discard the shares submitted so far.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Seal the server.
+    Seal,
+    /// Add a new encryption key term.
+    Rotate,
+    /// Manage the Raft cluster.
+    #[command(subcommand)]
+    Raft(Raft),
+}
+
+pub(super) async fn operator(
+    client: &Client,
+    format: Format,
+    command: Operator,
+) -> anyhow::Result<i32> {
+    match command {
+        Operator::Init {
+            key_shares,
+            key_threshold,
+        } => {
+            let answer = client
+                .call(
+                    "PUT",
+                    "sys/init",
+                    Some(&json!({"secret_shares": key_shares, "secret_threshold": key_threshold})),
+                )
+                .await?
+                .unwrap_or(Value::Null);
+            if format == Format::Json {
+                output::json(&answer);
+                return Ok(0);
+            }
+            let keys = answer
+                .get("keys_base64")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for (index, key) in keys.iter().enumerate() {
+                println!("Unseal Key {}: {}", index + 1, output::cell(key));
+            }
+            println!();
+            println!(
+                "Initial Root Token: {}",
+                answer
+                    .get("root_token")
+                    .map(output::cell)
+                    .unwrap_or_default()
+            );
+            println!();
+            println!(
+                "coffer initialized with {key_shares} key shares and a key threshold of {key_threshold}."
+            );
+            println!("Distribute the key shares to trusted operators; the server starts sealed:");
+            println!("unseal it with `coffer operator unseal` and {key_threshold} of the keys.");
+            Ok(0)
+        }
+        Operator::Unseal { key, reset } => {
+            let current = client.call("GET", "sys/seal-status", None).await?;
+            let already_unsealed = current
+                .as_ref()
+                .and_then(|status| status.get("sealed"))
+                .and_then(Value::as_bool)
+                == Some(false);
+            if already_unsealed && !reset {
+                println!("coffer is already unsealed.");
+                return status(client, format).await;
+            }
+            let body = if reset {
+                json!({"reset": true})
+            } else {
+                let key = match key {
+                    Some(key) => key,
+                    None => {
+                        eprint!("Unseal Key (read from stdin): ");
+                        let mut line = String::new();
+                        std::io::stdin()
+                            .read_line(&mut line)
+                            .context("cannot read the key from stdin")?;
+                        line.trim().to_owned()
+                    }
+                };
+                json!({"key": key})
+            };
+            client.call("PUT", "sys/unseal", Some(&body)).await?;
+            status(client, format).await
+        }
+        Operator::Seal => {
+            client.call("PUT", "sys/seal", None).await?;
+            println!("Success! coffer is sealed.");
+            Ok(0)
+        }
+        Operator::Raft(command) => raft(client, format, command).await,
+        Operator::Rotate => {
+            client.call("PUT", "sys/rotate", None).await?;
+            let key_status = client
+                .call("GET", "sys/key-status", None)
+                .await?
+                .unwrap_or(Value::Null);
+            match format {
+                Format::Json => output::json(&key_status),
+                Format::Table => {
+                    println!("Success! Rotated key\n");
+                    let data = key_status.get("data").cloned().unwrap_or(Value::Null);
+                    output::table(&[
+                        (
+                            "Key Term".into(),
+                            data.get("term").map(output::cell).unwrap_or_default(),
+                        ),
+                        (
+                            "Install Time".into(),
+                            data.get("install_time")
+                                .map(output::cell)
+                                .unwrap_or_default(),
+                        ),
+                    ]);
+                }
+            }
+            Ok(0)
+        }
+    }
+}
