@@ -1,6 +1,9 @@
 //! The `fuse` block: the `/secrets` filesystem.
 
-use super::*;
+use std::path::PathBuf;
+
+use super::{boolean, string, unknown};
+use crate::hcl;
 
 /// `threads`: threads serving FUSE requests.
 pub const DEFAULT_THREADS: usize = 8;

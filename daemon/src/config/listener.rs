@@ -1,6 +1,10 @@
 //! The `listener` blocks: `tcp` (the HTTP API) and `grpc` on TCP, and `unix` sockets, with their timeouts.
 
-use super::*;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::{boolean, positive_duration, single_label, string, unknown};
+use crate::hcl::{self, Kind};
 
 /// `http_read_header_timeout`, seconds.
 pub const DEFAULT_READ_HEADER_TIMEOUT: u64 = 10;

@@ -2,7 +2,6 @@
 //! is its reference. An unknown key or a bad value is an error that names the key
 //! and its line.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::duration;

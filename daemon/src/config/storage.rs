@@ -1,6 +1,9 @@
 //! The `storage "raft"` block: where the replica lives, this node's name, and the peers `retry_join` asks to join.
 
-use super::*;
+use std::path::PathBuf;
+
+use super::{single_label, string, unknown};
+use crate::hcl;
 
 /// `node_id` when the host has no name to give.
 pub const FALLBACK_NODE_ID: &str = "node1";

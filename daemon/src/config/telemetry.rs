@@ -1,6 +1,7 @@
 //! The `telemetry` block: who may read `sys/metrics`.
 
-use super::*;
+use super::{boolean, duration_value, unknown};
+use crate::hcl;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Telemetry {
