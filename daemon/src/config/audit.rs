@@ -1,7 +1,6 @@
 //! The `audit` blocks: devices declared in the file rather than through `sys/audit`.
 
 use super::{boolean, string};
-
 use crate::hcl::{self, Kind};
 
 pub(super) fn parse_audit(block: &hcl::Block) -> Result<crate::audit::DeviceConfig, hcl::Error> {

@@ -1,5 +1,7 @@
 //! The cluster listener: Raft RPCs and forwarded requests from other members, over
-//! mutual TLS on `cluster_addr`, separate from the client API.
+//! mutual TLS on `cluster_addr`, separate from the client API. Connection
+//! slots, accept retries and the drain are the client doors'
+//! (`coffer_protocols::listener::admission`).
 //!
 //! Every connection must present a certificate from the cluster CA (the TLS
 //! handshake enforces it), and every request must name its sender in
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use coffer_protocols::listener::admission::{self, Admission, Admitted};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -28,6 +31,8 @@ use super::tls;
 const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 256;
+/// Raft RPCs in flight get this long to finish once the listener stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -94,19 +99,23 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(config);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::new(MAX_CONNECTIONS);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stopping = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stopping);
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue;
+        let (stream, permit) = match admission.admit(|| listener.accept(), &mut stopping).await {
+            Admitted::Connection((stream, _), permit) => (stream, permit),
+            Admitted::Shutdown => break,
+            // The cluster listener keeps trying: without it the node drops
+            // out of the cluster.
+            Admitted::Failed(error) => {
+                tracing::error!(%error, "the cluster listener cannot accept; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
@@ -143,8 +152,5 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(5)) => {}
-    }
+    admission::drain(graceful, DRAIN_TIMEOUT).await;
 }

@@ -4,6 +4,7 @@
 //! limit, header-read and idle timeouts, and a graceful drain on shutdown.
 
 mod activity;
+pub mod admission;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,10 +22,10 @@ use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use self::activity::{Activity, Registry, Tracked};
+use self::admission::{Admission, Admitted};
 use crate::connection::{BodyDeadline, Caller};
 use crate::grpc::Services;
 use crate::http::dispatch;
@@ -196,33 +197,22 @@ pub async fn serve<H: Handler>(
         Protocol::Both => App::Both(handler.clone(), Services::new(handler)?),
     };
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::new(MAX_CONNECTIONS);
     let registry = Arc::new(Registry::default());
     tokio::pin!(shutdown);
     loop {
         // Every slot taken: the connection idle the longest makes room, so
         // idle connections cannot keep a new client waiting.
-        if slots.available_permits() == 0 {
+        if admission.is_full() {
             registry.close_idlest();
         }
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.socket.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) if is_transient(&error) => {
-                    tracing::warn!(%error, "accept failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-                Err(error) => return Err(ServeError::Accept(error)),
-            },
-            () = &mut shutdown => break,
+        let (accepted, permit) = match admission
+            .admit(|| listener.socket.accept(), &mut shutdown)
+            .await
+        {
+            Admitted::Connection(accepted, permit) => (accepted, permit),
+            Admitted::Shutdown => break,
+            Admitted::Failed(error) => return Err(ServeError::Accept(error)),
         };
         let app = app.clone();
         let timeouts = listener.timeouts;
@@ -290,12 +280,7 @@ pub async fn serve<H: Handler>(
         });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
-            tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing");
-        }
-    }
+    admission::drain(graceful, DRAIN_TIMEOUT).await;
     Ok(())
 }
 
@@ -477,17 +462,6 @@ impl<F: Future> Future for AfterQueued<F> {
         self.queued = false;
         self.future.as_mut().poll(context)
     }
-}
-
-fn is_transient(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    ) || error.raw_os_error() == Some(24) // EMFILE: wait for a descriptor to free up
-        || error.raw_os_error() == Some(23) // ENFILE
 }
 
 #[cfg(test)]
