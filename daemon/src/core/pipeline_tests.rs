@@ -715,3 +715,86 @@ async fn a_token_expires_when_the_clock_passes_its_ttl_with_no_sleep() {
     let expired = lookup().await;
     assert_eq!(code(&expired), Some(ErrorCode::PermissionDenied));
 }
+
+/// One HTTP/1.1 request on `stream`, and the whole answer.
+async fn ask<S>(mut stream: S, path: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "GET /v1/{path} HTTP/1.1\r\nHost: coffer\r\nX-Vault-Token: {ROOT}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
+#[tokio::test]
+async fn the_echo_engine_answers_through_the_real_doors_on_tcp_and_a_unix_socket() {
+    use coffer_protocols::listener::{self, Listener, Protocol, Socket, Timeouts};
+    let mut engines = engine::BUILT_IN.to_vec();
+    engines.push(echo_engine);
+    let settings = Settings {
+        engines,
+        ..Settings::default()
+    };
+    let core = Arc::new(unsealed_core(Arc::new(MemoryReplica::default()), settings).await);
+    let mounted = call(
+        &core,
+        Operation::Write,
+        "sys/mounts/echo",
+        Some(ROOT),
+        json!({"type": "echo"}),
+    )
+    .await;
+    assert_eq!(code(&mounted), None, "{mounted:?}");
+
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = tcp.local_addr().unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let socket_path = directory.path().join("coffer.sock");
+    let unix = tokio::net::UnixListener::bind(&socket_path).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for (socket, protocol) in [
+        (Socket::Tcp(tcp), Protocol::Http),
+        (Socket::Unix(unix), Protocol::Both),
+    ] {
+        let listener = Listener {
+            socket,
+            protocol,
+            tls: None,
+            timeouts: Timeouts::default(),
+        };
+        let core = core.clone();
+        let mut stopped = stopped.clone();
+        servers.push(tokio::spawn(async move {
+            listener::serve(listener, core, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+        }));
+    }
+    let over_tcp = ask(
+        tokio::net::TcpStream::connect(address).await.unwrap(),
+        "echo/a/b",
+    )
+    .await;
+    let over_unix = ask(
+        tokio::net::UnixStream::connect(&socket_path).await.unwrap(),
+        "echo/a/b",
+    )
+    .await;
+    for answer in [&over_tcp, &over_unix] {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#""mount_type":"echo""#), "{answer}");
+        assert!(answer.contains(r#""path":"a/b""#), "{answer}");
+        assert!(answer.contains(r#""operation":"read""#), "{answer}");
+    }
+    stop.send(true).unwrap();
+    for server in servers {
+        server.await.unwrap().unwrap();
+    }
+}
