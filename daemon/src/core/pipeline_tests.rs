@@ -65,6 +65,22 @@ fn code(response: &Response) -> Option<ErrorCode> {
     outcome(response).err().map(|(code, _)| code)
 }
 
+/// A token made by root with the fields of `data`.
+async fn new_token(core: &Core, data: Value) -> String {
+    let created = call(
+        core,
+        Operation::Write,
+        "auth/token/create",
+        Some(ROOT),
+        data,
+    )
+    .await;
+    let ResponseBody::Logical(logical) = &created.body else {
+        panic!("{created:?}");
+    };
+    logical.auth.as_ref().unwrap().client_token.clone()
+}
+
 async fn mount_kv(core: &Core) {
     let mounted = call(
         core,
@@ -138,18 +154,7 @@ async fn tokens_are_authenticated_and_policies_refuse_what_they_do_not_grant() {
     )
     .await;
     assert_eq!(code(&policy), None, "{policy:?}");
-    let created = call(
-        &core,
-        Operation::Write,
-        "auth/token/create",
-        Some(ROOT),
-        json!({"policies": ["reader"]}),
-    )
-    .await;
-    let ResponseBody::Logical(logical) = &created.body else {
-        panic!("{created:?}");
-    };
-    let token = logical.auth.as_ref().unwrap().client_token.clone();
+    let token = new_token(&core, json!({"policies": ["reader"]})).await;
     call(
         &core,
         Operation::Write,
@@ -197,18 +202,7 @@ async fn only_sys_seal_itself_seals_and_only_with_sudo() {
         json!({"policy": "path \"sys/*\" { capabilities = [\"create\", \"update\"] }"}),
     )
     .await;
-    let created = call(
-        &core,
-        Operation::Write,
-        "auth/token/create",
-        Some(ROOT),
-        json!({"policies": ["operator"]}),
-    )
-    .await;
-    let ResponseBody::Logical(logical) = &created.body else {
-        panic!("{created:?}");
-    };
-    let token = logical.auth.as_ref().unwrap().client_token.clone();
+    let token = new_token(&core, json!({"policies": ["operator"]})).await;
     for path in ["sys/seal/now", "sys/seal/", "sys/seal"] {
         let response = call(&core, Operation::Write, path, Some(&token), json!({})).await;
         assert!(code(&response).is_some(), "{path}: {response:?}");
@@ -305,18 +299,7 @@ async fn standbys_forward_writes_and_serve_reads_and_node_endpoints_themselves()
 
     // A token with a use count spends a use on every read: a write, on the leader.
     replica.set_follower(false);
-    let created = call(
-        &core,
-        Operation::Write,
-        "auth/token/create",
-        Some(ROOT),
-        json!({"num_uses": 5}),
-    )
-    .await;
-    let ResponseBody::Logical(logical) = &created.body else {
-        panic!("{created:?}");
-    };
-    let limited = logical.auth.as_ref().unwrap().client_token.clone();
+    let limited = new_token(&core, json!({"num_uses": 5})).await;
     replica.set_follower(true);
     call(
         &core,
@@ -685,18 +668,7 @@ async fn an_auth_method_the_core_does_not_know_logs_callers_in_with_core_made_to
 #[tokio::test]
 async fn a_token_expires_when_the_clock_passes_its_ttl_with_no_sleep() {
     let core = unsealed_core(Arc::new(MemoryReplica::default()), Settings::default()).await;
-    let created = call(
-        &core,
-        Operation::Write,
-        "auth/token/create",
-        Some(ROOT),
-        json!({"ttl": "1h"}),
-    )
-    .await;
-    let ResponseBody::Logical(logical) = &created.body else {
-        panic!("{created:?}");
-    };
-    let token = logical.auth.as_ref().unwrap().client_token.clone();
+    let token = new_token(&core, json!({"ttl": "1h"})).await;
     let lookup = || {
         call(
             &core,
