@@ -64,6 +64,34 @@ pub struct TokenEntry {
 }
 
 impl TokenEntry {
+    /// An entry made for one request and stored nowhere (no hash, no
+    /// accessor, no expiry): a local caller's, or a login's before it has a
+    /// token.
+    pub fn unstored(
+        policies: Vec<String>,
+        meta: BTreeMap<String, String>,
+        display_name: String,
+        path: String,
+    ) -> TokenEntry {
+        TokenEntry {
+            hash: String::new(),
+            accessor: String::new(),
+            parent: None,
+            policies,
+            meta,
+            display_name,
+            num_uses: 0,
+            exhausted: false,
+            creation_time: now_seconds(),
+            creation_ttl: 0,
+            expire_time: None,
+            explicit_max_ttl: 0,
+            period: 0,
+            renewable: false,
+            path,
+        }
+    }
+
     pub fn is_root(&self) -> bool {
         self.policies
             .iter()

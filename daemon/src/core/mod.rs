@@ -127,23 +127,12 @@ impl Caller {
     /// The caller of a login: no token, no policies.
     fn anonymous() -> Caller {
         Caller {
-            token: TokenEntry {
-                hash: String::new(),
-                accessor: String::new(),
-                parent: None,
-                policies: Vec::new(),
-                meta: Default::default(),
-                display_name: String::new(),
-                num_uses: 0,
-                exhausted: false,
-                creation_time: 0,
-                creation_ttl: 0,
-                expire_time: None,
-                explicit_max_ttl: 0,
-                period: 0,
-                renewable: false,
-                path: String::new(),
-            },
+            token: TokenEntry::unstored(
+                Vec::new(),
+                Default::default(),
+                String::new(),
+                String::new(),
+            ),
             acl: Arc::new(Acl::default()),
             local: None,
             anonymous: true,
@@ -606,23 +595,12 @@ fn authenticate_local(unsealed: &Unsealed, peer: &LocalPeer) -> ApiResult<Caller
     let mut meta = std::collections::BTreeMap::new();
     meta.insert("role".to_owned(), identity.roles.join(","));
     meta.insert("uid".to_owned(), peer.uid.to_string());
-    let token = TokenEntry {
-        hash: String::new(),
-        accessor: String::new(),
-        parent: None,
-        policies: identity.policies.clone(),
+    let token = TokenEntry::unstored(
+        identity.policies.clone(),
         meta,
-        display_name: format!("local-{}", identity.roles.join("-")),
-        num_uses: 0,
-        exhausted: false,
-        creation_time: crate::tokens::now_seconds(),
-        creation_ttl: 0,
-        expire_time: None,
-        explicit_max_ttl: 0,
-        period: 0,
-        renewable: false,
-        path: crate::auth::local::LOGIN_PATH.to_owned(),
-    };
+        format!("local-{}", identity.roles.join("-")),
+        crate::auth::local::LOGIN_PATH.to_owned(),
+    );
     Ok(Caller {
         token,
         acl,
