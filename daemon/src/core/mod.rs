@@ -59,9 +59,9 @@ const MAX_PATH_LEN: usize = 4096;
 const CLUSTER_PATH: &str = "core/cluster";
 /// How long Raft keeps running after a restored snapshot sealed the node.
 const RESTORE_SEAL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long a joining node waits for its replica to catch up before unsealing.
 /// How often the leader looks for due leases.
 const LEASE_ROUND: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a joining node waits for its replica to catch up before unsealing.
 const JOIN_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Server-wide settings the core needs from the configuration.
