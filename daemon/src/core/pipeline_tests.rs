@@ -447,8 +447,8 @@ impl Files for Echo {
     }
 }
 
-#[tokio::test]
-async fn an_engine_the_core_does_not_know_mounts_and_serves_every_door() {
+/// An unsealed core that also serves the echo engine, mounted at `echo/`.
+async fn core_with_echo() -> Core {
     let mut engines = engine::BUILT_IN.to_vec();
     engines.push(echo_engine);
     let settings = Settings {
@@ -465,6 +465,12 @@ async fn an_engine_the_core_does_not_know_mounts_and_serves_every_door() {
     )
     .await;
     assert_eq!(code(&mounted), None, "{mounted:?}");
+    core
+}
+
+#[tokio::test]
+async fn an_engine_the_core_does_not_know_mounts_and_serves_every_door() {
+    let core = core_with_echo().await;
     for transport in [
         Transport::Http,
         Transport::Grpc,
@@ -706,22 +712,7 @@ where
 #[tokio::test]
 async fn the_echo_engine_answers_through_the_real_doors_on_tcp_and_a_unix_socket() {
     use coffer_protocols::listener::{self, Listener, Protocol, Socket, Timeouts};
-    let mut engines = engine::BUILT_IN.to_vec();
-    engines.push(echo_engine);
-    let settings = Settings {
-        engines,
-        ..Settings::default()
-    };
-    let core = Arc::new(unsealed_core(Arc::new(MemoryReplica::default()), settings).await);
-    let mounted = call(
-        &core,
-        Operation::Write,
-        "sys/mounts/echo",
-        Some(ROOT),
-        json!({"type": "echo"}),
-    )
-    .await;
-    assert_eq!(code(&mounted), None, "{mounted:?}");
+    let core = Arc::new(core_with_echo().await);
 
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = tcp.local_addr().unwrap();
