@@ -1,7 +1,8 @@
-//! The mount table: which secrets engine serves which path prefix. Stored behind
-//! the barrier at [`TABLE_PATH`]; each mount keeps its data under
-//! `logical/<uuid>/`, so unmounting deletes one prefix and a remount elsewhere
-//! never sees old data.
+//! The mount tables: which secrets engine serves which path prefix
+//! ([`SECRETS`]), and which auth method serves which path under `auth/`
+//! ([`AUTH`]). Each is stored behind the barrier; each mount keeps its data
+//! under its own `<prefix><uuid>/`, so unmounting deletes one prefix and a
+//! remount elsewhere never sees old data.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -13,12 +14,40 @@ use crate::barrier::{self, Barrier, Batch};
 use crate::crypto;
 use crate::tokens::now_seconds;
 
-pub const TABLE_PATH: &str = "core/mounts";
-/// Where every mount's data lives: `logical/<uuid>/`.
-pub const DATA_PREFIX: &str = "logical/";
+/// Where a table lives and what its mounts may be.
+pub struct Layout {
+    pub table_path: &'static str,
+    /// Where every mount's data lives: `<data_prefix><uuid>/`.
+    pub data_prefix: &'static str,
+    /// Paths that belong to the core and cannot be mounted over.
+    reserved: &'static [&'static str],
+    /// Before the type in an accessor: `auth_userpass_1a2b3c4d`.
+    accessor_prefix: &'static str,
+}
 
-/// Paths that belong to the core and cannot be mounted over.
-const RESERVED: [&str; 5] = ["sys/", "auth/", "cubbyhole/", "identity/", "audit/"];
+impl Layout {
+    /// Where the data of `entry`, a mount of this table, lives in storage.
+    pub fn data_of(&self, entry: &MountEntry) -> String {
+        format!("{}{}/", self.data_prefix, entry.uuid)
+    }
+}
+
+/// The secrets engines' table; paths are request paths (`secret/`).
+pub const SECRETS: Layout = Layout {
+    table_path: "core/mounts",
+    data_prefix: "logical/",
+    reserved: &["sys/", "auth/", "cubbyhole/", "identity/", "audit/"],
+    accessor_prefix: "",
+};
+
+/// The auth methods' table; paths are below `auth/` (`userpass/`). The token
+/// store is built in at `token/`.
+pub const AUTH: Layout = Layout {
+    table_path: "core/auth",
+    data_prefix: "auth/",
+    reserved: &["token/"],
+    accessor_prefix: "auth_",
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct MountConfig {
@@ -45,9 +74,9 @@ pub struct MountEntry {
 }
 
 impl MountEntry {
-    /// Where this mount's data lives in storage.
+    /// Where this secrets engine mount's data lives in storage.
     pub fn data_prefix(&self) -> String {
-        format!("{DATA_PREFIX}{}/", self.uuid)
+        SECRETS.data_of(self)
     }
 }
 
@@ -68,6 +97,7 @@ pub enum Error {
 }
 
 pub struct MountTable {
+    layout: &'static Layout,
     barrier: Arc<Barrier>,
     entries: RwLock<Arc<Vec<MountEntry>>>,
     changes: Mutex<()>,
@@ -94,9 +124,11 @@ pub fn normalize_path(path: &str) -> Result<String, Error> {
 }
 
 impl MountTable {
-    pub fn load(barrier: Arc<Barrier>) -> Result<Self, barrier::Error> {
-        let entries: Vec<MountEntry> = barrier.get_json(TABLE_PATH)?.unwrap_or_default();
+    /// The table of `layout` as stored (empty when it never was).
+    pub fn load(layout: &'static Layout, barrier: Arc<Barrier>) -> Result<Self, barrier::Error> {
+        let entries: Vec<MountEntry> = barrier.get_json(layout.table_path)?.unwrap_or_default();
         Ok(MountTable {
+            layout,
             barrier,
             entries: RwLock::new(Arc::new(entries)),
             changes: Mutex::new(()),
@@ -105,14 +137,21 @@ impl MountTable {
 
     /// Re-reads the table from storage (another node changed it).
     pub fn reload(&self) -> Result<(), barrier::Error> {
-        let entries: Vec<MountEntry> = self.barrier.get_json(TABLE_PATH)?.unwrap_or_default();
+        let entries: Vec<MountEntry> = self
+            .barrier
+            .get_json(self.layout.table_path)?
+            .unwrap_or_default();
         self.replace(entries);
         Ok(())
     }
 
-    /// Adds an empty table to a new cluster's first batch.
-    pub fn add_empty(batch: &mut Batch) -> Result<(), barrier::Error> {
-        batch.put_json(TABLE_PATH, &Vec::<MountEntry>::new())
+    /// Adds an empty table of `layout` to a new cluster's first batch.
+    pub fn add_empty(layout: &Layout, batch: &mut Batch) -> Result<(), barrier::Error> {
+        batch.put_json(layout.table_path, &Vec::<MountEntry>::new())
+    }
+
+    pub fn layout(&self) -> &'static Layout {
+        self.layout
     }
 
     pub fn entries(&self) -> Arc<Vec<MountEntry>> {
@@ -167,7 +206,12 @@ impl MountTable {
         options: BTreeMap<String, String>,
     ) -> Result<MountEntry, Error> {
         let _guard = self.changes.lock().await;
-        if RESERVED.iter().any(|reserved| path.starts_with(reserved)) {
+        if self
+            .layout
+            .reserved
+            .iter()
+            .any(|reserved| path.starts_with(reserved))
+        {
             return Err(Error::Reserved(path));
         }
         let current = self.entries();
@@ -179,7 +223,7 @@ impl MountTable {
         }
         let uuid = uuid_v4()?;
         let entry = MountEntry {
-            accessor: format!("{kind}_{}", &uuid[..8]),
+            accessor: format!("{}{kind}_{}", self.layout.accessor_prefix, &uuid[..8]),
             path,
             kind,
             description,
@@ -211,8 +255,8 @@ impl MountTable {
             .cloned()
             .collect();
         let mut batch = self.barrier.batch();
-        batch.put_json(TABLE_PATH, &next)?;
-        batch.delete_prefix(&removed.data_prefix());
+        batch.put_json(self.layout.table_path, &next)?;
+        batch.delete_prefix(&self.layout.data_of(&removed));
         self.barrier.commit(batch).await?;
         self.replace(next);
         Ok(removed)
@@ -237,7 +281,7 @@ impl MountTable {
     }
 
     async fn save(&self, next: Vec<MountEntry>) -> Result<(), Error> {
-        self.barrier.put_json(TABLE_PATH, &next).await?;
+        self.barrier.put_json(self.layout.table_path, &next).await?;
         self.replace(next);
         Ok(())
     }

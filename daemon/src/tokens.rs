@@ -474,6 +474,21 @@ impl TokenStore {
         Ok(expired)
     }
 
+    /// The hashes of every token made by a request under `prefix` (the
+    /// logins of one auth mount: `auth/userpass/`), for the caller to revoke.
+    pub fn issued_under(&self, prefix: &str) -> Result<Vec<String>, barrier::Error> {
+        let mut issued = Vec::new();
+        for key in self.barrier.scan(ID_PREFIX)? {
+            let hash = &key[ID_PREFIX.len()..];
+            if let Some(entry) = self.entry(hash)?
+                && entry.path.starts_with(prefix)
+            {
+                issued.push(hash.to_owned());
+            }
+        }
+        Ok(issued)
+    }
+
     /// The token and all its descendants, the token first.
     pub fn tree(&self, hash: &str) -> Result<Vec<String>, barrier::Error> {
         let mut tree = Vec::new();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use coffer_protocols::Operation;
 use serde_json::{Map, Value, json};
 
-use super::{AuthMethod, BoxFuture, Environment, Login, LoginRequest};
+use super::{AuthMethod, BoxFuture, Environment, Login, LoginRequest, Mount};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
@@ -38,6 +38,10 @@ impl AuthMethod for LocalMethod {
 
     fn description(&self) -> &'static str {
         "callers on this host, by the uid, gid and unit the kernel reports"
+    }
+
+    fn built_in_path(&self) -> Option<&'static str> {
+        Some("local/")
     }
 
     fn is_login(&self, path: &str) -> bool {
@@ -71,7 +75,7 @@ impl AuthMethod for LocalMethod {
         })
     }
 
-    fn exists(&self, path: &str) -> ApiResult<bool> {
+    fn exists(&self, _mount: &Mount<'_>, path: &str) -> ApiResult<bool> {
         match path.strip_prefix("role/") {
             Some(name) => Ok(self.roles.get(name)?.is_some()),
             None => Ok(true),
@@ -80,6 +84,7 @@ impl AuthMethod for LocalMethod {
 
     fn handle<'a>(
         &'a self,
+        _mount: &'a Mount<'a>,
         operation: Operation,
         path: &'a str,
         data: &'a Map<String, Value>,

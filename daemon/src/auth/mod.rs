@@ -1,6 +1,7 @@
 //! The auth-method boundary: what a method mounted under `auth/<path>/` must do
 //! ([`AuthMethod`]), what its login answers ([`Login`]), and the methods an
-//! unsealed node serves ([`Methods`]).
+//! unsealed node serves ([`Methods`]): built-in mounts and the table
+//! `sys/auth` enables methods in.
 //!
 //! A method checks a login and says who the caller is and what the token may
 //! do; the core makes the token, so every method gets TTL limits, renewal and
@@ -16,13 +17,15 @@ use std::sync::Arc;
 use coffer_protocols::{LocalPeer, Operation};
 use serde_json::{Map, Value};
 
-use crate::api::error::ApiResult;
+use crate::api::error::{ApiError, ApiResult};
 use crate::api::reply::Reply;
 use crate::barrier::Barrier;
-use crate::engine::BoxFuture;
+use crate::engine::{BoxFuture, Mount};
+use crate::mounts::{self, MountConfig, MountEntry, MountTable};
 
-/// The methods mounted on every node, by mount path (under `auth/`).
-pub const BUILT_IN: &[(&str, Factory)] = &[("local/", local::method)];
+/// The method types a node serves: enabled with `sys/auth`, or mounted at a
+/// fixed path on every node ([`AuthMethod::built_in_path`]).
+pub const BUILT_IN: &[Factory] = &[local::method];
 
 /// Makes a method for an unsealed node.
 pub type Factory = fn(&Environment) -> Arc<dyn AuthMethod>;
@@ -36,6 +39,8 @@ pub struct Environment {
 
 /// A login request as a method sees it.
 pub struct LoginRequest<'a> {
+    /// The mount it came to.
+    pub mount: &'a Mount<'a>,
     /// The path inside the mount (`login`, `login/<name>`).
     pub path: &'a str,
     pub data: &'a Map<String, Value>,
@@ -62,13 +67,21 @@ pub struct Login {
     pub renewable: bool,
 }
 
-/// An auth method: serves one mount under `auth/`.
+/// An auth method type: serves every mount of its type under `auth/`. Its
+/// data lives under the mount's prefix ([`data_prefix`]).
 pub trait AuthMethod: Send + Sync {
-    /// The type `sys/auth` lists and the envelope reports as `mount_type`.
+    /// The type `sys/auth` enables and lists, and the envelope reports as
+    /// `mount_type`.
     fn type_name(&self) -> &'static str;
 
     /// What `sys/auth` says the method is.
     fn description(&self) -> &'static str;
+
+    /// The path (below `auth/`) where every node mounts the method, for one
+    /// that is built in: it is neither enabled elsewhere nor disabled.
+    fn built_in_path(&self) -> Option<&'static str> {
+        None
+    }
 
     /// Whether `path` (inside the mount) is a login: it needs no token.
     fn is_login(&self, path: &str) -> bool;
@@ -78,55 +91,141 @@ pub trait AuthMethod: Send + Sync {
 
     /// Whether a write to `path` changes something that exists (`update`
     /// rather than `create` in the ACL).
-    fn exists(&self, path: &str) -> ApiResult<bool>;
+    fn exists(&self, mount: &Mount<'_>, path: &str) -> ApiResult<bool>;
 
     /// Serves one authorized request to a path other than a login.
     fn handle<'a>(
         &'a self,
+        mount: &'a Mount<'a>,
         operation: Operation,
         path: &'a str,
         data: &'a Map<String, Value>,
     ) -> BoxFuture<'a, ApiResult<Reply>>;
 }
 
-/// The methods of one unsealed node, by mount path.
+/// Where the data of `mount`, an auth method's mount, lives in storage.
+pub fn data_prefix(mount: &Mount<'_>) -> String {
+    mounts::AUTH.data_of(mount.entry)
+}
+
+/// The auth methods of one unsealed node: the types it serves, the built-in
+/// mounts and the table of enabled ones.
 pub struct Methods {
-    mounted: Vec<(String, Arc<dyn AuthMethod>)>,
+    types: Vec<Arc<dyn AuthMethod>>,
+    /// The built-in mounts' entries, made up (they are not stored).
+    built_in: Vec<MountEntry>,
+    table: MountTable,
 }
 
 impl Methods {
-    pub fn new(mounts: &[(&str, Factory)], environment: &Environment) -> Methods {
+    pub fn new(factories: &[Factory], environment: &Environment, table: MountTable) -> Methods {
+        let types: Vec<Arc<dyn AuthMethod>> = factories
+            .iter()
+            .map(|factory| factory(environment))
+            .collect();
+        let built_in = types
+            .iter()
+            .filter_map(|method| {
+                let path = method.built_in_path()?;
+                Some(MountEntry {
+                    path: path.to_owned(),
+                    kind: method.type_name().to_owned(),
+                    description: method.description().to_owned(),
+                    uuid: String::new(),
+                    accessor: format!("auth_{}", method.type_name()),
+                    config: MountConfig::default(),
+                    options: BTreeMap::new(),
+                    local: false,
+                    seal_wrap: false,
+                    created_time: 0,
+                })
+            })
+            .collect();
         Methods {
-            mounted: mounts
-                .iter()
-                .map(|(path, factory)| ((*path).to_owned(), factory(environment)))
-                .collect(),
+            types,
+            built_in,
+            table,
         }
     }
 
-    /// The method mounted at `auth/<mount>` serving `path`, its mount path
-    /// (`local/`) and the path inside it.
-    pub fn resolve<'p>(&self, path: &'p str) -> Option<(&str, &dyn AuthMethod, &'p str)> {
+    /// The table of enabled methods.
+    pub fn table(&self) -> &MountTable {
+        &self.table
+    }
+
+    /// The method of type `type_name`.
+    pub fn get(&self, type_name: &str) -> Option<&dyn AuthMethod> {
+        self.types
+            .iter()
+            .find(|method| method.type_name() == type_name)
+            .map(|method| method.as_ref())
+    }
+
+    /// The type `requested` as `sys/auth` may enable it.
+    pub fn enable_able(&self, requested: &str) -> ApiResult<&'static str> {
+        let mut served = self
+            .types
+            .iter()
+            .filter(|method| method.built_in_path().is_none());
+        if let Some(method) = served
+            .clone()
+            .find(|method| method.type_name() == requested)
+        {
+            return Ok(method.type_name());
+        }
+        let names: Vec<&str> = served.by_ref().map(|method| method.type_name()).collect();
+        let built_in = self.built_in.iter().find(|entry| entry.kind == requested);
+        Err(ApiError::invalid(match built_in {
+            Some(entry) => format!(
+                "the {requested} auth method is built in at auth/{}; it cannot be enabled elsewhere",
+                entry.path
+            ),
+            None if names.is_empty() => format!(
+                "unsupported auth method type {:?}; this build of coffer enables none",
+                requested.chars().take(64).collect::<String>()
+            ),
+            None => format!(
+                "unsupported auth method type {:?}; coffer enables {}",
+                requested.chars().take(64).collect::<String>(),
+                names.join(", ")
+            ),
+        }))
+    }
+
+    /// The built-in mount at `path` (below `auth/`, with its slash).
+    pub fn built_in(&self, path: &str) -> Option<&MountEntry> {
+        self.built_in.iter().find(|entry| entry.path == path)
+    }
+
+    /// Every mounted method's entry: the built-in ones, then the table's.
+    pub fn entries(&self) -> Vec<MountEntry> {
+        let mut entries = self.built_in.clone();
+        entries.extend(self.table.entries().iter().cloned());
+        entries
+    }
+
+    /// The mount serving `path` (a request path, `auth/<mount>/...`), its
+    /// method and the path inside it. A mount whose type this build does not
+    /// serve (stored by a newer one) resolves to nothing.
+    pub fn resolve<'p>(&self, path: &'p str) -> Option<(MountEntry, &dyn AuthMethod, &'p str)> {
         let below = path.strip_prefix("auth/")?;
-        self.mounted.iter().find_map(|(mount, method)| {
-            let rest = match below.strip_prefix(mount.as_str()) {
-                Some(rest) => rest,
-                None if below == mount.trim_end_matches('/') => "",
-                None => return None,
-            };
-            Some((mount.as_str(), method.as_ref(), rest))
-        })
+        let (entry, rest) = match self.built_in.iter().find(|entry| {
+            below.starts_with(&entry.path) || entry.path.trim_end_matches('/') == below
+        }) {
+            Some(entry) => (entry.clone(), below.get(entry.path.len()..).unwrap_or("")),
+            None => {
+                let (entry, _) = self.table.resolve(below)?;
+                let rest = below.get(entry.path.len()..).unwrap_or("");
+                (entry, rest)
+            }
+        };
+        let method = self.get(&entry.kind)?;
+        Some((entry, method, rest))
     }
 
     /// Whether `path` is a login of a mounted method.
     pub fn is_login(&self, path: &str) -> bool {
         self.resolve(path)
             .is_some_and(|(_, method, rest)| method.is_login(rest))
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &dyn AuthMethod)> {
-        self.mounted
-            .iter()
-            .map(|(mount, method)| (mount.as_str(), method.as_ref()))
     }
 }

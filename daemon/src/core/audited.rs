@@ -85,8 +85,8 @@ pub(super) fn mount_of(unsealed: &Unsealed, path: &str) -> Option<(String, Strin
     if path == "auth/token" || path.starts_with("auth/token/") {
         return Some(("auth/token/".into(), "token".into()));
     }
-    if let Some((mount, method, _)) = unsealed.auth_methods.resolve(path) {
-        return Some((format!("auth/{mount}"), method.type_name().into()));
+    if let Some((entry, _, _)) = unsealed.auth_methods.resolve(path) {
+        return Some((format!("auth/{}", entry.path), entry.kind));
     }
     unsealed.mounts.point_and_type(path)
 }

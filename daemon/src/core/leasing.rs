@@ -60,6 +60,16 @@ impl Unsealed {
         Ok(())
     }
 
+    /// Revokes every token an auth mount's logins made (`auth/<mount>/`), with
+    /// its descendants and leases; returns how many logins' tokens.
+    pub(super) async fn revoke_tokens_issued_under(&self, prefix: &str) -> ApiResult<usize> {
+        let issued = self.tokens.issued_under(prefix)?;
+        for hash in &issued {
+            self.revoke_token(hash, false).await?;
+        }
+        Ok(issued.len())
+    }
+
     /// Revokes every expired or used-up token and its leases; returns how many.
     pub(super) async fn tidy_tokens(&self) -> ApiResult<usize> {
         let expired = self.tokens.expired()?;

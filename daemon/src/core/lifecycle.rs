@@ -234,7 +234,8 @@ impl Core {
         let salt = TokenStore::new_salt()?;
         batch.put(SALT_PATH, &salt)?;
         PolicyStore::add_default(&mut batch)?;
-        MountTable::add_empty(&mut batch)?;
+        MountTable::add_empty(&crate::mounts::SECRETS, &mut batch)?;
+        MountTable::add_empty(&crate::mounts::AUTH, &mut batch)?;
         let cluster_id = crate::mounts::uuid_v4()?;
         let cluster_name = self
             .settings
@@ -453,6 +454,7 @@ impl Core {
                 barrier: barrier.clone(),
                 local_roles: local_roles.clone(),
             },
+            MountTable::load(&crate::mounts::AUTH, barrier.clone())?,
         );
         let engines = engine::Registry::new(
             &self.settings.engines,
@@ -464,7 +466,7 @@ impl Core {
         let unsealed = Unsealed {
             tokens: TokenStore::new(barrier.clone(), Zeroizing::new(salt.to_vec())),
             policies: PolicyStore::new(barrier.clone()),
-            mounts: MountTable::load(barrier.clone())?,
+            mounts: MountTable::load(&crate::mounts::SECRETS, barrier.clone())?,
             engines,
             cluster,
             audit: Broker::new(Zeroizing::new(salt.to_vec()), self.settings.audit.clone()),

@@ -6,45 +6,51 @@
 use coffer_protocols::{Operation, Request};
 
 use super::token_api::{auth_block, with_auth};
-use super::{Caller, Core, Routed, Unsealed, capability_for, local_peer};
+use super::{Caller, Routed, Unsealed, capability_for, local_peer};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::reply::Reply;
 use crate::auth::{AuthMethod, Login, LoginRequest};
+use crate::engine::Mount;
+use crate::mounts::MountEntry;
 use crate::policy::ROOT_POLICY;
 use crate::tokens::NewToken;
 
 pub(super) async fn route(
-    core: &Core,
     unsealed: &Unsealed,
     request: &Request,
     path: &str,
+    entry: &MountEntry,
     method: &dyn AuthMethod,
     rest: &str,
     caller: &Caller,
 ) -> ApiResult<Routed> {
     let operation = request.operation;
+    let mount = unsealed.mount(entry);
     let reply = if method.is_login(rest) {
         if operation != Operation::Write {
             return Err(ApiError::unsupported(path, operation.as_str()));
         }
         let login = method
             .login(&LoginRequest {
+                mount: &mount,
                 path: rest,
                 data: &request.data,
                 peer: local_peer(request),
                 remote_address: request.remote_address.as_deref(),
             })
             .await?;
-        issue(core, unsealed, method, path, login).await?
+        issue(unsealed, &mount, method, path, login).await?
     } else {
-        let exists = operation != Operation::Write || method.exists(rest)?;
+        let exists = operation != Operation::Write || method.exists(&mount, rest)?;
         caller.authorize(
             path,
             capability_for(operation, exists),
             &request.data,
             false,
         )?;
-        method.handle(operation, rest, &request.data).await?
+        method
+            .handle(&mount, operation, rest, &request.data)
+            .await?
     };
     Ok(Routed {
         reply,
@@ -53,10 +59,10 @@ pub(super) async fn route(
     })
 }
 
-/// The token for a login, within the system's TTLs.
+/// The token for a login, within the mount's TTLs (the system's unless tuned).
 async fn issue(
-    core: &Core,
     unsealed: &Unsealed,
+    mount: &Mount<'_>,
     method: &dyn AuthMethod,
     path: &str,
     login: Login,
@@ -68,23 +74,28 @@ async fn issue(
             method.type_name()
         )));
     }
-    let settings = core.settings();
     let max_ttl = match login.max_ttl {
-        0 => settings.max_lease_ttl,
-        ttl => ttl.min(settings.max_lease_ttl),
+        0 => mount.max_ttl,
+        ttl => ttl.min(mount.max_ttl),
     };
     let ttl = match login.ttl {
-        0 => settings.default_lease_ttl,
+        0 => mount.default_ttl,
         ttl => ttl,
     }
     .min(max_ttl);
+    // A tuned mount's maximum bounds renewals too, like the login's own.
+    let explicit_max_ttl = if login.max_ttl == 0 && mount.entry.config.max_lease_ttl == 0 {
+        0
+    } else {
+        max_ttl
+    };
     let new = NewToken {
         policies: login.policies,
         meta: login.metadata,
         display_name: format!("{}-{}", method.type_name(), login.display_name),
         num_uses: login.num_uses,
         ttl,
-        explicit_max_ttl: login.max_ttl.min(max_ttl),
+        explicit_max_ttl,
         period: 0,
         renewable: login.renewable,
         parent: None,

@@ -83,8 +83,8 @@ pub struct Settings {
     pub min_rotation_operations: u64,
     /// The secrets engines mounts may have ([`engine::BUILT_IN`]).
     pub engines: Vec<engine::Factory>,
-    /// The auth methods mounted under `auth/` ([`crate::auth::BUILT_IN`]).
-    pub auth_methods: Vec<(&'static str, crate::auth::Factory)>,
+    /// The auth method types served under `auth/` ([`crate::auth::BUILT_IN`]).
+    pub auth_methods: Vec<crate::auth::Factory>,
 }
 
 impl Default for Settings {
@@ -430,10 +430,10 @@ impl Core {
             *route = Some("auth/token/".into());
             return Box::pin(token_api::handle(self, unsealed, request, path, caller)).await;
         }
-        if let Some((mount, method, rest)) = unsealed.auth_methods.resolve(path) {
-            *route = Some(format!("auth/{mount}"));
+        if let Some((entry, method, rest)) = unsealed.auth_methods.resolve(path) {
+            *route = Some(format!("auth/{}", entry.path));
             return Box::pin(login::route(
-                self, unsealed, request, path, method, rest, caller,
+                unsealed, request, path, &entry, method, rest, caller,
             ))
             .await;
         }

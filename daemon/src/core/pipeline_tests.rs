@@ -571,12 +571,13 @@ impl crate::auth::AuthMethod for Named {
         })
     }
 
-    fn exists(&self, _path: &str) -> ApiResult<bool> {
+    fn exists(&self, _mount: &Mount<'_>, _path: &str) -> ApiResult<bool> {
         Ok(true)
     }
 
     fn handle<'a>(
         &'a self,
+        _mount: &'a Mount<'a>,
         operation: Operation,
         path: &'a str,
         _data: &'a Map<String, Value>,
@@ -591,13 +592,16 @@ impl crate::auth::AuthMethod for Named {
 
 #[tokio::test]
 async fn an_auth_method_the_core_does_not_know_logs_callers_in_with_core_made_tokens() {
-    let mut methods = crate::auth::BUILT_IN.to_vec();
-    methods.push(("named/", named_method));
-    let settings = Settings {
-        auth_methods: methods,
-        ..Settings::default()
-    };
-    let core = unsealed_core(Arc::new(MemoryReplica::default()), settings).await;
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), core_with_named_method()).await;
+    let enabled = call(
+        &core,
+        Operation::Write,
+        "sys/auth/named",
+        Some(ROOT),
+        json!({"type": "named"}),
+    )
+    .await;
+    assert_eq!(outcome(&enabled), Ok(Map::new()));
     let login = call(
         &core,
         Operation::Write,
@@ -669,6 +673,214 @@ async fn an_auth_method_the_core_does_not_know_logs_callers_in_with_core_made_to
     assert_eq!(data["named/"]["type"], "named");
     assert_eq!(data["local/"]["type"], "local");
     assert_eq!(data["token/"]["type"], "token");
+}
+
+fn core_with_named_method() -> Settings {
+    let mut methods = crate::auth::BUILT_IN.to_vec();
+    methods.push(named_method);
+    Settings {
+        auth_methods: methods,
+        ..Settings::default()
+    }
+}
+
+async fn login_named(core: &Core, mount: &str) -> Response {
+    call(
+        core,
+        Operation::Write,
+        &format!("auth/{mount}/login"),
+        None,
+        json!({"name": "ci", "policies": ["default"]}),
+    )
+    .await
+}
+
+fn auth_of(response: &Response) -> &coffer_protocols::Auth {
+    let ResponseBody::Logical(logical) = &response.body else {
+        panic!("{response:?}");
+    };
+    logical.auth.as_ref().unwrap()
+}
+
+#[tokio::test]
+async fn sys_auth_enables_tunes_and_disables_methods_and_disabling_revokes_their_tokens() {
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), core_with_named_method()).await;
+    let write =
+        |path: &'static str, body: Value| call(&core, Operation::Write, path, Some(ROOT), body);
+    let enable =
+        json!({"type": "named", "description": "CI", "config": {"default_lease_ttl": "10m"}});
+    assert_eq!(
+        outcome(&write("sys/auth/ci", enable.clone()).await),
+        Ok(Map::new())
+    );
+
+    // Paths taken, built-in types and unknown types are refused.
+    for (path, body, text) in [
+        (
+            "sys/auth/ci",
+            enable.clone(),
+            "path is already in use at ci/",
+        ),
+        (
+            "sys/auth/local",
+            json!({"type": "named"}),
+            "path is already in use at local/",
+        ),
+        (
+            "sys/auth/token",
+            json!({"type": "named"}),
+            "path is already in use at token/",
+        ),
+        (
+            "sys/auth/ci/sub",
+            json!({"type": "named"}),
+            "path is already in use at ci/",
+        ),
+        (
+            "sys/auth/other",
+            json!({"type": "local"}),
+            "built in at auth/local/",
+        ),
+        (
+            "sys/auth/other",
+            json!({"type": "nope"}),
+            "coffer enables named",
+        ),
+        ("sys/auth/other", json!({}), "missing type"),
+    ] {
+        let refused = write(path, body).await;
+        let (code, messages) = outcome(&refused).unwrap_err();
+        assert_eq!(code, ErrorCode::InvalidRequest, "{path}");
+        assert!(messages[0].contains(text), "{path}: {messages:?}");
+    }
+
+    // Everything below sys/auth needs sudo; the list does not.
+    call(
+        &core,
+        Operation::Write,
+        "sys/policies/acl/auth-admin",
+        Some(ROOT),
+        json!({"policy": "path \"sys/auth*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\"] }"}),
+    )
+    .await;
+    let admin = new_token(&core, json!({"policies": ["auth-admin"]})).await;
+    for (operation, path) in [
+        (Operation::Write, "sys/auth/other"),
+        (Operation::Read, "sys/auth/ci"),
+        (Operation::Read, "sys/auth/ci/tune"),
+        (Operation::Delete, "sys/auth/ci"),
+    ] {
+        let refused = call(
+            &core,
+            operation,
+            path,
+            Some(&admin),
+            json!({"type": "named"}),
+        )
+        .await;
+        assert_eq!(code(&refused), Some(ErrorCode::PermissionDenied), "{path}");
+    }
+    let listed = call(&core, Operation::Read, "sys/auth", Some(&admin), json!({})).await;
+    let listed = outcome(&listed).unwrap();
+    assert_eq!(listed["ci/"]["type"], "named");
+    assert_eq!(listed["ci/"]["description"], "CI");
+    assert_eq!(listed["ci/"]["config"]["default_lease_ttl"], 600);
+    let accessor = listed["ci/"]["accessor"].as_str().unwrap().to_owned();
+    assert!(accessor.starts_with("auth_named_"), "{accessor}");
+    assert_eq!(listed["token/"]["type"], "token");
+
+    // Tune: the effective values, a max under the default refused, and the
+    // mount's max bounding the tokens of its logins.
+    let read = |path: &'static str| call(&core, Operation::Read, path, Some(ROOT), json!({}));
+    let tune = outcome(&read("sys/auth/ci/tune").await).unwrap();
+    assert_eq!(tune["default_lease_ttl"], 600);
+    assert_eq!(tune["max_lease_ttl"], Settings::default().max_lease_ttl);
+    assert_eq!(tune["description"], "CI");
+    let refused = write("sys/auth/ci/tune", json!({"max_lease_ttl": "5m"})).await;
+    let (_, messages) = outcome(&refused).unwrap_err();
+    assert_eq!(
+        messages,
+        ["backend max lease TTL of 300 would be less than backend default lease TTL of 600"]
+    );
+    let tuned = write(
+        "sys/auth/ci/tune",
+        json!({"default_lease_ttl": 20, "max_lease_ttl": "30s", "description": "robots"}),
+    )
+    .await;
+    assert_eq!(outcome(&tuned), Ok(Map::new()));
+    let through_mounts = outcome(&read("sys/mounts/auth/ci/tune").await).unwrap();
+    assert_eq!(through_mounts["max_lease_ttl"], 30);
+    assert_eq!(through_mounts["description"], "robots");
+    let login = login_named(&core, "ci").await;
+    assert_eq!(auth_of(&login).lease_duration, 30);
+    let token = auth_of(&login).client_token.clone();
+    let lookup = || {
+        call(
+            &core,
+            Operation::Read,
+            "auth/token/lookup-self",
+            Some(&token),
+            json!({}),
+        )
+    };
+    let looked_up = outcome(&lookup().await).unwrap();
+    assert_eq!(looked_up["explicit_max_ttl"], 30);
+    assert_eq!(looked_up["path"], "auth/ci/login");
+    // The built-in methods show the system's settings and are not tuned.
+    let token_tune = outcome(&read("sys/auth/token/tune").await).unwrap();
+    assert_eq!(
+        token_tune["default_lease_ttl"],
+        Settings::default().default_lease_ttl
+    );
+    assert!(outcome(&write("sys/auth/local/tune", json!({"max_lease_ttl": 60})).await).is_err());
+    let missing = outcome(&read("sys/auth/none/tune").await).unwrap_err();
+    assert_eq!(missing.0, ErrorCode::InvalidRequest);
+
+    // Disabling: the built-in ones cannot be; the enabled one takes its
+    // tokens with it, and its paths are gone.
+    let delete = |path: &'static str| call(&core, Operation::Delete, path, Some(ROOT), json!({}));
+    for built_in in ["sys/auth/token", "sys/auth/local"] {
+        assert_eq!(
+            code(&delete(built_in).await),
+            Some(ErrorCode::InvalidRequest)
+        );
+    }
+    let other_token = auth_of(&login_named(&core, "ci").await)
+        .client_token
+        .clone();
+    assert_eq!(outcome(&delete("sys/auth/ci").await), Ok(Map::new()));
+    assert_eq!(code(&lookup().await), Some(ErrorCode::PermissionDenied));
+    let other = call(
+        &core,
+        Operation::Read,
+        "auth/token/lookup-self",
+        Some(&other_token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&other), Some(ErrorCode::PermissionDenied));
+    // No login there any more: a caller without a token is refused, and
+    // root finds no route.
+    assert_eq!(
+        code(&login_named(&core, "ci").await),
+        Some(ErrorCode::PermissionDenied)
+    );
+    assert_eq!(
+        code(&write("auth/ci/login", json!({"name": "ci"})).await),
+        Some(ErrorCode::NotFound)
+    );
+    assert!(
+        !outcome(&read("sys/auth").await)
+            .unwrap()
+            .contains_key("ci/")
+    );
+    // Disabling what is not there is not an error, as in Vault.
+    assert_eq!(outcome(&delete("sys/auth/ci").await), Ok(Map::new()));
+    // Enabled again, it is a new mount.
+    assert_eq!(outcome(&write("sys/auth/ci", enable).await), Ok(Map::new()));
+    let again = outcome(&read("sys/auth/ci").await).unwrap();
+    assert_ne!(again["accessor"], accessor.as_str());
+    assert_eq!(auth_of(&login_named(&core, "ci").await).lease_duration, 60);
 }
 
 #[tokio::test]

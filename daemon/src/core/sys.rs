@@ -1,8 +1,6 @@
 //! The `sys/` endpoints: seal lifecycle, health, mounts, policies, capabilities,
 //! key rotation and metrics.
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 use coffer_protocols::{Operation, Request};
 use serde_json::{Map, Value, json};
@@ -12,7 +10,6 @@ use super::{Caller, Core, Routed, Unsealed, capability_for};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
-use crate::mounts::{self, MountConfig, MountEntry};
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
 use crate::policy_store;
 use crate::tokens::now_seconds;
@@ -23,6 +20,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 mod audit;
 pub(super) mod endpoint;
 mod leases;
+mod mounts;
 mod password;
 mod raft;
 pub(super) mod rotation;
@@ -271,7 +269,7 @@ pub(super) async fn handle(
         Access::ByTarget => {
             return match endpoint {
                 Endpoint::UiMounts(mount_path) if operation == Operation::Read => {
-                    ui_mounts(unsealed, caller, mount_path)
+                    mounts::ui_mounts(unsealed, caller, mount_path)
                 }
                 Endpoint::Files(fs_path) => {
                     super::fs::route(unsealed, caller, operation, fs_path, data).await
@@ -309,8 +307,8 @@ pub(super) async fn handle(
                 "encryptions": unsealed.barrier.encryptions()?,
             }))))
         }
-        Endpoint::Mounts(rest) => mounts_route(unsealed, rest, operation, data).await,
-        Endpoint::Auth(rest) => auth_route(unsealed, rest, operation),
+        Endpoint::Mounts(rest) => mounts::mounts_route(unsealed, rest, operation, data).await,
+        Endpoint::Auth(rest) => mounts::auth_route(unsealed, rest, operation, data).await,
         Endpoint::PasswordPolicies(rest) => password::route(unsealed, rest, operation, data).await,
         Endpoint::Policies(rest) => policies_route(unsealed, rest, operation, data, false).await,
         Endpoint::Policy(rest) => policies_route(unsealed, rest, operation, data, true).await,
@@ -374,297 +372,6 @@ fn capabilities(acl: &policy::Acl, data: &Map<String, Value>) -> ApiResult<Reply
         answer.insert("capabilities".into(), json!(acl.capabilities(first)));
     }
     Ok(Reply::Data(answer))
-}
-
-/// A mount as `sys/mounts` and `sys/auth` list it.
-fn mount_info(
-    kind: &str,
-    description: &str,
-    accessor: &str,
-    uuid: &str,
-    config: &MountConfig,
-    options: &BTreeMap<String, String>,
-    seal_wrap: bool,
-) -> Value {
-    json!({
-        "type": kind,
-        "description": description,
-        "accessor": accessor,
-        "uuid": uuid,
-        "config": {
-            "default_lease_ttl": config.default_lease_ttl,
-            "max_lease_ttl": config.max_lease_ttl,
-            "force_no_cache": false,
-        },
-        "options": if options.is_empty() { Value::Null } else { json!(options) },
-        "local": false,
-        "seal_wrap": seal_wrap,
-        "external_entropy_access": false,
-        "plugin_version": "",
-        "running_plugin_version": format!("v{VERSION}+builtin.coffer"),
-        "running_sha256": "",
-    })
-}
-
-fn mount_json(entry: &MountEntry) -> Value {
-    mount_info(
-        &entry.kind,
-        &entry.description,
-        &entry.accessor,
-        &entry.uuid,
-        &entry.config,
-        &entry.options,
-        entry.seal_wrap,
-    )
-}
-
-fn system_mount_json() -> Value {
-    mount_info(
-        "system",
-        "system endpoints used for control, policy and debugging",
-        "system",
-        "",
-        &MountConfig::default(),
-        &BTreeMap::new(),
-        true,
-    )
-}
-
-fn token_auth_json() -> Value {
-    mount_info(
-        "token",
-        "token based credentials",
-        "auth_token",
-        "",
-        &MountConfig::default(),
-        &BTreeMap::new(),
-        false,
-    )
-}
-
-/// A mounted auth method as `sys/auth` lists it.
-fn method_json(method: &dyn crate::auth::AuthMethod) -> Value {
-    mount_info(
-        method.type_name(),
-        method.description(),
-        &format!("auth_{}", method.type_name()),
-        "",
-        &MountConfig::default(),
-        &BTreeMap::new(),
-        false,
-    )
-}
-
-/// Mount settings Vault has and coffer does not implement; clients send them with
-/// default values, which are accepted.
-const UNIMPLEMENTED_MOUNT_SETTINGS: [&str; 13] = [
-    "force_no_cache",
-    "audit_non_hmac_request_keys",
-    "audit_non_hmac_response_keys",
-    "listing_visibility",
-    "passthrough_request_headers",
-    "allowed_response_headers",
-    "token_type",
-    "allowed_managed_keys",
-    "plugin_version",
-    "user_lockout_config",
-    "delegated_auth_accessors",
-    "identity_token_key",
-    "plugin_name",
-];
-
-/// Checks a mount's settings (the `config` object of an enable, or a tune body):
-/// the TTLs are applied, Vault's other settings are accepted only when empty.
-fn mount_settings(fields: &Fields<'_>, extra: &[&str]) -> ApiResult<(Option<u64>, Option<u64>)> {
-    let mut known = vec!["default_lease_ttl", "max_lease_ttl"];
-    known.extend(UNIMPLEMENTED_MOUNT_SETTINGS);
-    known.extend(extra);
-    fields.only(&known)?;
-    fields.refuse_unless_empty(&UNIMPLEMENTED_MOUNT_SETTINGS)?;
-    Ok((
-        fields.duration("default_lease_ttl")?,
-        fields.duration("max_lease_ttl")?,
-    ))
-}
-
-fn mount_config(fields: &Fields<'_>) -> ApiResult<MountConfig> {
-    let mut config = MountConfig::default();
-    if let Some(object) = fields.object("config")? {
-        let (default_ttl, max_ttl) = mount_settings(&Fields::new(object), &[])?;
-        config.default_lease_ttl = default_ttl.unwrap_or(0);
-        config.max_lease_ttl = max_ttl.unwrap_or(0);
-    }
-    Ok(config)
-}
-
-fn mount_error(error: mounts::Error) -> ApiError {
-    match error {
-        mounts::Error::Barrier(inner) => ApiError::from(inner),
-        mounts::Error::Random(inner) => ApiError::from(inner),
-        other => ApiError::invalid(other.to_string()),
-    }
-}
-
-async fn mounts_route(
-    unsealed: &Unsealed,
-    rest: &str,
-    operation: Operation,
-    data: &Map<String, Value>,
-) -> ApiResult<Routed> {
-    let target = rest
-        .strip_prefix("mounts")
-        .unwrap_or("")
-        .trim_start_matches('/');
-    if target.is_empty() {
-        return match operation {
-            Operation::Read => {
-                let mut listing = Map::new();
-                for entry in unsealed.mounts.entries().iter() {
-                    listing.insert(entry.path.clone(), mount_json(entry));
-                }
-                listing.insert("sys/".into(), system_mount_json());
-                Ok(system(Reply::Data(listing)))
-            }
-            _ => Err(ApiError::unsupported("sys/mounts", operation.as_str())),
-        };
-    }
-    let (mount_path, tune) = match target.strip_suffix("/tune") {
-        Some(path) => (path, true),
-        None => (target, false),
-    };
-    let mount_path = mounts::normalize_path(mount_path).map_err(mount_error)?;
-    let fields = Fields::new(data);
-    match (tune, operation) {
-        (false, Operation::Write) => {
-            fields.only(&[
-                "type",
-                "description",
-                "config",
-                "options",
-                "local",
-                "seal_wrap",
-                "external_entropy_access",
-                "plugin_name",
-                "plugin_version",
-            ])?;
-            fields.refuse_unless_empty(&[
-                "local",
-                "seal_wrap",
-                "external_entropy_access",
-                "plugin_name",
-                "plugin_version",
-            ])?;
-            let kind = fields
-                .string("type")?
-                .ok_or_else(|| ApiError::invalid("missing type"))?;
-            let options = fields.string_map("options")?.unwrap_or_default();
-            let (kind, options) = unsealed.engines.configure(&kind, options)?;
-            let config = mount_config(&fields)?;
-            let description = fields.string("description")?.unwrap_or_default();
-            unsealed
-                .mounts
-                .mount(mount_path, kind.to_owned(), description, config, options)
-                .await
-                .map_err(mount_error)?;
-            Ok(system(Reply::NoContent))
-        }
-        (false, Operation::Delete) => {
-            leases::revoke_mount(unsealed, &mount_path).await?;
-            match unsealed.mounts.unmount(&mount_path).await {
-                Ok(_) | Err(mounts::Error::NotMounted(_)) => Ok(system(Reply::NoContent)),
-                Err(error) => Err(mount_error(error)),
-            }
-        }
-        (false, Operation::Read) => {
-            let entry = unsealed
-                .mounts
-                .get(&mount_path)
-                .ok_or_else(|| ApiError::invalid(format!("no mount at {mount_path:?}")))?;
-            Ok(system(Reply::data(mount_json(&entry))))
-        }
-        (true, Operation::Read) => {
-            let entry = unsealed
-                .mounts
-                .get(&mount_path)
-                .ok_or_else(|| ApiError::invalid(format!("no mount at {mount_path:?}")))?;
-            Ok(system(Reply::data(json!({
-                "default_lease_ttl": entry.config.default_lease_ttl,
-                "max_lease_ttl": entry.config.max_lease_ttl,
-                "force_no_cache": false,
-                "description": entry.description,
-                "options": if entry.options.is_empty() { Value::Null } else { json!(entry.options) },
-            }))))
-        }
-        (true, Operation::Write) => {
-            let (default_ttl, max_ttl) = mount_settings(&fields, &["description", "options"])?;
-            let description = fields.string("description")?;
-            let options = fields.string_map("options")?;
-            let current = unsealed
-                .mounts
-                .get(&mount_path)
-                .ok_or_else(|| ApiError::invalid(format!("no mount at {mount_path:?}")))?;
-            if let Some(version) = options.as_ref().and_then(|options| options.get("version"))
-                && current.options.get("version") != Some(version)
-            {
-                return Err(ApiError::invalid(
-                    "changing a kv mount's version is not supported by coffer",
-                ));
-            }
-            unsealed
-                .mounts
-                .update(&mount_path, |entry| {
-                    if let Some(ttl) = default_ttl {
-                        entry.config.default_lease_ttl = ttl;
-                    }
-                    if let Some(ttl) = max_ttl {
-                        entry.config.max_lease_ttl = ttl;
-                    }
-                    if let Some(description) = description {
-                        entry.description = description;
-                    }
-                })
-                .await
-                .map_err(mount_error)?;
-            Ok(system(Reply::NoContent))
-        }
-        _ => Err(ApiError::unsupported(rest, operation.as_str())),
-    }
-}
-
-fn auth_route(unsealed: &Unsealed, rest: &str, operation: Operation) -> ApiResult<Routed> {
-    let target = rest.strip_prefix("auth").unwrap_or("").trim_matches('/');
-    let mounted = unsealed
-        .auth_methods
-        .iter()
-        .find(|(mount, _)| mount.trim_end_matches('/') == target);
-    match (target, operation) {
-        ("", Operation::Read) => {
-            let mut listing = Map::new();
-            for (mount, method) in unsealed.auth_methods.iter() {
-                listing.insert(mount.into(), method_json(method));
-            }
-            listing.insert("token/".into(), token_auth_json());
-            Ok(system(Reply::Data(listing)))
-        }
-        ("token", Operation::Delete) => Err(ApiError::invalid(
-            "the token auth method cannot be disabled",
-        )),
-        (_, Operation::Delete) if mounted.is_some() => Err(ApiError::invalid(format!(
-            "the {target} auth method is built in and cannot be disabled: with no roles it grants nothing"
-        ))),
-        (_, Operation::Write) => {
-            let served: Vec<&str> = unsealed
-                .auth_methods
-                .iter()
-                .map(|(_, method)| method.type_name())
-                .collect();
-            Err(ApiError::invalid(format!(
-                "unsupported auth method: coffer serves the token and {} auth methods",
-                served.join(", ")
-            )))
-        }
-        _ => Err(ApiError::unsupported(rest, operation.as_str())),
-    }
 }
 
 fn policy_error(error: policy_store::Error) -> ApiError {
@@ -763,36 +470,4 @@ fn decode_policy_text(text: String) -> String {
         return decoded;
     }
     text
-}
-
-fn ui_mounts(unsealed: &Unsealed, caller: &Caller, path: &str) -> ApiResult<Routed> {
-    if path.is_empty() {
-        let mut secret = Map::new();
-        for entry in unsealed.mounts.entries().iter() {
-            if caller.acl.has_access_under(&entry.path) {
-                secret.insert(entry.path.clone(), mount_json(entry));
-            }
-        }
-        let mut auth = Map::new();
-        if caller.acl.has_access_under("auth/token/") {
-            auth.insert("token/".into(), token_auth_json());
-        }
-        for (mount, method) in unsealed.auth_methods.iter() {
-            if caller.acl.has_access_under(&format!("auth/{mount}")) {
-                auth.insert(mount.into(), method_json(method));
-            }
-        }
-        return Ok(system(Reply::data(json!({"secret": secret, "auth": auth}))));
-    }
-    let Some((entry, _)) = unsealed.mounts.resolve(path) else {
-        return Err(ApiError::denied());
-    };
-    if !caller.acl.has_access_under(&entry.path) {
-        return Err(ApiError::denied());
-    }
-    let mut info = mount_json(&entry);
-    if let Value::Object(object) = &mut info {
-        object.insert("path".into(), json!(entry.path));
-    }
-    Ok(system(Reply::data(info)))
 }

@@ -57,6 +57,9 @@ impl Unsealed {
         if let Err(error) = self.mounts.reload() {
             tracing::error!(%error, "cannot reload the mount table");
         }
+        if let Err(error) = self.auth_methods.table().reload() {
+            tracing::error!(%error, "cannot reload the auth table");
+        }
         self.policies.invalidate();
         self.local_roles.invalidate();
         self.forget_engine_caches();
@@ -109,7 +112,7 @@ const WATCHED: [&str; 6] = [
     "sys/token/id/",
     "sys/expire/id/",
     crate::local_auth::PREFIX,
-    crate::mounts::DATA_PREFIX,
+    crate::mounts::SECRETS.data_prefix,
 ];
 
 impl ApplyObserver for Unsealed {
@@ -137,10 +140,15 @@ impl ApplyObserver for Unsealed {
         {
             tracing::error!(%error, "cannot reload the keyring after a replicated rotation");
         }
-        if touched(&|key| key == crate::mounts::TABLE_PATH || key == "core/")
+        if touched(&|key| key == crate::mounts::SECRETS.table_path || key == "core/")
             && let Err(error) = self.mounts.reload()
         {
             tracing::error!(%error, "cannot reload the mount table");
+        }
+        if touched(&|key| key == crate::mounts::AUTH.table_path || key == "core/")
+            && let Err(error) = self.auth_methods.table().reload()
+        {
+            tracing::error!(%error, "cannot reload the auth table");
         }
         if touched(&|key| key.starts_with("sys/policy/")) {
             self.policies.invalidate();

@@ -103,7 +103,7 @@ impl SecretEngine for KvEngine {
     }
 
     fn observe(&self, key: &str) {
-        if key.starts_with(mounts::DATA_PREFIX) {
+        if key.starts_with(mounts::SECRETS.data_prefix) {
             self.metadata.forget(key);
         }
     }

@@ -131,6 +131,11 @@ impl<'a> Endpoint<'a> {
             | Endpoint::RotateConfig
             | Endpoint::Audit(_)
             | Endpoint::Raw => Access::Token { sudo: true },
+            // Enabling, disabling, reading and tuning a method: Vault's
+            // `sys/auth/*` needs sudo; the list does not.
+            Endpoint::Auth(rest) => Access::Token {
+                sudo: rest.trim_end_matches('/') != "auth",
+            },
             Endpoint::AuditHash(rest) => Access::Token {
                 sudo: rest.starts_with("audit-hash/"),
             },
