@@ -263,6 +263,20 @@ mod tests {
             token,
             false,
         );
+        check("sys/auth", Some(Endpoint::Auth("auth")), token, false);
+        check("sys/auth/", Some(Endpoint::Auth("auth/")), token, false);
+        check(
+            "sys/auth/userpass",
+            Some(Endpoint::Auth("auth/userpass")),
+            sudo,
+            false,
+        );
+        check(
+            "sys/auth/userpass/tune",
+            Some(Endpoint::Auth("auth/userpass/tune")),
+            sudo,
+            false,
+        );
         check(
             "sys/policies/password/p",
             Some(Endpoint::PasswordPolicies("/p")),
