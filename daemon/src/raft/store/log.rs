@@ -1,7 +1,20 @@
 //! The log half of the store: entries by big-endian index in `raft_log`, the
 //! vote and purge point in `raft_meta` (openraft's `RaftLogStorage`).
 
-use super::*;
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use super::{
+    CF_LOG, KEY_PURGED, KEY_VOTE, NodeId, Storage, StorageResult, index_key, io, storage_io,
+};
+use crate::raft::TypeConfig;
 
 /// The log half of the store.
 #[derive(Clone)]

@@ -21,16 +21,11 @@
 #![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
-use std::io::Cursor;
-use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
-use openraft::{
-    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder,
-    SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
-};
+use openraft::storage::LogFlushed;
+use openraft::{AnyError, LogId, StorageError, StorageIOError, StoredMembership, Vote};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
     WriteBatch,
@@ -48,7 +43,7 @@ pub use state_machine::StateMachine;
 
 use super::snapshot;
 use super::{NodeInfo, TypeConfig};
-use crate::storage::{self, Op, prefix_end};
+use crate::storage::{self, prefix_end};
 
 const CF_LOG: &str = "raft_log";
 const CF_META: &str = "raft_meta";
@@ -368,10 +363,15 @@ pub fn dump(storage: &Storage) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use openraft::storage::{RaftLogStorage, RaftStateMachine};
     use openraft::testing::{StoreBuilder, Suite};
+    use openraft::{
+        CommittedLeaderId, Entry, EntryPayload, Membership as RaftMembership, RaftLogReader,
+        RaftSnapshotBuilder,
+    };
 
-    use openraft::{CommittedLeaderId, Membership as RaftMembership};
+    use super::*;
+    use crate::storage::Op;
 
     struct Builder;
 

@@ -2,7 +2,23 @@
 //! data the core reads, tells the apply observer, and builds and installs
 //! snapshots (openraft's `RaftStateMachine`).
 
-use super::*;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StorageIOError,
+};
+use rocksdb::{IteratorMode, WriteBatch};
+
+use super::{
+    Applied, ApplyObserver, CF_META, KEY_APPLIED, KEY_MEMBERSHIP, Membership, NodeId,
+    SNAPSHOT_FILE, Storage, StorageResult, engine_error, io, storage_io,
+};
+use crate::raft::{NodeInfo, TypeConfig, snapshot};
+use crate::storage::{self, Op, prefix_end};
 
 /// The state machine half of the store.
 #[derive(Clone)]

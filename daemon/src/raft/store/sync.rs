@@ -1,7 +1,12 @@
 //! The sync thread: makes appended entries durable, one `flush_wal(true)` for
 //! every callback queued meanwhile, so concurrent writes share an fsync.
 
-use super::*;
+use std::sync::mpsc;
+
+use openraft::storage::LogFlushed;
+use rocksdb::DB;
+
+use crate::raft::TypeConfig;
 
 pub(super) fn run_syncer(db: &DB, receiver: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = receiver.recv() {
