@@ -63,7 +63,9 @@ class Server:
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
 
     def client(self, token=None):
-        return hvac.Client(url=self.address, token=token, timeout=30)
+        # "" rather than None: hvac would otherwise take VAULT_TOKEN or
+        # ~/.vault-token (which `bao server -dev` writes) for a tokenless client.
+        return hvac.Client(url=self.address, token=token or "", timeout=30)
 
     def stop(self):
         self.process.kill()
