@@ -456,6 +456,12 @@ impl Barrier {
         self.keyring().encrypt(label, plaintext)
     }
 
+    /// Opens what [`Self::encrypt_blob`] made under `label`, with any term of
+    /// this node's keyring.
+    pub fn decrypt_blob(&self, label: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        self.keyring().decrypt(label, sealed)
+    }
+
     /// The keyring as stored now, opened with the root key this node holds; fails
     /// when the stored keyring is sealed by another root key (a restored snapshot
     /// of another cluster).

@@ -9,6 +9,7 @@
 //! - [`network`], [`transport`], [`tls`]: Raft RPCs between nodes over mutual TLS;
 //! - [`join`]: how a new node proves it holds the unseal keys and is let in.
 
+pub mod archive;
 pub mod batcher;
 pub mod cluster;
 pub mod join;

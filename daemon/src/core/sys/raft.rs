@@ -12,7 +12,7 @@ use crate::api::fields::Fields;
 use crate::api::reply::Reply;
 use crate::barrier::KEYRING_PATH;
 use crate::raft::tls::{self, ClusterCa, RawPublicKey};
-use crate::raft::{NodeInfo, join, network, node_id, snapshot};
+use crate::raft::{NodeInfo, archive, join, network, node_id, snapshot};
 use crate::seal::{self, ROOT_KEY_PATH};
 use crate::storage::{Command, Op};
 
@@ -184,7 +184,19 @@ pub(super) async fn route(
             Ok(system(Reply::NoContent))
         }
         (Some("snapshot"), Operation::Read) => {
-            let bytes = core.replica.export(Value::Null)?;
+            let state = core.replica.export(Value::Null)?;
+            let bytes = archive::pack(
+                &state,
+                core.replica.indexes().applied,
+                crate::clock::now_seconds(),
+                |sums| {
+                    unsealed
+                        .barrier
+                        .encrypt_blob(archive::SEALED_SUMS_LABEL, sums)
+                        .map_err(std::io::Error::other)
+                },
+            )
+            .map_err(|error| ApiError::internal(&error))?;
             Ok(Routed {
                 reply: Reply::Binary("application/octet-stream", bytes),
                 mount_type: "system",
@@ -213,6 +225,13 @@ pub(super) async fn route(
     }
 }
 
+fn another_cluster() -> ApiError {
+    ApiError::invalid(
+        "the snapshot was taken on another cluster (this cluster's keys do not open it); \
+         restore it with sys/storage/raft/snapshot-force, then unseal with that cluster's key shares",
+    )
+}
+
 /// The members as Vault's `sys/storage/raft/configuration` lists them.
 fn configuration(core: &Core) -> Reply {
     let mut members = core.replica.members();
@@ -239,15 +258,37 @@ fn configuration(core: &Core) -> Reply {
 }
 
 /// Replaces the whole store with an uploaded snapshot, through the Raft log, on
-/// every member. The snapshot is checked first (checksum, and without `force`
-/// that this cluster's keys open it); a bad one changes nothing.
+/// every member. The snapshot is checked first (checksums, and without `force`
+/// that this cluster sealed its sums and its keys open it); a bad one changes
+/// nothing. A bare coffer snapshot (saved by older versions) is taken too.
 async fn restore(unsealed: &Unsealed, request: &Request, force: bool) -> ApiResult<Routed> {
-    let bytes = request
+    let body = request
         .raw_body
         .as_ref()
         .filter(|bytes| !bytes.is_empty())
         .ok_or_else(|| ApiError::invalid("the request body must be a snapshot file"))?;
-    let decoded = snapshot::decode(bytes)
+    let bytes = if archive::is_archive(body) {
+        // The state is ciphertext, so the archive is barely compressed: its
+        // content cannot honestly be much larger than the upload.
+        let limit = (body.len() as u64).saturating_mul(2) + (1 << 20);
+        let unpacked = archive::unpack(body, limit)
+            .map_err(|error| ApiError::invalid(format!("the snapshot was refused: {error}")))?;
+        if !force {
+            let sealed_here = unpacked.sealed_sums.as_ref().is_some_and(|sealed| {
+                unsealed
+                    .barrier
+                    .decrypt_blob(archive::SEALED_SUMS_LABEL, sealed)
+                    .is_ok_and(|sums| sums.as_slice() == unpacked.sums.as_slice())
+            });
+            if !sealed_here {
+                return Err(another_cluster());
+            }
+        }
+        unpacked.state
+    } else {
+        body.clone()
+    };
+    let decoded = snapshot::decode(&bytes)
         .map_err(|error| ApiError::invalid(format!("the snapshot was refused: {error}")))?;
     let keyring = decoded
         .pairs
@@ -260,18 +301,13 @@ async fn restore(unsealed: &Unsealed, request: &Request, force: bool) -> ApiResu
             )
         })?;
     if !force && !unsealed.barrier.opens_keyring(keyring) {
-        return Err(ApiError::invalid(
-            "the snapshot was taken on another cluster (this cluster's keys do not open it); \
-             restore it with sys/storage/raft/snapshot-force, then unseal with that cluster's key shares",
-        ));
+        return Err(another_cluster());
     }
     let pairs = decoded.pairs.len();
     unsealed
         .barrier
         .commit_command(Command {
-            ops: vec![Op::Restore {
-                snapshot: bytes.clone(),
-            }],
+            ops: vec![Op::Restore { snapshot: bytes }],
             ..Default::default()
         })
         .await?;
