@@ -240,6 +240,45 @@ impl MountTable {
         Ok(entry)
     }
 
+    /// Moves the mount at `from` to `to` (both normalized). Only its path
+    /// changes: its data stays under its uuid. `record` adds to the same
+    /// command (the migration's status).
+    pub async fn remount(
+        &self,
+        from: &str,
+        to: String,
+        record: impl FnOnce(&mut Batch) -> Result<(), barrier::Error>,
+    ) -> Result<MountEntry, Error> {
+        let _guard = self.changes.lock().await;
+        if self
+            .layout
+            .reserved
+            .iter()
+            .any(|reserved| to.starts_with(reserved))
+        {
+            return Err(Error::Reserved(to));
+        }
+        let mut next = self.entries().as_ref().clone();
+        if let Some(existing) = next.iter().find(|entry| {
+            entry.path != from
+                && (to.starts_with(entry.path.as_str()) || entry.path.starts_with(&to))
+        }) {
+            return Err(Error::Conflict(existing.path.clone()));
+        }
+        let entry = next
+            .iter_mut()
+            .find(|entry| entry.path == from)
+            .ok_or_else(|| Error::NotMounted(from.into()))?;
+        entry.path = to;
+        let moved = entry.clone();
+        let mut batch = self.barrier.batch();
+        batch.put_json(self.layout.table_path, &next)?;
+        record(&mut batch)?;
+        self.barrier.commit(batch).await?;
+        self.replace(next);
+        Ok(moved)
+    }
+
     /// Removes the mount at `path` and deletes all of its data, atomically.
     pub async fn unmount(&self, path: &str) -> Result<MountEntry, Error> {
         let _guard = self.changes.lock().await;

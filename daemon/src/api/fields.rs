@@ -167,14 +167,19 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An object of string values (token metadata, KV custom metadata).
+    /// An object of string values (token metadata, KV custom metadata, mount
+    /// options). As in Vault, numbers and booleans are taken as their text
+    /// (`{"version": 2}`) and null values are left out.
     pub fn string_map(&self, key: &str) -> ApiResult<Option<BTreeMap<String, String>>> {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::Object(entries)) => entries
                 .iter()
+                .filter(|(_, value)| !value.is_null())
                 .map(|(name, value)| match value {
                     Value::String(text) => Ok((name.clone(), text.clone())),
+                    Value::Number(number) => Ok((name.clone(), number.to_string())),
+                    Value::Bool(flag) => Ok((name.clone(), flag.to_string())),
                     _ => Err(invalid(key, "an object of string values")),
                 })
                 .collect::<ApiResult<BTreeMap<_, _>>>()
@@ -226,7 +231,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_not_the_value() {
-        let data = fields(json!({"ttl": "s3cr3t-value", "n": -1, "m": {"a": 1}}));
+        let data = fields(json!({"ttl": "s3cr3t-value", "n": -1, "m": {"a": [1]}}));
         let fields = Fields::new(&data);
         let message = fields.duration("ttl").unwrap_err().messages.join(" ");
         assert!(message.contains("\"ttl\"") && !message.contains("s3cr3t"));

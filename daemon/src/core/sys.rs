@@ -308,6 +308,10 @@ pub(super) async fn handle(
             }))))
         }
         Endpoint::Mounts(rest) => mounts::mounts_route(unsealed, rest, operation, data).await,
+        Endpoint::Remount if operation == Operation::Write => mounts::remount(unsealed, data).await,
+        Endpoint::RemountStatus(id) if operation == Operation::Read => {
+            mounts::remount_status(unsealed, id)
+        }
         Endpoint::Auth(rest) => mounts::auth_route(unsealed, rest, operation, data).await,
         Endpoint::PasswordPolicies(rest) => password::route(unsealed, rest, operation, data).await,
         Endpoint::Policies(rest) => policies_route(unsealed, rest, operation, data, false).await,

@@ -21,6 +21,10 @@ pub(crate) enum Endpoint<'a> {
     RotateConfig,
     KeyStatus,
     Mounts(&'a str),
+    /// `sys/remount`: moves a secrets engine to another path.
+    Remount,
+    /// `sys/remount/status/<migration id>`.
+    RemountStatus(&'a str),
     Auth(&'a str),
     /// `sys/policies/password...`: the part after `policies/password`.
     PasswordPolicies(&'a str),
@@ -87,6 +91,10 @@ impl<'a> Endpoint<'a> {
             ("storage", Some("raft/bootstrap/answer")) => Endpoint::BootstrapAnswer,
             ("storage", _) => Endpoint::Storage(rest),
             ("mounts", _) => Endpoint::Mounts(rest),
+            ("remount", None) => Endpoint::Remount,
+            ("remount", Some(tail)) if tail.starts_with("status/") => {
+                Endpoint::RemountStatus(&tail["status/".len()..])
+            }
             ("auth", _) => Endpoint::Auth(rest),
             ("policies", _) if rest.starts_with("policies/password") => {
                 Endpoint::PasswordPolicies(&rest["policies/password".len()..])
@@ -130,6 +138,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::Rotate
             | Endpoint::RotateConfig
             | Endpoint::Audit(_)
+            | Endpoint::Remount
             | Endpoint::Raw => Access::Token { sudo: true },
             // Enabling, disabling, reading and tuning a method: Vault's
             // `sys/auth/*` needs sudo; the list does not.
@@ -191,6 +200,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::Rotate | Endpoint::RotateConfig => "sys/rotate",
             Endpoint::KeyStatus => "sys/key-status",
             Endpoint::Mounts(_) => "sys/mounts",
+            Endpoint::Remount | Endpoint::RemountStatus(_) => "sys/remount",
             Endpoint::Auth(_) => "sys/auth",
             Endpoint::PasswordPolicies(_) | Endpoint::Policies(_) => "sys/policies",
             Endpoint::Policy(_) => "sys/policy",
@@ -263,6 +273,14 @@ mod tests {
             token,
             false,
         );
+        check("sys/remount", Some(Endpoint::Remount), sudo, false);
+        check(
+            "sys/remount/status/abc",
+            Some(Endpoint::RemountStatus("abc")),
+            token,
+            false,
+        );
+        check("sys/remount/other", Some(Endpoint::Unknown), token, false);
         check("sys/auth", Some(Endpoint::Auth("auth")), token, false);
         check("sys/auth/", Some(Endpoint::Auth("auth/")), token, false);
         check(

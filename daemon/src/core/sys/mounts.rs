@@ -93,12 +93,9 @@ const UNIMPLEMENTED_MOUNT_SETTINGS: [&str; 13] = [
 ];
 
 /// Checks a mount's settings (the `config` object of an enable, or a tune body):
-/// the TTLs are applied, Vault's other settings are accepted only when empty.
-fn mount_settings(fields: &Fields<'_>, extra: &[&str]) -> ApiResult<(Option<u64>, Option<u64>)> {
-    let mut known = vec!["default_lease_ttl", "max_lease_ttl"];
-    known.extend(UNIMPLEMENTED_MOUNT_SETTINGS);
-    known.extend(extra);
-    fields.only(&known)?;
+/// the TTLs are applied, Vault's other settings are accepted only when empty,
+/// and fields Vault does not know are ignored, as Vault does.
+fn mount_settings(fields: &Fields<'_>) -> ApiResult<(Option<u64>, Option<u64>)> {
     fields.refuse_unless_empty(&UNIMPLEMENTED_MOUNT_SETTINGS)?;
     let (default_ttl, max_ttl) = (
         fields.duration("default_lease_ttl")?,
@@ -126,18 +123,8 @@ struct Enable {
     options: BTreeMap<String, String>,
 }
 
+/// Fields Vault does not know are ignored, as Vault does.
 fn parse_enable(fields: &Fields<'_>) -> ApiResult<Enable> {
-    fields.only(&[
-        "type",
-        "description",
-        "config",
-        "options",
-        "local",
-        "seal_wrap",
-        "external_entropy_access",
-        "plugin_name",
-        "plugin_version",
-    ])?;
     fields.refuse_unless_empty(&[
         "local",
         "seal_wrap",
@@ -150,7 +137,7 @@ fn parse_enable(fields: &Fields<'_>) -> ApiResult<Enable> {
         .ok_or_else(|| ApiError::invalid("missing type"))?;
     let mut config = MountConfig::default();
     if let Some(object) = fields.object("config")? {
-        let (default_ttl, max_ttl) = mount_settings(&Fields::new(object), &[])?;
+        let (default_ttl, max_ttl) = mount_settings(&Fields::new(object))?;
         config.default_lease_ttl = default_ttl.unwrap_or(0);
         config.max_lease_ttl = max_ttl.unwrap_or(0);
     }
@@ -195,7 +182,7 @@ fn tune_read(unsealed: &Unsealed, entry: &MountEntry, auth: bool) -> Routed {
 
 /// `POST .../tune`: new TTLs and description for the mount at `path` of `table`.
 async fn tune_write(table: &MountTable, path: &str, fields: &Fields<'_>) -> ApiResult<()> {
-    let (default_ttl, max_ttl) = mount_settings(fields, &["description", "options"])?;
+    let (default_ttl, max_ttl) = mount_settings(fields)?;
     let description = fields.string("description")?;
     let current = table
         .get(path)
@@ -307,6 +294,72 @@ pub(super) async fn mounts_route(
         }
         _ => Err(ApiError::unsupported(rest, operation.as_str())),
     }
+}
+
+/// Where `sys/remount` records each move, for `sys/remount/status/<id>`.
+const MIGRATIONS_PREFIX: &str = "core/remount/";
+
+/// `sys/remount {from, to}`: moves a secrets engine. Its data stays where it
+/// is (under the mount's uuid), so the move is one table write, done when
+/// this answers. A mount with leases is not moved: their ids name the old
+/// path.
+pub(super) async fn remount(unsealed: &Unsealed, data: &Map<String, Value>) -> ApiResult<Routed> {
+    let fields = Fields::new(data);
+    let (Some(from), Some(to)) = (fields.string("from")?, fields.string("to")?) else {
+        return Err(ApiError::invalid(
+            "both 'from' and 'to' path must be specified as a string",
+        ));
+    };
+    if [&from, &to]
+        .iter()
+        .any(|path| path.trim_start_matches('/').starts_with("auth/"))
+    {
+        return Err(ApiError::invalid(
+            "coffer moves secrets engines only, not auth methods",
+        ));
+    }
+    let from = mounts::normalize_path(&from).map_err(mount_error)?;
+    let to = mounts::normalize_path(&to).map_err(mount_error)?;
+    if unsealed.mounts.get(&from).is_none() {
+        return Err(ApiError::invalid(format!("no matching mount at {from:?}")));
+    }
+    let leases = unsealed
+        .leases
+        .ids_under(&from)
+        .map_err(super::super::leasing::lease_error)?;
+    if !leases.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "the mount {from:?} has {} leases, whose ids name its path: revoke them first (sys/leases/revoke-prefix/{from})",
+            leases.len()
+        )));
+    }
+    let id = mounts::uuid_v4()?;
+    let status = json!({"source_mount": from, "target_mount": to, "status": "success"});
+    unsealed
+        .mounts
+        .remount(&from, to, |batch| {
+            batch.put_json(&format!("{MIGRATIONS_PREFIX}{id}"), &status)
+        })
+        .await
+        .map_err(mount_error)?;
+    Ok(system(Reply::data(json!({"migration_id": id}))))
+}
+
+/// `sys/remount/status/<id>`.
+pub(super) fn remount_status(unsealed: &Unsealed, id: &str) -> ApiResult<Routed> {
+    let valid =
+        !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    let status: Option<Value> = if valid {
+        unsealed
+            .barrier
+            .get_json(&format!("{MIGRATIONS_PREFIX}{id}"))?
+    } else {
+        None
+    };
+    let status = status.ok_or_else(ApiError::not_found)?;
+    Ok(system(Reply::data(
+        json!({"migration_id": id, "migration_info": status}),
+    )))
 }
 
 /// `sys/auth` and `sys/auth/<path>[/tune]` (`rest` is past `sys/`): the auth
