@@ -64,7 +64,7 @@ impl ApiError {
     }
 
     pub fn sealed() -> Self {
-        ApiError::new(ErrorCode::Sealed, "coffer is sealed")
+        ApiError::new(ErrorCode::Sealed, "Vault is sealed")
     }
 
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {

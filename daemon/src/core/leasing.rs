@@ -115,8 +115,19 @@ impl Core {
     /// passwords whose period has passed.
     pub(super) async fn lease_round(&self) {
         let Ok(unsealed) = self.unsealed() else {
+            self.active_since.store(0, Ordering::Relaxed);
             return;
         };
+        if self.replica.is_leader() {
+            let _ = self.active_since.compare_exchange(
+                0,
+                crate::clock::now_ms(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.active_since.store(0, Ordering::Relaxed);
+        }
         if !self.replica.is_leader() {
             if unsealed.leases.is_loaded() {
                 unsealed.leases.unload();

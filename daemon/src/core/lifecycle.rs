@@ -155,6 +155,11 @@ impl Core {
         }
     }
 
+    /// Since when (Unix ms) this node has been the active one; 0 if it is not.
+    pub(crate) fn active_since(&self) -> u64 {
+        self.active_since.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn is_sealed(&self) -> bool {
         !matches!(&*self.read_state(), State::Unsealed(..))
     }
@@ -271,7 +276,9 @@ impl Core {
         let _transition = self.transitions.lock().await;
         let (config, joining) = match &*self.read_state() {
             State::Uninitialized => return Err(ApiError::invalid("coffer is not initialized")),
-            State::Unsealed(..) => return Err(ApiError::invalid("coffer is already unsealed")),
+            // As in Vault: a share sent to an unsealed node changes nothing and
+            // is answered with the status.
+            State::Unsealed(..) => return Ok(()),
             State::Sealed(config) => (config.clone(), None),
             State::Joining(joining) => (joining.config.clone(), Some(joining.clone())),
         };

@@ -177,6 +177,9 @@ pub struct Core {
     reopen_requested: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<()>>>,
     /// Writes as this node applies them, for watchers; outlives seals.
     changes: crate::changes::Hub,
+    /// Since when (Unix ms) this node has led, as the lease round last saw;
+    /// 0 while it does not (`sys/leader`'s `active_time`).
+    active_since: std::sync::atomic::AtomicU64,
 }
 
 impl Core {
@@ -200,6 +203,7 @@ impl Core {
             reopen_requests,
             reopen_requested: Mutex::new(Some(reopen_requested)),
             changes: crate::changes::Hub::default(),
+            active_since: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

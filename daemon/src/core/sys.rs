@@ -136,13 +136,8 @@ fn seal_status(core: &Core) -> Value {
 
 async fn init(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
     let fields = Fields::new(data);
-    for unsupported in ["pgp_keys", "root_token_pgp_key"] {
-        if fields.raw(unsupported).is_some() {
-            return Err(ApiError::invalid(format!(
-                "{unsupported} is not supported by coffer"
-            )));
-        }
-    }
+    // The CLI always sends these, empty.
+    fields.refuse_unless_empty(&["pgp_keys", "root_token_pgp_key", "recovery_pgp_keys"])?;
     for unsupported in ["recovery_shares", "recovery_threshold", "stored_shares"] {
         if fields.u64(unsupported)?.unwrap_or(0) > 0 {
             return Err(ApiError::invalid(format!(
@@ -225,7 +220,7 @@ fn leader(core: &Core) -> ApiResult<Routed> {
         json!({
             "ha_enabled": true,
             "is_self": leader.as_ref().is_some_and(|(id, _)| *id == cluster.id()),
-            "active_time": "",
+            "active_time": active_time(core.active_since()),
             "leader_address": address,
             "leader_cluster_address": cluster_address,
             "performance_standby": false,
@@ -234,6 +229,18 @@ fn leader(core: &Core) -> ApiResult<Routed> {
             "raft_applied_index": indexes.applied,
         }),
     ))
+}
+
+/// `sys/leader`'s `active_time`: RFC 3339, and Go's zero time when the node
+/// is not active (clients parse it).
+fn active_time(since_ms: u64) -> String {
+    if since_ms == 0 {
+        return "0001-01-01T00:00:00Z".to_owned();
+    }
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(since_ms),
+    )
+    .to_string()
 }
 
 fn metrics(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {

@@ -268,10 +268,10 @@ mod tests {
 
     #[test]
     fn failures_keep_their_messages_and_codes() {
-        let failure = Response::error(ErrorCode::Sealed, "coffer is sealed");
+        let failure = Response::error(ErrorCode::Sealed, "Vault is sealed");
         let error = response(failure, "id").unwrap_err();
         assert_eq!(error.code(), tonic::Code::Unavailable);
-        assert_eq!(error.message(), "coffer is sealed");
+        assert_eq!(error.message(), "Vault is sealed");
         let raw = Response::new(
             None,
             ResponseBody::Raw {
