@@ -42,6 +42,8 @@ def test_enable_hash_list_and_disable_a_file_device(dev_server, root):
     assert hashed.startswith("hmac-sha256:")
     assert hashed in text
 
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="unknown audit backend"):
+        root.sys.calculate_hash("no-such-device", "x")
     root.sys.disable_audit_device("hvac-file")
     assert "hvac-file/" not in root.sys.list_enabled_audit_devices()["data"]
 

@@ -56,6 +56,9 @@ def test_check_and_set(root):
     kv.update_metadata("cas/key", cas_required=True)
     with pytest.raises(exceptions.InvalidRequest, match="required"):
         kv.create_or_update_secret("cas/key", {"v": "x"})
+    # A negative version is a mismatch, in Vault's words.
+    with pytest.raises(exceptions.InvalidRequest, match="check-and-set parameter did not match the current version"):
+        kv.create_or_update_secret("cas/key", {"v": "x"}, cas=-1)
     kv.create_or_update_secret("cas/key", {"v": "3"}, cas=2)
     assert kv.read_secret_version(raise_on_deleted_version=True, path="cas/key")["data"]["data"] == {"v": "3"}
 
@@ -173,6 +176,17 @@ def test_mount_management(root):
         root.sys.enable_secrets_engine("kv", path="team")
     with pytest.raises(exceptions.InvalidRequest):
         root.sys.enable_secrets_engine("kv", path="sys/mine")
+    # hvac sends the KV version as a number; Vault takes it, and so does coffer.
+    root.sys.enable_secrets_engine("kv", path="team/v1", options={"version": 1}, config={"options": None})
+    assert root.sys.list_mounted_secrets_engines()["data"]["team/v1/"]["options"] == {"version": "1"}
+    # A move keeps the data (it stays under the mount's id).
+    root.secrets.kv.v1.create_or_update_secret("kept", {"a": "b"}, mount_point="team/v1")
+    moved = root.sys.move_backend("team/v1", "team/moved")["data"]
+    status = root.read(f"sys/remount/status/{moved['migration_id']}")["data"]["migration_info"]
+    assert (status["source_mount"], status["target_mount"], status["status"]) == ("team/v1/", "team/moved/", "success")
+    assert root.secrets.kv.v1.read_secret("kept", mount_point="team/moved")["data"] == {"a": "b"}
+    with pytest.raises(exceptions.InvalidRequest, match="no matching mount"):
+        root.sys.move_backend("team/v1", "team/elsewhere")
     with pytest.raises(exceptions.InvalidRequest):
         root.sys.enable_secrets_engine("no-such-engine", path="other")
     root.sys.disable_secrets_engine("team/apps")

@@ -38,6 +38,12 @@ def test_policies_crud(root):
     assert "secret/*" in root.sys.read_policy("legacy")["data"]["rules"]
     root.sys.delete_policy("legacy")
     assert "legacy" not in root.sys.list_policies()["data"]["policies"]
+    # Vault takes brackets in policy names.
+    root.sys.create_or_update_acl_policy("team[ops]", READER)
+    assert "team[ops]" in root.sys.list_acl_policies()["data"]["keys"]
+    root.sys.delete_policy("team[ops]")
+    root.sys.delete_policy("never[written]")
+    assert "team[ops]" not in root.sys.list_acl_policies()["data"]["keys"]
     with pytest.raises(exceptions.InvalidRequest):
         root.sys.create_or_update_acl_policy("broken", 'path "x" { capabilities = ["fly"] }')
     with pytest.raises(exceptions.InvalidRequest):
@@ -127,6 +133,8 @@ def test_revoking_a_parent_revokes_its_children(dev_server, root):
     assert root.auth.token.lookup_accessor(kept["accessor"])["data"]["id"] == ""
     root.auth.token.revoke_accessor(kept["accessor"])
     assert not kept_client.is_authenticated()
+    with pytest.raises(exceptions.InvalidRequest, match="invalid accessor"):
+        root.auth.token.lookup_accessor(kept["accessor"])
 
 
 def test_use_limits_expiry_and_renewal_limits(dev_server, root):

@@ -133,10 +133,11 @@ pub(super) async fn handle(
         }
         ("lookup-accessor", Operation::Write) => {
             let accessor = required(&fields, "accessor")?;
+            // Vault answers an unknown or revoked accessor with 400.
             let entry = unsealed
                 .tokens
                 .lookup_accessor(&accessor)?
-                .ok_or_else(bad_token)?;
+                .ok_or_else(|| ApiError::invalid("invalid accessor"))?;
             Reply::Data(lookup_data(&entry, None))
         }
         ("renew", Operation::Write) => {

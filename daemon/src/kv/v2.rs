@@ -573,10 +573,21 @@ fn write_body(data: &Map<String, Value>) -> ApiResult<(Map<String, Value>, Optio
         .ok_or_else(|| ApiError::invalid("no data provided"))?
         .clone();
     let cas = match fields.object("options")? {
+        // A negative version matches none (Vault's answer to `cas=-1` is a
+        // mismatch, not a malformed request).
+        Some(options) if options.get("cas").is_some_and(is_negative) => Some(u64::MAX),
         Some(options) => Fields::new(options).u64("cas")?,
         None => None,
     };
     Ok((secret, cas))
+}
+
+fn is_negative(value: &Value) -> bool {
+    match value {
+        Value::Number(number) => number.as_i64().is_some_and(|number| number < 0),
+        Value::String(text) => text.trim().parse::<i64>().is_ok_and(|number| number < 0),
+        _ => false,
+    }
 }
 
 /// `data/app/db` -> (`data`, `app/db`).

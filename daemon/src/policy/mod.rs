@@ -202,7 +202,9 @@ pub struct Policy {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("invalid policy name {0:?}: use 1 to 128 letters, digits, '-', '_', '.' or '@'")]
+    #[error(
+        "invalid policy name {0:?}: use 1 to 128 letters, digits and any of -_.@[]:+= (no '/', ',' or spaces)"
+    )]
     Name(String),
     #[error("the {0:?} policy is built in and cannot be changed")]
     BuiltIn(String),
@@ -212,13 +214,17 @@ pub enum ParseError {
     Json(String),
 }
 
-/// Checks and normalizes (lowercases) a policy name.
+/// Checks and normalizes (lowercases) a policy name. Vault takes nearly any
+/// name; coffer keeps out what would change a storage path (`/`), split a
+/// policy list (`,`) or hide in a log line (spaces, control characters).
 pub fn normalize_name(name: &str) -> Result<String, ParseError> {
     let valid = !name.is_empty()
         && name.len() <= 128
+        && name != "."
+        && name != ".."
         && name
             .chars()
-            .all(|character| character.is_ascii_alphanumeric() || "-_.@".contains(character));
+            .all(|character| character.is_ascii_alphanumeric() || "-_.@[]:+=".contains(character));
     if valid {
         Ok(name.to_ascii_lowercase())
     } else {

@@ -558,8 +558,14 @@ fn invalid_policies_are_refused_with_a_line() {
         1,
         "interpolation",
     );
-    assert!(matches!(parse("bad/name", ""), Err(ParseError::Name(_))));
-    assert!(matches!(parse("", ""), Err(ParseError::Name(_))));
+    for bad in ["bad/name", "", "a,b", "a b", "..", "a\nb"] {
+        assert!(
+            matches!(parse(bad, ""), Err(ParseError::Name(_))),
+            "{bad:?}"
+        );
+    }
+    // Vault takes brackets and the like; so does coffer.
+    assert_eq!(normalize_name("Team[Ops]:v=2").unwrap(), "team[ops]:v=2");
     assert!(parse("p", "{ not json").is_err());
 }
 

@@ -85,9 +85,10 @@ pub async fn to_neutral<H: Handler>(
                 .collect()
         })
         .unwrap_or_default();
-    let list_requested = query
-        .iter()
-        .any(|(key, value)| key == "list" && value == "true");
+    // `?list=` takes Go's boolean spellings, as Vault does.
+    let list_requested = query.iter().any(|(key, value)| {
+        key == "list" && matches!(value.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True")
+    });
 
     let operation = match parts.method.as_str() {
         "GET" if list_requested => Operation::List,

