@@ -32,4 +32,5 @@ pub mod seal;
 pub mod server;
 pub mod shamir;
 pub mod storage;
+pub mod token_roles;
 pub mod tokens;

@@ -474,14 +474,17 @@ impl TokenStore {
         Ok(expired)
     }
 
-    /// The hashes of every token made by a request under `prefix` (the
-    /// logins of one auth mount: `auth/userpass/`), for the caller to revoke.
-    pub fn issued_under(&self, prefix: &str) -> Result<Vec<String>, barrier::Error> {
+    /// The hashes of every token made by a request at or below `directory`
+    /// (`auth/userpass/`: the logins of one auth mount; `auth/token/create/ci/`:
+    /// the tokens of one role), for the caller to revoke.
+    pub fn issued_under(&self, directory: &str) -> Result<Vec<String>, barrier::Error> {
+        let exact = directory.trim_end_matches('/');
+        let below = format!("{exact}/");
         let mut issued = Vec::new();
         for key in self.barrier.scan(ID_PREFIX)? {
             let hash = &key[ID_PREFIX.len()..];
             if let Some(entry) = self.entry(hash)?
-                && entry.path.starts_with(prefix)
+                && (entry.path == exact || entry.path.starts_with(&below))
             {
                 issued.push(hash.to_owned());
             }

@@ -151,6 +151,18 @@ def test_policy_and_token_commands(cli, tmp_path):
     # A revoked accessor is a 400, as in Vault.
     out = cli.run("token", "lookup", "-accessor", created["accessor"], expect=2)
     assert "Code: 400" in out and "invalid accessor" in out
+    # Token roles.
+    assert "Success! Data written to: auth/token/roles/cli-role" in cli.run(
+        "write", "auth/token/roles/cli-role", "allowed_policies=cli-reader", "orphan=true", "token_period=20m"
+    )
+    assert cli.json("read", "auth/token/roles/cli-role")["data"]["token_period"] == 1200
+    assert cli.json("list", "auth/token/roles") == ["cli-role"]
+    by_role = cli.json("token create", "-role=cli-role")["auth"]
+    assert (by_role["policies"], by_role["orphan"], by_role["lease_duration"]) == (
+        ["cli-reader", "default"], True, 1200)
+    out = cli.run("token", "create", "-role=cli-role", "-policy=other", expect=2)
+    assert "must be subset of the role's allowed policies" in out
+    cli.run("delete", "auth/token/roles/cli-role")
     assert "Success! Deleted policy: cli-reader" in cli.run("policy", "delete", "cli-reader")
 
 

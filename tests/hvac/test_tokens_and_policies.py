@@ -189,3 +189,51 @@ def test_root_protected_paths_need_sudo(dev_server, root):
     assert root.sys.is_sealed() is False
     with_sudo = dev_server.client(root.auth.token.create(policies=["operator-sudo"])["auth"]["client_token"])
     with_sudo.sys.rotate_encryption_key()
+
+
+def test_token_roles(dev_server, root):
+    token = root.auth.token
+    token.create_or_update_role(
+        "ci", allowed_policies=["reader", "writer"], orphan=True, renewable=False, path_suffix="v1",
+        token_explicit_max_ttl="2h",
+    )
+    token.create_or_update_role("open", disallowed_policies=["root-like"], token_period="1h")
+    assert sorted(token.list_roles()["data"]["keys"]) == ["ci", "open"]
+    role = token.read_role("ci")["data"]
+    assert (role["allowed_policies"], role["orphan"], role["renewable"], role["path_suffix"]) == (
+        ["reader", "writer"], True, False, "v1")
+    assert role["token_explicit_max_ttl"] == 7200
+
+    # No policies asked for: the role's allowed ones; its lifetime rules apply.
+    made = token.create(role_name="ci")["auth"]
+    assert made["policies"] == ["default", "reader", "writer"]
+    assert (made["orphan"], made["renewable"], made["lease_duration"]) == (True, False, 7200)
+    looked_up = dev_server.client(made["client_token"]).auth.token.lookup_self()["data"]
+    assert looked_up["path"] == "auth/token/create/ci/v1"
+    assert token.create(role_name="ci", policies=["reader"])["auth"]["policies"] == ["default", "reader"]
+    with pytest.raises(exceptions.InvalidRequest, match="must be subset of the role's allowed policies"):
+        token.create(role_name="ci", policies=["admin"])
+    # A role that names no policies leaves the parent's bound; its period needs no sudo.
+    root.sys.create_or_update_acl_policy("reader", READER)
+    parent = dev_server.client(token.create(policies=["reader"])["auth"]["client_token"])
+    root.sys.create_or_update_acl_policy(
+        "role-user", 'path "auth/token/create/*" {\n  capabilities = ["update"]\n}\n')
+    parent = dev_server.client(token.create(policies=["reader", "role-user"])["auth"]["client_token"])
+    periodic = parent.auth.token.create(role_name="open", policies=["reader"])["auth"]
+    assert periodic["lease_duration"] == 3600
+    assert dev_server.client(periodic["client_token"]).auth.token.lookup_self()["data"]["period"] == 3600
+    with pytest.raises(exceptions.InvalidRequest, match="subset of the parent"):
+        parent.auth.token.create(role_name="open", policies=["writer"])
+    with pytest.raises(exceptions.InvalidRequest, match="disallowed by this role"):
+        token.create(role_name="open", policies=["root-like"])
+    with pytest.raises(exceptions.InvalidRequest, match="unknown role"):
+        token.create(role_name="nope")
+    # Revoking the role's prefix revokes its tokens, as Vault's leases do.
+    root.sys.revoke_prefix("auth/token/create/ci")
+    assert not dev_server.client(made["client_token"]).is_authenticated()
+    assert dev_server.client(periodic["client_token"]).is_authenticated()
+    token.delete_role("ci")
+    with pytest.raises(exceptions.InvalidPath):
+        token.read_role("ci")
+    with pytest.raises(exceptions.InvalidRequest, match="unknown role"):
+        token.create(role_name="ci")

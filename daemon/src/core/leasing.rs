@@ -60,10 +60,11 @@ impl Unsealed {
         Ok(())
     }
 
-    /// Revokes every token an auth mount's logins made (`auth/<mount>/`), with
-    /// its descendants and leases; returns how many logins' tokens.
-    pub(super) async fn revoke_tokens_issued_under(&self, prefix: &str) -> ApiResult<usize> {
-        let issued = self.tokens.issued_under(prefix)?;
+    /// Revokes every token made at or below `directory` (an auth mount's
+    /// logins, a token role's tokens), with its descendants and leases;
+    /// returns how many.
+    pub(super) async fn revoke_tokens_issued_under(&self, directory: &str) -> ApiResult<usize> {
+        let issued = self.tokens.issued_under(directory)?;
         for hash in &issued {
             self.revoke_token(hash, false).await?;
         }

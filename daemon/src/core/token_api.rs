@@ -8,6 +8,7 @@ use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
+use crate::token_roles::{self, TokenRole};
 use crate::tokens::{NewToken, RenewError, TokenEntry, now_seconds, rfc3339};
 
 fn routed(reply: Reply) -> Routed {
@@ -101,7 +102,15 @@ pub(super) async fn handle(
     let operation = request.operation;
     let data = &request.data;
     let sudo = matches!(endpoint, "revoke-orphan" | "accessors" | "tidy");
-    let decision = caller.authorize(path, capability_for(operation, true), data, sudo)?;
+    // A role written for the first time is a `create` in the ACL.
+    let exists = match endpoint.strip_prefix("roles/") {
+        Some(name) if operation == Operation::Write => {
+            token_roles::check_name(name)?;
+            token_roles::get(&unsealed.barrier, name)?.is_some()
+        }
+        _ => true,
+    };
+    let decision = caller.authorize(path, capability_for(operation, exists), data, sudo)?;
     if caller.local.is_some()
         && matches!(
             endpoint,
@@ -116,10 +125,52 @@ pub(super) async fn handle(
     let unsupported = || ApiError::unsupported(path, operation.as_str());
     let reply = match (endpoint, operation) {
         ("create" | "create-orphan", Operation::Write) => {
-            create(core, unsealed, caller, decision.sudo, endpoint, data).await?
+            create(core, unsealed, caller, decision.sudo, endpoint, data, None).await?
         }
-        (role, Operation::Write) if role.starts_with("create/") => {
-            return Err(ApiError::invalid("token roles are not supported by coffer"));
+        (create_with, Operation::Write) if create_with.starts_with("create/") => {
+            let name = &create_with["create/".len()..];
+            token_roles::check_name(name)?;
+            let role = token_roles::get(&unsealed.barrier, name)?
+                .ok_or_else(|| ApiError::invalid(format!("unknown role {name}")))?;
+            create(
+                core,
+                unsealed,
+                caller,
+                decision.sudo,
+                "create",
+                data,
+                Some(&role),
+            )
+            .await?
+        }
+        ("roles" | "roles/", Operation::List) => {
+            Reply::List(token_roles::names(&unsealed.barrier)?)
+        }
+        (role, _) if role.starts_with("roles/") => {
+            let name = &role["roles/".len()..];
+            token_roles::check_name(name)?;
+            match operation {
+                Operation::Read => Reply::data(
+                    token_roles::get(&unsealed.barrier, name)?
+                        .ok_or_else(ApiError::not_found)?
+                        .to_json(),
+                ),
+                Operation::Write => {
+                    let mut role =
+                        token_roles::get(&unsealed.barrier, name)?.unwrap_or_else(|| TokenRole {
+                            name: name.to_owned(),
+                            ..Default::default()
+                        });
+                    role.update(&fields)?;
+                    token_roles::put(&unsealed.barrier, &role).await?;
+                    Reply::NoContent
+                }
+                Operation::Delete => {
+                    token_roles::delete(&unsealed.barrier, name).await?;
+                    Reply::NoContent
+                }
+                _ => return Err(unsupported()),
+            }
         }
         // POST only: a token in a query string ends up in proxy and access logs.
         ("lookup", Operation::Write) => {
@@ -189,7 +240,6 @@ pub(super) async fn handle(
             unsealed.tidy_tokens().await?;
             Reply::NoContent
         }
-        ("roles", Operation::List) => Reply::List(Vec::new()),
         (
             "create" | "create-orphan" | "lookup" | "lookup-self" | "lookup-accessor" | "renew"
             | "renew-self" | "renew-accessor" | "revoke" | "revoke-self" | "revoke-accessor"
@@ -223,6 +273,8 @@ fn sanitize_policies(policies: Vec<String>) -> Vec<String> {
     policies
 }
 
+/// `auth/token/create`, `create-orphan` and `create/<role>`. Fields Vault does
+/// not know are ignored, as Vault does.
 async fn create(
     core: &Core,
     unsealed: &Unsealed,
@@ -230,24 +282,9 @@ async fn create(
     sudo: bool,
     endpoint: &str,
     data: &Map<String, Value>,
+    role: Option<&TokenRole>,
 ) -> ApiResult<Reply> {
     let fields = Fields::new(data);
-    fields.only(&[
-        "id",
-        "policies",
-        "meta",
-        "no_parent",
-        "no_default_policy",
-        "renewable",
-        "ttl",
-        "explicit_max_ttl",
-        "display_name",
-        "num_uses",
-        "period",
-        "type",
-        "lease",
-        "entity_alias",
-    ])?;
     fields.refuse_unless_empty(&["entity_alias"])?;
     let parent = &caller.token;
     let privileged = parent.is_root() || sudo;
@@ -264,13 +301,19 @@ async fn create(
             "choosing a token's value is not supported: tokens are generated",
         ));
     }
-    let orphan = endpoint == "create-orphan" || fields.bool("no_parent")?.unwrap_or(false);
-    if endpoint != "create-orphan" && orphan && !privileged {
+    // A role decides orphanhood; without one, `no_parent` needs privilege.
+    let orphan = match role {
+        Some(role) => role.orphan,
+        None => endpoint == "create-orphan" || fields.bool("no_parent")?.unwrap_or(false),
+    };
+    if role.is_none() && endpoint != "create-orphan" && orphan && !privileged {
         return Err(ApiError::invalid(
             "root or sudo privileges required to create orphan token",
         ));
     }
 
+    let no_default = fields.bool("no_default_policy")?.unwrap_or(false)
+        || role.is_some_and(|role| role.token_no_default_policy);
     let requested = fields.string_list("policies")?.map(sanitize_policies);
     let parent_policies: Vec<String> = parent
         .policies
@@ -278,7 +321,17 @@ async fn create(
         .filter(|policy| *policy != DEFAULT_POLICY)
         .cloned()
         .collect();
-    let mut policies = requested.unwrap_or_else(|| parent_policies.clone());
+    // A role that names its policies grants them whatever the parent holds.
+    let (mut policies, granted_by_role) = match role {
+        Some(role) => match role.policies(requested, !no_default)? {
+            Some(chosen) => (chosen, role.limits_policies()),
+            None => (parent_policies.clone(), false),
+        },
+        None => (requested.unwrap_or_else(|| parent_policies.clone()), false),
+    };
+    if let Some(role) = role {
+        role.check_disallowed(&policies)?;
+    }
     for name in &policies {
         policy::normalize_name(name).map_err(|error| ApiError::invalid(error.to_string()))?;
     }
@@ -288,9 +341,10 @@ async fn create(
                 "root tokens may only be created by a root token",
             ));
         }
-        if let Some(extra) = policies
-            .iter()
-            .find(|name| *name != DEFAULT_POLICY && !parent_policies.contains(name))
+        if !granted_by_role
+            && let Some(extra) = policies
+                .iter()
+                .find(|name| *name != DEFAULT_POLICY && !parent_policies.contains(name))
         {
             return Err(ApiError::invalid(format!(
                 "child policies must be a subset of the parent's: {extra:?} is not"
@@ -299,18 +353,30 @@ async fn create(
     }
     if policies.iter().any(|name| name == ROOT_POLICY) {
         policies = vec![ROOT_POLICY.into()];
-    } else if !fields.bool("no_default_policy")?.unwrap_or(false) {
+    } else if !no_default {
         policies.push(DEFAULT_POLICY.into());
     }
     let policies = sanitize_policies(policies);
 
-    let period = fields.duration("period")?.unwrap_or(0);
-    if period > 0 && !privileged {
-        return Err(ApiError::invalid(
-            "root or sudo privileges required to create periodic token",
-        ));
-    }
-    let explicit_max_ttl = fields.duration("explicit_max_ttl")?.unwrap_or(0);
+    // A role's period needs no privilege: the role's author had it.
+    let period = match role {
+        Some(role) if role.token_period > 0 => role.token_period,
+        _ => {
+            let period = fields.duration("period")?.unwrap_or(0);
+            if period > 0 && !privileged {
+                return Err(ApiError::invalid(
+                    "root or sudo privileges required to create periodic token",
+                ));
+            }
+            period
+        }
+    };
+    let requested_max = fields.duration("explicit_max_ttl")?.unwrap_or(0);
+    let explicit_max_ttl = match role.map_or(0, |role| role.token_explicit_max_ttl) {
+        0 => requested_max,
+        by_role if requested_max == 0 => by_role,
+        by_role => by_role.min(requested_max),
+    };
     let settings = core.settings();
     let requested_ttl = match fields.duration("ttl")? {
         Some(ttl) => Some(ttl),
@@ -346,17 +412,29 @@ async fn create(
         }
         _ => "token".to_owned(),
     };
+    let num_uses = match (fields.u64("num_uses")?.unwrap_or(0), role) {
+        (requested, Some(role))
+            if role.token_num_uses > 0 && (requested == 0 || requested > role.token_num_uses) =>
+        {
+            role.token_num_uses
+        }
+        (requested, _) => requested,
+    };
     let new = NewToken {
         policies,
         meta: fields.string_map("meta")?.unwrap_or_default(),
         display_name,
-        num_uses: fields.u64("num_uses")?.unwrap_or(0),
+        num_uses,
         ttl,
         explicit_max_ttl,
         period,
-        renewable: fields.bool("renewable")?.unwrap_or(true),
+        renewable: fields.bool("renewable")?.unwrap_or(true)
+            && role.is_none_or(|role| role.renewable),
         parent: (!orphan).then(|| parent.hash.clone()),
-        path: format!("auth/token/{endpoint}"),
+        path: match role {
+            Some(role) => role.token_path(),
+            None => format!("auth/token/{endpoint}"),
+        },
     };
     let (token, entry) = unsealed.tokens.create(new).await?;
     let granted = if entry.expire_time.is_some() {

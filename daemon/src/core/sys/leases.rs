@@ -34,7 +34,14 @@ pub(super) async fn route(unsealed: &Unsealed, request: &Request, rest: &str) ->
         }
         ("revoke-prefix", Operation::Write) => {
             let ids = under_prefix(unsealed, tail)?;
-            revoke(unsealed, ids, sync(data)?).await
+            let revoked = revoke(unsealed, ids, sync(data)?).await?;
+            // Tokens are leases too, in Vault: a prefix under `auth/` also
+            // revokes the tokens made there (a method's logins, a role's).
+            let prefix = tail.trim_matches('/');
+            if prefix.starts_with("auth/") {
+                unsealed.revoke_tokens_issued_under(prefix).await?;
+            }
+            Ok(revoked)
         }
         ("revoke-force", Operation::Write) => {
             for id in under_prefix(unsealed, tail)? {
