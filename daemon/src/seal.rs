@@ -90,6 +90,46 @@ pub fn initialize(shares: u8, threshold: u8) -> Result<Initialized, Error> {
     })
 }
 
+/// A new unseal key for the same root key, split anew: what a rekey makes.
+/// Nothing is stored until the caller commits `records`.
+pub struct Rekeyed {
+    pub config: SealConfig,
+    pub shares: Vec<Zeroizing<Vec<u8>>>,
+    pub unseal_key: Zeroizing<[u8; KEY_LEN]>,
+    pub records: Vec<(String, Vec<u8>)>,
+}
+
+/// Rekeys: opens the root key with the current `unseal_key`, seals it with a
+/// new random unseal key and splits that into `shares` with `threshold`.
+pub fn rekey(
+    backend: &dyn Backend,
+    unseal_key: &[u8],
+    shares: u8,
+    threshold: u8,
+) -> Result<Rekeyed, Error> {
+    shamir::validate(shares, threshold)?;
+    let sealed_root = backend.get(ROOT_KEY_PATH)?.ok_or(Error::MissingRootKey)?;
+    let root = barrier::open_with_key(unseal_key, ROOT_KEY_PATH, &sealed_root)
+        .map_err(|_| Error::InvalidKey)?;
+    let new_key = crypto::random_key::<KEY_LEN>()?;
+    let sealed_root = barrier::seal_with_key(new_key.as_ref(), 0, ROOT_KEY_PATH, &root)?;
+    let config = SealConfig {
+        kind: "shamir".into(),
+        secret_shares: shares,
+        secret_threshold: threshold,
+    };
+    let config_bytes = serde_json::to_vec(&config).map_err(|_| Error::MalformedConfig)?;
+    Ok(Rekeyed {
+        shares: shamir::split(new_key.as_ref(), shares, threshold)?,
+        config,
+        unseal_key: new_key,
+        records: vec![
+            (CONFIG_PATH.to_owned(), config_bytes),
+            (ROOT_KEY_PATH.to_owned(), sealed_root),
+        ],
+    })
+}
+
 /// Opens the keyring with a combined unseal key.
 pub fn open(backend: &dyn Backend, unseal_key: &[u8]) -> Result<Keyring, Error> {
     let sealed_root = backend.get(ROOT_KEY_PATH)?.ok_or(Error::MissingRootKey)?;

@@ -28,6 +28,8 @@ const PARENT_PREFIX: &str = "sys/token/parent/";
 /// scanners, clients) treat them alike.
 pub const TOKEN_PREFIX: &str = "hvs.";
 const TOKEN_RANDOM_LEN: usize = 32;
+/// The length of every service token (root generation's OTP has it too).
+pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + TOKEN_RANDOM_LEN;
 const ACCESSOR_LEN: usize = 24;
 
 pub use crate::clock::now_seconds;

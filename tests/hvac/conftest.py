@@ -27,6 +27,9 @@ listener "tcp" {
   address     = "127.0.0.1:0"
   tls_disable = true
 }
+listener "unix" {
+  address = "%(socket)s"
+}
 api_addr     = "http://127.0.0.1:8200"
 cluster_addr = "http://127.0.0.1:0"
 """
@@ -36,13 +39,14 @@ class Server:
     def __init__(self, dev):
         self.workspace = tempfile.TemporaryDirectory(prefix="coffer-hvac-")
         data = os.path.join(self.workspace.name, "data")
+        self.socket = os.path.join(self.workspace.name, "coffer.sock")
         if dev:
             args = ["server", "--dev", "--dev-root-token", "root", "--dev-listen", "127.0.0.1:0", "--data-dir", data,
                     "--dev-unsafe-allow-api-audit-creation"]
         else:
             config = os.path.join(self.workspace.name, "coffer.hcl")
             with open(config, "w") as handle:
-                handle.write(CONFIG % {"data": data})
+                handle.write(CONFIG % {"data": data, "socket": self.socket})
             args = ["server", "--config", config]
         self.log = open(os.path.join(self.workspace.name, "server.log"), "w")
         self.process = subprocess.Popen(

@@ -220,3 +220,77 @@ def test_init_unseal_status_and_seal(configured_server):
     assert table(cli.run("status", expect=2))["Sealed"] == "true"
     out = cli.run("kv", "get", "secret/x", expect=2)
     assert "Vault is sealed" in out
+
+
+def initialized(server):
+    """A configured server, initialized with 3 shares (threshold 2) and unsealed."""
+    cli = Cli(server, token=None)
+    init = cli.json("operator init", "-key-shares=3", "-key-threshold=2")
+    for key in init["unseal_keys_b64"][:2]:
+        cli.run("operator", "unseal", key)
+    cli.env["VAULT_TOKEN"] = init["root_token"]
+    return cli, init["unseal_keys_b64"]
+
+
+def generate_root(cli, keys):
+    """Runs the whole generate-root flow; returns the new token."""
+    started = cli.json("operator generate-root", "-init")
+    assert started["started"] is True and started["required"] == 2
+    otp, nonce = started["otp"], started["nonce"]
+    assert len(otp) == started["otp_length"]
+    progress = cli.json("operator generate-root", f"-nonce={nonce}", keys[0])
+    assert (progress["progress"], progress["complete"]) == (1, False)
+    done = cli.json("operator generate-root", f"-nonce={nonce}", keys[2])
+    assert done["complete"] is True
+    return cli.run("operator", "generate-root", f"-decode={done['encoded_token']}", f"-otp={otp}").strip()
+
+
+def test_generate_root_and_rekey_with_a_quorum_of_key_holders(configured_server):
+    cli, keys = initialized(configured_server)
+    # With a sudo token over TCP.
+    token = generate_root(cli, keys)
+    assert token.startswith("hvs.") and token != cli.env["VAULT_TOKEN"]
+    looked_up = Cli(configured_server, token=token).json("token lookup")["data"]
+    assert looked_up["policies"] == ["root"] and looked_up["path"] == "auth/token/root"
+    # A wrong share does not make a token, and the attempt can be cancelled.
+    started = cli.json("operator generate-root", "-init")
+    cli.run("operator", "generate-root", f"-nonce={started['nonce']}", keys[0])
+    out = cli.run("operator", "generate-root", "-nonce=not-the-nonce", keys[1], expect=2)
+    assert "nonce does not match" in out
+    cli.run("operator", "generate-root", "-cancel")
+    assert cli.json("operator generate-root", "-status")["started"] is False
+
+    # Nobody without a token may start or cancel an attempt over TCP.
+    stranger = Cli(configured_server, token=None)
+    assert "Code: 403" in stranger.run("operator", "generate-root", "-init", expect=2)
+    assert "Code: 403" in stranger.run("operator", "rekey", "-init", "-key-shares=1", "-key-threshold=1", expect=2)
+
+    # Rekey to 2 shares of 2, verified with the new shares before they count.
+    started = cli.json("operator rekey", "-init", "-key-shares=2", "-key-threshold=2", "-verify")
+    assert (started["t"], started["n"], started["verification_required"]) == (2, 2, True)
+    cli.json("operator rekey", f"-nonce={started['nonce']}", keys[1])
+    rekeyed = cli.json("operator rekey", f"-nonce={started['nonce']}", keys[2])
+    new_keys, verification = rekeyed["keys_base64"], rekeyed["verification_nonce"]
+    assert len(new_keys) == 2
+    cli.json("operator rekey", "-verify", f"-nonce={verification}", new_keys[0])
+    verified = cli.run("operator", "rekey", "-verify", f"-nonce={verification}", new_keys[1])
+    assert "Rekey verification successful" in verified
+    rows = table(cli.run("status"))
+    assert (rows["Total Shares"], rows["Threshold"]) == ("2", "2")
+    # The old shares no longer unseal; the new ones do.
+    cli.run("operator", "seal")
+    cli.run("operator", "unseal", keys[0])
+    assert "Code: 400" in cli.run("operator", "unseal", keys[1], expect=2)
+    cli.run("operator", "unseal", "-reset")
+    cli.run("operator", "unseal", new_keys[0])
+    assert table(cli.run("operator", "unseal", new_keys[1]))["Sealed"] == "false"
+
+
+def test_a_root_caller_on_the_unix_socket_needs_no_token(configured_server):
+    if os.geteuid() != 0:
+        pytest.skip("the trusted local caller is root or the daemon's user")
+    cli, keys = initialized(configured_server)
+    local = Cli(configured_server, token=None)
+    local.env["VAULT_ADDR"] = f"unix://{configured_server.socket}"
+    token = generate_root(local, keys)
+    assert Cli(configured_server, token=token).json("token lookup")["data"]["policies"] == ["root"]

@@ -155,6 +155,34 @@ impl Core {
         }
     }
 
+    /// The seal configuration (share count and threshold), once initialized.
+    pub(crate) fn seal_config(&self) -> Option<SealConfig> {
+        match &*self.read_state() {
+            State::Uninitialized => None,
+            State::Joining(joining) => Some(joining.config.clone()),
+            State::Sealed(config) | State::Unsealed(config, _) => Some(config.clone()),
+        }
+    }
+
+    /// After a rekey: the configuration this node reports and unseals with.
+    pub(crate) fn set_seal_config(&self, config: SealConfig) {
+        let unsealed = match &*self.read_state() {
+            State::Unsealed(_, unsealed) => Some(unsealed.clone()),
+            _ => None,
+        };
+        self.set_state(match unsealed {
+            Some(unsealed) => State::Unsealed(config, unsealed),
+            None => State::Sealed(config),
+        });
+    }
+
+    /// The key holders' attempts in progress (root generation, rekey).
+    pub(crate) fn lock_attempts(&self) -> std::sync::MutexGuard<'_, super::sys::quorum::Attempts> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Since when (Unix ms) this node has been the active one; 0 if it is not.
     pub(crate) fn active_since(&self) -> u64 {
         self.active_since.load(std::sync::atomic::Ordering::Relaxed)

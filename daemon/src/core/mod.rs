@@ -121,6 +121,9 @@ pub(crate) struct Caller {
     pub local: Option<crate::local_auth::Identity>,
     /// A login's caller: it has no token (yet).
     pub anonymous: bool,
+    /// A caller on this host trusted to act for the unseal-key holders
+    /// without a token (`sys/generate-root`, `sys/rekey`; see `sys/quorum.rs`).
+    pub key_holder: bool,
 }
 
 impl Caller {
@@ -136,6 +139,7 @@ impl Caller {
             acl: Arc::new(Acl::default()),
             local: None,
             anonymous: true,
+            key_holder: false,
         }
     }
 
@@ -180,6 +184,8 @@ pub struct Core {
     /// Since when (Unix ms) this node has led, as the lease round last saw;
     /// 0 while it does not (`sys/leader`'s `active_time`).
     active_since: std::sync::atomic::AtomicU64,
+    /// Root generation and rekey attempts on this node.
+    attempts: Mutex<sys::quorum::Attempts>,
 }
 
 impl Core {
@@ -204,6 +210,7 @@ impl Core {
             reopen_requested: Mutex::new(Some(reopen_requested)),
             changes: crate::changes::Hub::default(),
             active_since: std::sync::atomic::AtomicU64::new(0),
+            attempts: Mutex::new(Default::default()),
         })
     }
 
@@ -391,6 +398,18 @@ impl Core {
         if request.token.is_none()
             && let Some(peer) = local_peer(request)
         {
+            if sys::quorum::trusted_peer(peer)
+                && sys::Endpoint::parse(path).is_some_and(|endpoint| {
+                    endpoint.access(self.settings.unauthenticated_metrics_access)
+                        == sys::Access::KeyHolders
+                })
+            {
+                let mut caller = Caller::anonymous();
+                caller.anonymous = false;
+                caller.key_holder = true;
+                caller.token.display_name = format!("local-uid-{}", peer.uid);
+                return Ok(caller);
+            }
             return authenticate_local(unsealed, peer);
         }
         let token = request.token.as_ref().ok_or_else(ApiError::denied)?;
@@ -415,6 +434,7 @@ impl Core {
             acl,
             local: None,
             anonymous: false,
+            key_holder: false,
         })
     }
 
@@ -610,6 +630,7 @@ fn authenticate_local(unsealed: &Unsealed, peer: &LocalPeer) -> ApiResult<Caller
         acl,
         local: Some(identity),
         anonymous: false,
+        key_holder: false,
     })
 }
 

@@ -22,6 +22,7 @@ pub(super) mod endpoint;
 mod leases;
 mod mounts;
 mod password;
+pub(super) mod quorum;
 mod raft;
 pub(super) mod rotation;
 
@@ -283,6 +284,15 @@ pub(super) async fn handle(
                 }
                 _ => Err(ApiError::unsupported(path, operation.as_str())),
             };
+        }
+        Access::KeyHolders => {
+            if !caller.key_holder {
+                caller.authorize(path, capability_for(operation, true), data, true)?;
+            }
+            let (Endpoint::GenerateRoot(rest) | Endpoint::Rekey(rest)) = endpoint else {
+                return Err(ApiError::unsupported(path, operation.as_str()));
+            };
+            return quorum::route(core, unsealed, request, rest).await;
         }
         Access::Open => return Err(ApiError::unsupported(path, operation.as_str())),
     };

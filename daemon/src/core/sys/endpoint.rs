@@ -17,6 +17,10 @@ pub(crate) enum Endpoint<'a> {
     BootstrapChallenge,
     BootstrapAnswer,
     Seal,
+    /// `sys/generate-root/...`: the part after `sys/`.
+    GenerateRoot(&'a str),
+    /// `sys/rekey/...`: the part after `sys/`.
+    Rekey(&'a str),
     Rotate,
     RotateConfig,
     KeyStatus,
@@ -59,6 +63,9 @@ pub(crate) enum Access {
     Token { sudo: bool },
     /// A token; the endpoint checks each path it stands for by that path's rules.
     ByTarget,
+    /// A token with sudo, or a trusted caller on this host (root or the
+    /// daemon's user on the Unix socket): what the unseal-key holders use.
+    KeyHolders,
 }
 
 impl<'a> Endpoint<'a> {
@@ -83,6 +90,9 @@ impl<'a> Endpoint<'a> {
             ("leader", None) => Endpoint::Leader,
             ("metrics", None) => Endpoint::Metrics,
             ("seal", None) => Endpoint::Seal,
+            // OpenBao's CLI calls its token-only variant `generate-root-token`.
+            ("generate-root" | "generate-root-token", Some(_)) => Endpoint::GenerateRoot(rest),
+            ("rekey", Some(_)) => Endpoint::Rekey(rest),
             ("rotate", None) => Endpoint::Rotate,
             ("rotate", Some("config")) => Endpoint::RotateConfig,
             ("key-status", None) => Endpoint::KeyStatus,
@@ -134,6 +144,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::BootstrapAnswer => Access::Open,
             Endpoint::Metrics if open_metrics => Access::Open,
             Endpoint::UiMounts(_) | Endpoint::Files(_) => Access::ByTarget,
+            Endpoint::GenerateRoot(_) | Endpoint::Rekey(_) => Access::KeyHolders,
             Endpoint::Seal
             | Endpoint::Rotate
             | Endpoint::RotateConfig
@@ -197,6 +208,8 @@ impl<'a> Endpoint<'a> {
             Endpoint::BootstrapChallenge => "sys/storage/raft/bootstrap/challenge",
             Endpoint::BootstrapAnswer => "sys/storage/raft/bootstrap/answer",
             Endpoint::Seal => "sys/seal",
+            Endpoint::GenerateRoot(_) => "sys/generate-root",
+            Endpoint::Rekey(_) => "sys/rekey",
             Endpoint::Rotate | Endpoint::RotateConfig => "sys/rotate",
             Endpoint::KeyStatus => "sys/key-status",
             Endpoint::Mounts(_) => "sys/mounts",
@@ -273,6 +286,20 @@ mod tests {
             token,
             false,
         );
+        let key_holders = Some(Access::KeyHolders);
+        check(
+            "sys/generate-root/attempt",
+            Some(Endpoint::GenerateRoot("generate-root/attempt")),
+            key_holders,
+            false,
+        );
+        check(
+            "sys/rekey/update",
+            Some(Endpoint::Rekey("rekey/update")),
+            key_holders,
+            false,
+        );
+        check("sys/rekey", Some(Endpoint::Unknown), token, false);
         check("sys/remount", Some(Endpoint::Remount), sudo, false);
         check(
             "sys/remount/status/abc",
