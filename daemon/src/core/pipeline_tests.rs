@@ -973,3 +973,79 @@ async fn the_echo_engine_answers_through_the_real_doors_on_tcp_and_a_unix_socket
         server.await.unwrap().unwrap();
     }
 }
+
+/// A request on the Unix socket from `uid`, with no token.
+fn from_local(uid: u32, operation: Operation, path: &str, data: Value) -> Request {
+    let mut request = request(operation, path, None, data);
+    request.transport = Transport::Unix;
+    request.peer = Some(coffer_protocols::LocalPeer {
+        uid,
+        gid: uid,
+        pid: std::process::id(),
+        executable: None,
+        groups: Vec::new(),
+        unit: None,
+    });
+    request
+}
+
+#[tokio::test]
+async fn only_sudo_tokens_and_trusted_local_callers_reach_the_key_holders_endpoints() {
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), Settings::default()).await;
+    let attempt = "sys/generate-root/attempt";
+    // No token over TCP, a token without sudo, a stranger on the socket: 403,
+    // and no attempt was started.
+    let no_token = call(&core, Operation::Write, attempt, None, json!({})).await;
+    assert_eq!(code(&no_token), Some(ErrorCode::PermissionDenied));
+    call(
+        &core,
+        Operation::Write,
+        "sys/policies/acl/no-sudo",
+        Some(ROOT),
+        json!({"policy": "path \"sys/*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\"] }"}),
+    )
+    .await;
+    let no_sudo = new_token(&core, json!({"policies": ["no-sudo"]})).await;
+    let refused = call(&core, Operation::Write, attempt, Some(&no_sudo), json!({})).await;
+    assert_eq!(code(&refused), Some(ErrorCode::PermissionDenied));
+    let stranger_uid = 4242;
+    assert_ne!(nix::unistd::geteuid().as_raw(), stranger_uid);
+    let stranger = core
+        .handle(from_local(
+            stranger_uid,
+            Operation::Delete,
+            attempt,
+            json!({}),
+        ))
+        .await;
+    assert_eq!(code(&stranger), Some(ErrorCode::PermissionDenied));
+    let status = outcome(&call(&core, Operation::Read, attempt, Some(ROOT), json!({})).await);
+    assert_eq!(status.unwrap()["started"], false);
+
+    // The daemon's own user on the socket needs no token; root's token works too.
+    let own = nix::unistd::geteuid().as_raw();
+    let started = core
+        .handle(from_local(own, Operation::Write, attempt, json!({})))
+        .await;
+    let started = outcome(&started).unwrap();
+    assert_eq!(started["started"], true);
+    assert_eq!(
+        started["otp"].as_str().unwrap().len(),
+        crate::tokens::TOKEN_LEN
+    );
+    let again = call(&core, Operation::Write, attempt, Some(ROOT), json!({})).await;
+    assert_eq!(
+        outcome(&again).unwrap_err().1,
+        ["root generation already in progress"]
+    );
+    // The stranger cannot cancel it either.
+    core.handle(from_local(
+        stranger_uid,
+        Operation::Delete,
+        attempt,
+        json!({}),
+    ))
+    .await;
+    let status = outcome(&call(&core, Operation::Read, attempt, Some(ROOT), json!({})).await);
+    assert_eq!(status.unwrap()["started"], true);
+}
