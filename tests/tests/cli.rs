@@ -360,4 +360,84 @@ fn operator_init_and_unseal_on_a_configured_server() {
         Some(&token),
         &["kv", "put", "secret/a", "b=c"],
     ));
+
+    // A new root token from two of the three shares.
+    let root = Some(token.as_str());
+    let started = json_of(&ok(cli(
+        &server,
+        root,
+        &["operator", "generate-root", "-init", "-format=json"],
+    )));
+    let otp = started["otp"].as_str().unwrap().to_owned();
+    let nonce = started["nonce"].as_str().unwrap().to_owned();
+    let nonce_flag = format!("-nonce={nonce}");
+    let progress = ok(cli(
+        &server,
+        root,
+        &["operator", "generate-root", &nonce_flag, keys[1]],
+    ));
+    assert!(
+        progress.contains("Progress") && progress.contains('1'),
+        "{progress}"
+    );
+    let done = json_of(&ok(cli(
+        &server,
+        root,
+        &[
+            "operator",
+            "generate-root",
+            "-format=json",
+            &nonce_flag,
+            keys[0],
+        ],
+    )));
+    assert_eq!(done["complete"], true);
+    let encoded = format!("-decode={}", done["encoded_token"].as_str().unwrap());
+    let new_root = ok(cli(
+        &server,
+        None,
+        &[
+            "operator",
+            "generate-root",
+            &encoded,
+            &format!("-otp={otp}"),
+        ],
+    ));
+    let new_root = new_root.trim();
+    assert!(
+        new_root.starts_with("hvs.") && new_root != token,
+        "{new_root}"
+    );
+    let looked_up = json_of(&ok(cli(
+        &server,
+        Some(new_root),
+        &["token", "lookup", "-format=json"],
+    )));
+    assert_eq!(looked_up["data"]["policies"], json!(["root"]));
+
+    // Rekey to one share: the old shares stop unsealing.
+    ok(cli(
+        &server,
+        root,
+        &[
+            "operator",
+            "rekey",
+            "-init",
+            "-key-shares=1",
+            "-key-threshold=1",
+        ],
+    ));
+    ok(cli(&server, root, &["operator", "rekey", keys[0]]));
+    let rekeyed = ok(cli(&server, root, &["operator", "rekey", keys[2]]));
+    let new_key = rekeyed
+        .lines()
+        .find_map(|line| line.strip_prefix("Key 1: "))
+        .unwrap_or_else(|| panic!("{rekeyed}"))
+        .to_owned();
+    ok(cli(&server, root, &["operator", "seal"]));
+    let (code, _, stderr) = cli(&server, None, &["operator", "unseal", keys[0]]);
+    assert_ne!(code, 0, "an old share still counts: {stderr}");
+    assert!(stderr.contains("Code: 400"), "{stderr}");
+    let unsealed = ok(cli(&server, None, &["operator", "unseal", &new_key]));
+    assert!(unsealed.contains("false"), "{unsealed}");
 }

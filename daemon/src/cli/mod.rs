@@ -10,6 +10,7 @@ mod lease;
 mod operator;
 mod output;
 mod policy;
+mod quorum;
 mod raft;
 mod secrets;
 mod token;

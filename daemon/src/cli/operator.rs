@@ -1,8 +1,10 @@
-//! `coffer operator`: init, unseal, seal, key status, rotation, and joining a cluster.
+//! `coffer operator`: init, unseal, seal, key status, rotation, joining a
+//! cluster, root generation and rekey.
 
 use super::client::Client;
 use super::output;
 use super::output::Format;
+use super::quorum::{GenerateRoot, Rekey, generate_root, rekey};
 use super::raft::{Raft, raft};
 use super::status;
 use anyhow::Context;
@@ -33,6 +35,10 @@ pub enum Operator {
     /// Manage the Raft cluster.
     #[command(subcommand)]
     Raft(Raft),
+    /// Make a new root token with a quorum of unseal key shares.
+    GenerateRoot(GenerateRoot),
+    /// Replace the unseal key shares with a quorum of the current ones.
+    Rekey(Rekey),
 }
 
 pub(super) async fn operator(
@@ -117,6 +123,8 @@ pub(super) async fn operator(
             Ok(0)
         }
         Operator::Raft(command) => raft(client, format, command).await,
+        Operator::GenerateRoot(command) => generate_root(client, format, command).await,
+        Operator::Rekey(command) => rekey(client, format, command).await,
         Operator::Rotate => {
             client.call("PUT", "sys/rotate", None).await?;
             let key_status = client
