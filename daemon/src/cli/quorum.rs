@@ -281,7 +281,8 @@ mod tests {
     #[test]
     fn a_token_decodes_with_its_otp() {
         let token = "hvs.abcdefghijklmnopqrstuvwxyz012345";
-        let otp = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh";
+        let otp = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij";
+        assert_eq!(token.len(), otp.len());
         let encoded: Vec<u8> = token.bytes().zip(otp.bytes()).map(|(a, b)| a ^ b).collect();
         let encoded = base64::engine::general_purpose::STANDARD.encode(encoded);
         assert_eq!(decode_token(&encoded, otp).unwrap(), token);
