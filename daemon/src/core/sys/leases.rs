@@ -118,9 +118,12 @@ fn lookup(unsealed: &Unsealed, id: &str) -> ApiResult<Routed> {
 
 async fn renew(unsealed: &Unsealed, id: &str, data: &Map<String, Value>) -> ApiResult<Routed> {
     let increment = Fields::new(data).duration("increment")?;
+    // One reading of the clock: the TTL granted is measured from the instant
+    // the renewal was computed at, never a second short.
+    let now = now_seconds();
     let (lease, warning) = unsealed
         .leases
-        .renew(id, increment, now_seconds(), unsealed)
+        .renew(id, increment, now, unsealed)
         .await
         .map_err(|error| match error {
             leases::Error::Barrier(error) => error.into(),
@@ -134,7 +137,7 @@ async fn renew(unsealed: &Unsealed, id: &str, data: &Map<String, Value>) -> ApiR
     let envelope = LogicalResponse {
         lease_id: lease.id.clone(),
         renewable: lease.renewable,
-        lease_duration: lease.expire_time.saturating_sub(now_seconds()),
+        lease_duration: lease.expire_time.saturating_sub(now),
         warnings: warning.map(|warning| vec![warning]),
         ..Default::default()
     };
