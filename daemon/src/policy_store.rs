@@ -9,7 +9,9 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::barrier::{self, Barrier, Batch};
-use crate::policy::{self, Acl, DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Policy, ROOT_POLICY};
+use crate::policy::{
+    self, Acl, DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Policy, ROOT_POLICY, WRAPPING_POLICY,
+};
 
 const POLICY_PREFIX: &str = "sys/policy/";
 
@@ -138,8 +140,8 @@ impl PolicyStore {
     }
 
     pub async fn put(&self, policy: &Policy) -> Result<(), Error> {
-        if policy.name == ROOT_POLICY {
-            return Err(policy::ParseError::BuiltIn(ROOT_POLICY.into()).into());
+        if policy.name == ROOT_POLICY || policy.name == WRAPPING_POLICY {
+            return Err(policy::ParseError::BuiltIn(policy.name.clone()).into());
         }
         self.barrier
             .put_json(

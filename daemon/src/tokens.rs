@@ -23,6 +23,14 @@ pub const SALT_PATH: &str = "core/token-salt";
 const ID_PREFIX: &str = "sys/token/id/";
 const ACCESSOR_PREFIX: &str = "sys/token/accessor/";
 const PARENT_PREFIX: &str = "sys/token/parent/";
+/// Each token's cubbyhole: `sys/cubbyhole/<token hash>/<path>`, gone with the
+/// token.
+const CUBBYHOLE_PREFIX: &str = "sys/cubbyhole/";
+
+/// Where `path` of the cubbyhole of the token with `hash` is stored.
+pub fn cubbyhole_key(hash: &str, path: &str) -> String {
+    format!("{CUBBYHOLE_PREFIX}{hash}/{path}")
+}
 
 /// Service tokens carry Vault's prefix so tools that recognise Vault tokens (secret
 /// scanners, clients) treat them alike.
@@ -400,6 +408,7 @@ impl TokenStore {
         }
         batch.delete(&format!("{ID_PREFIX}{hash}"));
         batch.delete_prefix(&format!("{PARENT_PREFIX}{hash}/"));
+        batch.delete_prefix(&cubbyhole_key(hash, ""));
         Ok(())
     }
 

@@ -294,3 +294,17 @@ def test_a_root_caller_on_the_unix_socket_needs_no_token(configured_server):
     local.env["VAULT_ADDR"] = f"unix://{configured_server.socket}"
     token = generate_root(local, keys)
     assert Cli(configured_server, token=token).json("token lookup")["data"]["policies"] == ["root"]
+
+
+def test_wrap_unwrap_and_cubbyhole_commands(cli):
+    cli.run("kv", "put", "secret/cli/wrapped", "v=inside")
+    wrapped = cli.json("kv get", "-wrap-ttl=90", "secret/cli/wrapped")["wrap_info"]
+    assert (wrapped["ttl"], wrapped["creation_path"]) == (90, "secret/data/cli/wrapped")
+    looked_up = cli.json("write", "sys/wrapping/lookup", f"token={wrapped['token']}")["data"]
+    assert looked_up["creation_ttl"] == 90
+    assert cli.json("unwrap", wrapped["token"])["data"]["data"] == {"v": "inside"}
+    out = cli.run("unwrap", wrapped["token"], expect=2)
+    assert "wrapping token is not valid or does not exist" in out
+    assert "Success! Data written to: cubbyhole/cli" in cli.run("write", "cubbyhole/cli", "k=v")
+    assert cli.run("read", "-field=k", "cubbyhole/cli") == "v"
+    assert cli.json("list", "cubbyhole") == ["cli"]

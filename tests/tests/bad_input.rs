@@ -214,15 +214,15 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     refused(status, &body, 403, "permission denied");
     let (status, body) = curl(&[url("secret/data/app").as_str()]);
     refused(status, &body, 403, "permission denied");
-    // Response wrapping, which coffer does not do, is refused rather than ignored.
+    // A wrap TTL that is not a duration is refused, in Vault's words.
     let (status, body) = curl(
         &[
             &token[..],
-            &["-H", "X-Vault-Wrap-TTL: 60", &url("secret/data/app")],
+            &["-H", "X-Vault-Wrap-TTL: soon", &url("secret/data/app")],
         ]
         .concat(),
     );
-    refused(status, &body, 400, "wrapping");
+    refused(status, &body, 400, "error parsing X-Vault-Wrap-TTL header");
     // An unsupported operation on a known route.
     let (status, body) = curl(
         &[

@@ -9,6 +9,7 @@
 //! request and response records around the authorize-and-route step.
 
 mod audited;
+mod cubbyhole;
 mod envelope;
 mod fs;
 mod leasing;
@@ -24,6 +25,7 @@ pub const MIN_ROTATION_OPERATIONS: u64 = sys::rotation::MIN_OPERATIONS;
 mod token_api;
 mod unsealed;
 mod watch;
+mod wrapping;
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -279,11 +281,7 @@ impl Core {
         } else {
             path
         };
-        if request.wrap_ttl.is_some() {
-            return Err(ApiError::invalid(
-                "response wrapping (X-Vault-Wrap-TTL) is not supported by coffer",
-            ));
-        }
+        let wrap_ttl = wrapping::requested_ttl(request)?;
         // Rare paths run in futures of their own (`Box::pin`): the hot path's
         // future stays small, and is moved at every level that awaits it.
         let endpoint = sys::Endpoint::parse(path);
@@ -332,8 +330,13 @@ impl Core {
                 ));
             }
         }
-        let result = match request.operation {
-            Operation::Write | Operation::Patch | Operation::Delete => {
+        // A wrap TTL outside the caller's policy bounds stops the request
+        // before it runs.
+        let out_of_bounds =
+            wrap_ttl.and_then(|ttl| wrapping::within_bounds(&caller.acl, path, ttl).err());
+        let result = match (out_of_bounds, request.operation) {
+            (Some(error), _) => Err(error),
+            (None, Operation::Write | Operation::Patch | Operation::Delete) => {
                 let change = crate::changes::Change {
                     path: path.to_owned(),
                     operation: match request.operation {
@@ -351,10 +354,16 @@ impl Core {
                 ))
                 .await
             }
-            Operation::Read | Operation::List => {
+            (None, Operation::Read | Operation::List) => {
                 self.dispatch(&unsealed, request, path, endpoint, &caller, route)
                     .await
             }
+        };
+        let result = match (result, wrap_ttl) {
+            (Ok(routed), Some(ttl)) => {
+                Box::pin(wrapping::wrap(&unsealed, request, path, routed, ttl)).await
+            }
+            (result, _) => result,
         };
         if let Some(scope) = &scope {
             let error = result.as_ref().err().map(|error| error.messages.join("; "));
@@ -393,6 +402,13 @@ impl Core {
         // A login is how a caller gets a token: it needs none, and a token
         // sent along is not used (nor a use of it spent).
         if request.operation == Operation::Write && unsealed.auth_methods.is_login(path) {
+            return Ok(Caller::anonymous());
+        }
+        // The wrapping endpoints take a wrapping token as their credential;
+        // authenticating it here would spend its one use.
+        if sys::Endpoint::parse(path).is_some_and(|endpoint| {
+            endpoint.access(self.settings.unauthenticated_metrics_access) == sys::Access::Possession
+        }) {
             return Ok(Caller::anonymous());
         }
         if request.token.is_none()
@@ -449,6 +465,10 @@ impl Core {
     ) -> ApiResult<Routed> {
         if let Some(endpoint) = endpoint {
             return Box::pin(sys::handle(self, unsealed, request, path, endpoint, caller)).await;
+        }
+        if path == "cubbyhole" || path.starts_with("cubbyhole/") {
+            *route = Some("cubbyhole/".into());
+            return Box::pin(cubbyhole::route(unsealed, request, path, caller)).await;
         }
         if path == "auth/token" || path.starts_with("auth/token/") {
             *route = Some("auth/token/".into());

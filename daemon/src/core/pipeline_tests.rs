@@ -1049,3 +1049,49 @@ async fn only_sudo_tokens_and_trusted_local_callers_reach_the_key_holders_endpoi
     let status = outcome(&call(&core, Operation::Read, attempt, Some(ROOT), json!({})).await);
     assert_eq!(status.unwrap()["started"], true);
 }
+
+#[tokio::test]
+async fn a_tokens_cubbyhole_is_deleted_with_the_token() {
+    use crate::storage::Backend;
+    let replica = Arc::new(MemoryReplica::default());
+    let core = unsealed_core(replica.clone(), Settings::default()).await;
+    let token = new_token(&core, json!({"policies": ["default"]})).await;
+    let written = call(
+        &core,
+        Operation::Write,
+        "cubbyhole/notes",
+        Some(&token),
+        json!({"value": "private"}),
+    )
+    .await;
+    assert_eq!(outcome(&written), Ok(Map::new()));
+    assert_eq!(replica.scan("sys/cubbyhole/").unwrap().len(), 1);
+    let read = call(
+        &core,
+        Operation::Read,
+        "cubbyhole/notes",
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(outcome(&read).unwrap()["value"], "private");
+    // Root's own cubbyhole is another one.
+    let other = call(
+        &core,
+        Operation::Read,
+        "cubbyhole/notes",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&other), Some(ErrorCode::NotFound));
+    call(
+        &core,
+        Operation::Write,
+        "auth/token/revoke-self",
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    assert!(replica.scan("sys/cubbyhole/").unwrap().is_empty());
+}

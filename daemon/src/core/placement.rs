@@ -30,6 +30,10 @@ impl Core {
         {
             return Placement::Here(None);
         }
+        // Wrapping a response makes a token: a write, whatever the request.
+        if request.wrap_ttl.is_some() {
+            return Placement::Leader;
+        }
         match request.operation {
             Operation::Write | Operation::Delete | Operation::Patch => Placement::Leader,
             // Reading dynamic credentials creates a user and a lease: the

@@ -285,6 +285,13 @@ pub(super) async fn handle(
                 _ => Err(ApiError::unsupported(path, operation.as_str())),
             };
         }
+        Access::Possession => {
+            let Endpoint::Wrapping(action) = endpoint else {
+                return Err(ApiError::unsupported(path, operation.as_str()));
+            };
+            let wrap_ttl = super::wrapping::requested_ttl(request)?;
+            return super::wrapping::route(unsealed, request, action, wrap_ttl).await;
+        }
         Access::KeyHolders => {
             if !caller.key_holder {
                 caller.authorize(path, capability_for(operation, true), data, true)?;
@@ -328,6 +335,10 @@ pub(super) async fn handle(
         Endpoint::Remount if operation == Operation::Write => mounts::remount(unsealed, data).await,
         Endpoint::RemountStatus(id) if operation == Operation::Read => {
             mounts::remount_status(unsealed, id)
+        }
+        Endpoint::Wrapping(action) => {
+            let wrap_ttl = super::wrapping::requested_ttl(request)?;
+            super::wrapping::route(unsealed, request, action, wrap_ttl).await
         }
         Endpoint::Auth(rest) => mounts::auth_route(unsealed, rest, operation, data).await,
         Endpoint::PasswordPolicies(rest) => password::route(unsealed, rest, operation, data).await,

@@ -207,6 +207,17 @@ impl Acl {
     }
 
     /// Whether `capability` on `path` with request `data` is allowed.
+    /// The bounds the rule matching `path` sets on a wrapping TTL, as (min,
+    /// max) in seconds, 0 for none; root has none.
+    pub fn wrapping_bounds(&self, path: &str) -> (u64, u64) {
+        if self.root {
+            return (0, 0);
+        }
+        self.permissions(path, false).map_or((0, 0), |permissions| {
+            (permissions.min_wrapping_ttl, permissions.max_wrapping_ttl)
+        })
+    }
+
     pub fn check(&self, path: &str, capability: Capability, data: &Map<String, Json>) -> Decision {
         if self.root {
             return Decision {

@@ -20,6 +20,9 @@ use crate::hcl::{self, Kind};
 pub const ROOT_POLICY: &str = "root";
 /// The built-in policy attached to every token unless asked otherwise.
 pub const DEFAULT_POLICY: &str = "default";
+/// The one policy of a response-wrapping token. It grants nothing through the
+/// ACL: the wrapping endpoints take the token itself as the credential.
+pub const WRAPPING_POLICY: &str = "response-wrapping";
 
 /// The text of the built-in `default` policy: a token may look itself up, renew and
 /// revoke itself, and ask for its own capabilities.
@@ -49,6 +52,16 @@ path "sys/leases/renew" {
 }
 
 path "sys/leases/lookup" {
+    capabilities = ["update"]
+}
+
+# Allow a token to keep private values in its own cubbyhole
+path "cubbyhole/*" {
+    capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+# Allow a token to wrap arbitrary values in a response-wrapping token
+path "sys/wrapping/wrap" {
     capabilities = ["update"]
 }
 "#;
@@ -139,6 +152,10 @@ pub struct Permissions {
     /// Parameter name (lowercase) to the values denied; an empty list denies any.
     pub denied_parameters: BTreeMap<String, Vec<Json>>,
     pub required_parameters: Vec<String>,
+    /// Bounds on `X-Vault-Wrap-TTL` for requests to the path (seconds; 0 for
+    /// none).
+    pub min_wrapping_ttl: u64,
+    pub max_wrapping_ttl: u64,
 }
 
 impl Permissions {
@@ -151,6 +168,15 @@ impl Permissions {
             if !self.required_parameters.contains(name) {
                 self.required_parameters.push(name.clone());
             }
+        }
+        // As Vault merges them: the lower minimum, the higher maximum.
+        if other.min_wrapping_ttl > 0
+            && (self.min_wrapping_ttl == 0 || other.min_wrapping_ttl < self.min_wrapping_ttl)
+        {
+            self.min_wrapping_ttl = other.min_wrapping_ttl;
+        }
+        if other.max_wrapping_ttl > self.max_wrapping_ttl {
+            self.max_wrapping_ttl = other.max_wrapping_ttl;
         }
     }
 }
@@ -348,9 +374,16 @@ fn parse_rule(pattern: &str, block: &hcl::Block) -> Result<Rule, hcl::Error> {
                         .map(|name| name.to_ascii_lowercase())
                         .collect();
             }
-            // Response wrapping is refused by coffer, so wrapping bounds never bind;
-            // comments are documentation.
-            "comment" | "min_wrapping_ttl" | "max_wrapping_ttl" => {}
+            "min_wrapping_ttl" => {
+                permissions.min_wrapping_ttl =
+                    duration_value(&attribute.value, "min_wrapping_ttl")?;
+            }
+            "max_wrapping_ttl" => {
+                permissions.max_wrapping_ttl =
+                    duration_value(&attribute.value, "max_wrapping_ttl")?;
+            }
+            // Comments are documentation.
+            "comment" => {}
             "mfa_methods" | "control_group" | "subscribe_event_types" => {
                 return Err(hcl::Error::new(
                     at,
@@ -385,6 +418,21 @@ fn write_capabilities() -> Capabilities {
         | Capabilities::UPDATE
         | Capabilities::DELETE
         | Capabilities::LIST
+}
+
+/// Seconds, from a number or a duration string (`"5m"`).
+fn duration_value(value: &hcl::Value, key: &str) -> Result<u64, hcl::Error> {
+    let seconds = match &value.kind {
+        Kind::Number(number) => number.as_u64(),
+        Kind::String(text) => crate::duration::parse_seconds(text).ok(),
+        _ => None,
+    };
+    seconds.ok_or_else(|| {
+        hcl::Error::new(
+            value.line,
+            format!("{key} must be a duration such as \"5m\" or a number of seconds"),
+        )
+    })
 }
 
 fn string_list(value: &hcl::Value, key: &str) -> Result<Vec<String>, hcl::Error> {

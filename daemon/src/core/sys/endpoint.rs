@@ -25,6 +25,8 @@ pub(crate) enum Endpoint<'a> {
     RotateConfig,
     KeyStatus,
     Mounts(&'a str),
+    /// `sys/wrapping/<action>`: the action.
+    Wrapping(&'a str),
     /// `sys/remount`: moves a secrets engine to another path.
     Remount,
     /// `sys/remount/status/<migration id>`.
@@ -66,6 +68,9 @@ pub(crate) enum Access {
     /// A token with sudo, or a trusted caller on this host (root or the
     /// daemon's user on the Unix socket): what the unseal-key holders use.
     KeyHolders,
+    /// A response-wrapping token, in the body or as the request's token: the
+    /// token itself is the credential, not an ACL.
+    Possession,
 }
 
 impl<'a> Endpoint<'a> {
@@ -102,6 +107,7 @@ impl<'a> Endpoint<'a> {
             ("storage", _) => Endpoint::Storage(rest),
             ("mounts", _) => Endpoint::Mounts(rest),
             ("remount", None) => Endpoint::Remount,
+            ("wrapping", Some(action)) if !action.contains('/') => Endpoint::Wrapping(action),
             ("remount", Some(tail)) if tail.starts_with("status/") => {
                 Endpoint::RemountStatus(&tail["status/".len()..])
             }
@@ -145,6 +151,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::Metrics if open_metrics => Access::Open,
             Endpoint::UiMounts(_) | Endpoint::Files(_) => Access::ByTarget,
             Endpoint::GenerateRoot(_) | Endpoint::Rekey(_) => Access::KeyHolders,
+            Endpoint::Wrapping("unwrap" | "lookup" | "rewrap") => Access::Possession,
             Endpoint::Seal
             | Endpoint::Rotate
             | Endpoint::RotateConfig
@@ -214,6 +221,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::KeyStatus => "sys/key-status",
             Endpoint::Mounts(_) => "sys/mounts",
             Endpoint::Remount | Endpoint::RemountStatus(_) => "sys/remount",
+            Endpoint::Wrapping(_) => "sys/wrapping",
             Endpoint::Auth(_) => "sys/auth",
             Endpoint::PasswordPolicies(_) | Endpoint::Policies(_) => "sys/policies",
             Endpoint::Policy(_) => "sys/policy",
@@ -300,6 +308,26 @@ mod tests {
             false,
         );
         check("sys/rekey", Some(Endpoint::Unknown), token, false);
+        let possession = Some(Access::Possession);
+        check(
+            "sys/wrapping/unwrap",
+            Some(Endpoint::Wrapping("unwrap")),
+            possession,
+            false,
+        );
+        check(
+            "sys/wrapping/lookup",
+            Some(Endpoint::Wrapping("lookup")),
+            possession,
+            false,
+        );
+        check(
+            "sys/wrapping/wrap",
+            Some(Endpoint::Wrapping("wrap")),
+            token,
+            false,
+        );
+        check("sys/wrapping/a/b", Some(Endpoint::Unknown), token, false);
         check("sys/remount", Some(Endpoint::Remount), sudo, false);
         check(
             "sys/remount/status/abc",

@@ -63,6 +63,16 @@ fn system_entry() -> MountEntry {
     entry
 }
 
+/// Each token's private store, built into the core (`core/cubbyhole.rs`).
+fn cubbyhole_entry() -> MountEntry {
+    built_in_entry(
+        "cubbyhole/",
+        "cubbyhole",
+        "per-token private secret storage",
+        "cubbyhole",
+    )
+}
+
 fn token_entry() -> MountEntry {
     built_in_entry("token/", "token", "token based credentials", "auth_token")
 }
@@ -236,6 +246,7 @@ pub(super) async fn mounts_route(
                     listing.insert(entry.path.clone(), mount_json(entry));
                 }
                 listing.insert("sys/".into(), mount_json(&system_entry()));
+                listing.insert("cubbyhole/".into(), mount_json(&cubbyhole_entry()));
                 Ok(system(Reply::Data(listing)))
             }
             _ => Err(ApiError::unsupported("sys/mounts", operation.as_str())),
@@ -507,6 +518,9 @@ pub(super) fn ui_mounts(unsealed: &Unsealed, caller: &Caller, path: &str) -> Api
             if caller.acl.has_access_under(&entry.path) {
                 secret.insert(entry.path.clone(), mount_json(entry));
             }
+        }
+        if caller.acl.has_access_under("cubbyhole/") {
+            secret.insert("cubbyhole/".into(), mount_json(&cubbyhole_entry()));
         }
         let mut auth = Map::new();
         for entry in auth_entries(unsealed) {
