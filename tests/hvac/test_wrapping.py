@@ -92,3 +92,31 @@ def test_policies_bound_the_wrapping_ttl_before_the_request_runs(dev_server, roo
     wrapped = client.write("secret/data/bounded/a", wrap_ttl="30s", data={"v": "1"})["wrap_info"]
     assert wrapped["ttl"] == 30
     assert root.sys.unwrap(wrapped["token"])["data"]["version"] == 1
+
+
+def test_a_wrapped_response_is_audited_with_its_token_hashed(dev_server, root):
+    import json
+    import os
+
+    log = os.path.join(dev_server.workspace.name, "wrap-audit.log")
+    root.sys.enable_audit_device("file", path="wrap-file", options={"file_path": log})
+    try:
+        root.secrets.kv.v2.create_or_update_secret("wrap/audited", {"k": "wrapped-value"})
+        info = root.read("secret/data/wrap/audited", wrap_ttl="1m")["wrap_info"]
+        digest = root.sys.calculate_hash("wrap-file", info["token"])["data"]["hash"]
+        deadline = time.monotonic() + 5
+        while True:
+            with open(log) as handle:
+                text = handle.read()
+            found = [
+                json.loads(line)["response"]["wrap_info"]
+                for line in text.splitlines()
+                if '"wrap_info"' in line
+            ]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert found and found[-1]["token"] == digest
+        assert info["token"] not in text and "wrapped-value" not in text
+    finally:
+        root.sys.disable_audit_device("wrap-file")

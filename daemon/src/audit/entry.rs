@@ -34,6 +34,8 @@ pub struct Outcome<'a> {
     /// The response's `data` (and `auth` for logins and token creation).
     pub data: Data<'a>,
     pub auth: Option<&'a coffer_protocols::Auth>,
+    /// A wrapped response's `wrap_info` (its token is hashed like any token).
+    pub wrap_info: Option<&'a Value>,
 }
 
 /// Everything one line is made of, before hashing.
@@ -363,6 +365,8 @@ struct ResponseSection<'a> {
     auth: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<HashedData<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wrap_info: Option<Value>,
 }
 
 fn rfc3339(time: SystemTime) -> String {
@@ -429,6 +433,26 @@ impl Entry<'_> {
                 Data::None => None,
                 ref data => Some(HashedData { data, hasher }),
             },
+            wrap_info: outcome.wrap_info.map(|info| {
+                let mut info = info.clone();
+                if let Value::Object(map) = &mut info {
+                    for (key, hash) in [
+                        ("token", true),
+                        ("accessor", false),
+                        ("wrapped_accessor", false),
+                    ] {
+                        if let Some(Value::String(text)) = map.get_mut(key) {
+                            let written = if hash {
+                                hasher.secret(text)
+                            } else {
+                                hasher.accessor(text)
+                            };
+                            *text = written.as_str().to_owned();
+                        }
+                    }
+                }
+                info
+            }),
         });
         let line = Line {
             time: rfc3339(self.time),
@@ -491,6 +515,7 @@ mod tests {
         });
         let token = token();
         let response_data = json!({"version": 3, "created_time": "2026-01-01T00:00:00Z"});
+        let wrap_info = json!({"token": "hvs.WRAPPING", "accessor": "wrap-accessor", "ttl": 60});
         let entry = Entry {
             kind: "response",
             time: SystemTime::UNIX_EPOCH,
@@ -505,6 +530,7 @@ mod tests {
                 status: 200,
                 data: Data::Value(&response_data),
                 auth: None,
+                wrap_info: Some(&wrap_info),
             }),
             error: None,
         };
@@ -516,7 +542,14 @@ mod tests {
         let line = render(&hasher);
         assert_eq!(line.last(), Some(&b'\n'));
         let text = String::from_utf8(line).unwrap();
-        for secret in ["s3cret", "hvs.TOKENVALUE", "accessor-value", "2026-01-01"] {
+        for secret in [
+            "s3cret",
+            "hvs.TOKENVALUE",
+            "accessor-value",
+            "2026-01-01",
+            "hvs.WRAPPING",
+            "wrap-accessor",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         let parsed: Value = serde_json::from_str(&text).unwrap();
@@ -542,6 +575,11 @@ mod tests {
         assert_eq!(parsed["auth"]["policies"], json!(["default", "app"]));
         assert_eq!(parsed["response"]["status"], 200);
         assert_eq!(parsed["response"]["data"]["version"], 3);
+        assert_eq!(
+            parsed["response"]["wrap_info"]["token"],
+            hasher.hash("hvs.WRAPPING")
+        );
+        assert_eq!(parsed["response"]["wrap_info"]["ttl"], 60);
 
         // Another salt, another hash; hmac_accessor = false keeps accessors.
         let other = Hasher::new(b"other", false, false);

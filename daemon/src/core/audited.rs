@@ -99,37 +99,44 @@ pub(super) fn audit_outcome(result: &ApiResult<Routed>) -> audit::entry::Outcome
             status: error.code.http_status(),
             data: Data::None,
             auth: None,
+            wrap_info: None,
         },
         Ok(routed) => match &routed.reply {
             Reply::Data(map) => Outcome {
                 status: 200,
                 data: Data::Map(map),
                 auth: None,
+                wrap_info: None,
             },
             Reply::Envelope(envelope) => Outcome {
                 status: 200,
                 data: envelope.data.as_ref().map_or(Data::None, Data::Map),
                 auth: envelope.auth.as_ref(),
+                wrap_info: envelope.wrap_info.as_ref(),
             },
             Reply::List(keys) => Outcome {
                 status: if keys.is_empty() { 404 } else { 200 },
                 data: Data::Keys(keys),
                 auth: None,
+                wrap_info: None,
             },
             Reply::NoContent => Outcome {
                 status: 204,
                 data: Data::None,
                 auth: None,
+                wrap_info: None,
             },
             Reply::Raw(status, body) => Outcome {
                 status: *status,
                 data: Data::Value(body),
                 auth: None,
+                wrap_info: None,
             },
             Reply::Text(..) | Reply::Binary(..) => Outcome {
                 status: 200,
                 data: Data::None,
                 auth: None,
+                wrap_info: None,
             },
         },
     }
