@@ -292,7 +292,12 @@ impl Core {
             }
         }
         let unsealed = self.unsealed()?;
-        let caller = match self.authenticate(&unsealed, request, path, token).await {
+        let access =
+            endpoint.map(|endpoint| endpoint.access(self.settings.unauthenticated_metrics_access));
+        let caller = match self
+            .authenticate(&unsealed, request, path, access, token)
+            .await
+        {
             Ok(caller) => caller,
             Err(error) => {
                 if let Some(scope) = unsealed.audit.scope(None) {
@@ -392,11 +397,14 @@ impl Core {
 
     /// The caller of `request`; `looked_up` is its token's entry when the
     /// placement decision already read it.
+    /// `access` is what the `sys/` endpoint of `path` asks of its caller, if
+    /// `path` is one.
     async fn authenticate(
         &self,
         unsealed: &Unsealed,
         request: &Request,
         path: &str,
+        access: Option<sys::Access>,
         looked_up: Option<TokenEntry>,
     ) -> ApiResult<Caller> {
         // A login is how a caller gets a token: it needs none, and a token
@@ -406,20 +414,13 @@ impl Core {
         }
         // The wrapping endpoints take a wrapping token as their credential;
         // authenticating it here would spend its one use.
-        if sys::Endpoint::parse(path).is_some_and(|endpoint| {
-            endpoint.access(self.settings.unauthenticated_metrics_access) == sys::Access::Possession
-        }) {
+        if access == Some(sys::Access::Possession) {
             return Ok(Caller::anonymous());
         }
         if request.token.is_none()
             && let Some(peer) = local_peer(request)
         {
-            if sys::quorum::trusted_peer(peer)
-                && sys::Endpoint::parse(path).is_some_and(|endpoint| {
-                    endpoint.access(self.settings.unauthenticated_metrics_access)
-                        == sys::Access::KeyHolders
-                })
-            {
+            if access == Some(sys::Access::KeyHolders) && sys::quorum::trusted_peer(peer) {
                 let mut caller = Caller::anonymous();
                 caller.anonymous = false;
                 caller.key_holder = true;

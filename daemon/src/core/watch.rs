@@ -54,7 +54,9 @@ impl Core {
             .filter(|seconds| *seconds > 0)
             .unwrap_or(DEFAULT_LEASE_WARNING);
         let unsealed = self.unsealed()?;
-        let caller = self.authenticate(&unsealed, request, &prefix, None).await?;
+        let caller = self
+            .authenticate(&unsealed, request, &prefix, None, None)
+            .await?;
         let empty = Map::new();
         let allowed = [Capability::List, Capability::Read]
             .into_iter()
