@@ -262,17 +262,6 @@ fn required(fields: &Fields<'_>, key: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::invalid(format!("missing {key}")))
 }
 
-fn sanitize_policies(policies: Vec<String>) -> Vec<String> {
-    let mut policies: Vec<String> = policies
-        .into_iter()
-        .map(|policy| policy.trim().to_ascii_lowercase())
-        .filter(|policy| !policy.is_empty())
-        .collect();
-    policies.sort();
-    policies.dedup();
-    policies
-}
-
 /// `auth/token/create`, `create-orphan` and `create/<role>`. Fields Vault does
 /// not know are ignored, as Vault does.
 async fn create(
@@ -314,7 +303,9 @@ async fn create(
 
     let no_default = fields.bool("no_default_policy")?.unwrap_or(false)
         || role.is_some_and(|role| role.token_no_default_policy);
-    let requested = fields.string_list("policies")?.map(sanitize_policies);
+    let requested = fields
+        .string_list("policies")?
+        .map(token_roles::policy_names);
     let parent_policies: Vec<String> = parent
         .policies
         .iter()
@@ -356,7 +347,7 @@ async fn create(
     } else if !no_default {
         policies.push(DEFAULT_POLICY.into());
     }
-    let policies = sanitize_policies(policies);
+    let policies = token_roles::policy_names(policies);
 
     // A role's period needs no privilege: the role's author had it.
     let period = match role {
