@@ -4,10 +4,9 @@
 use super::client::Client;
 use super::output;
 use super::output::Format;
-use super::quorum::{GenerateRoot, Rekey, generate_root, rekey};
+use super::quorum::{GenerateRoot, Rekey, generate_root, key_or_stdin, rekey};
 use super::raft::{Raft, raft};
 use super::status;
-use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
 use serde_json::json;
@@ -101,18 +100,7 @@ pub(super) async fn operator(
             let body = if reset {
                 json!({"reset": true})
             } else {
-                let key = match key {
-                    Some(key) => key,
-                    None => {
-                        eprint!("Unseal Key (read from stdin): ");
-                        let mut line = String::new();
-                        std::io::stdin()
-                            .read_line(&mut line)
-                            .context("cannot read the key from stdin")?;
-                        line.trim().to_owned()
-                    }
-                };
-                json!({"key": key})
+                json!({"key": key_or_stdin(key)?})
             };
             client.call("PUT", "sys/unseal", Some(&body)).await?;
             status(client, format).await

@@ -64,7 +64,7 @@ pub struct Rekey {
 }
 
 /// A key from the argument, or from stdin.
-fn key_or_stdin(key: Option<String>) -> anyhow::Result<String> {
+pub(super) fn key_or_stdin(key: Option<String>) -> anyhow::Result<String> {
     if let Some(key) = key {
         return Ok(key);
     }
