@@ -146,14 +146,8 @@ async fn init(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
             )));
         }
     }
-    let count = |key: &str| -> ApiResult<u8> {
-        let value = fields
-            .u64(key)?
-            .ok_or_else(|| ApiError::invalid(format!("{key} is required")))?;
-        u8::try_from(value).map_err(|_| ApiError::invalid(format!("{key} must be at most 255")))
-    };
-    let shares = count("secret_shares")?;
-    let threshold = count("secret_threshold")?;
+    let shares = share_count(&fields, "secret_shares")?;
+    let threshold = share_count(&fields, "secret_threshold")?;
     let output = core.initialize(shares, threshold, None).await?;
     let keys: Vec<String> = output.shares.iter().map(hex::encode).collect();
     let keys_base64: Vec<String> = output
@@ -169,6 +163,15 @@ async fn init(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
             "root_token": output.root_token.as_str(),
         }),
     ))
+}
+
+/// A share count or threshold (`secret_shares`, `secret_threshold`): required,
+/// at most 255.
+fn share_count(fields: &Fields<'_>, key: &str) -> ApiResult<u8> {
+    let value = fields
+        .u64(key)?
+        .ok_or_else(|| ApiError::invalid(format!("{key} is required")))?;
+    u8::try_from(value).map_err(|_| ApiError::invalid(format!("{key} must be at most 255")))
 }
 
 /// A key share as operators type it: hex or base64.

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 use super::super::{Core, Routed, Unsealed};
-use super::{decode_share, system};
+use super::{decode_share, share_count, system};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
@@ -278,13 +278,8 @@ fn rekey_status(core: &Core, config: &SealConfig) -> Value {
 fn start_rekey(core: &Core, config: &SealConfig, data: &Map<String, Value>) -> ApiResult<Routed> {
     let fields = Fields::new(data);
     fields.refuse_unless_empty(&["pgp_keys", "backup"])?;
-    let count = |key: &str| -> ApiResult<u8> {
-        let value = fields
-            .u64(key)?
-            .ok_or_else(|| ApiError::invalid(format!("{key} is required")))?;
-        u8::try_from(value).map_err(|_| ApiError::invalid(format!("{key} must be at most 255")))
-    };
-    let (shares, threshold) = (count("secret_shares")?, count("secret_threshold")?);
+    let shares = share_count(&fields, "secret_shares")?;
+    let threshold = share_count(&fields, "secret_threshold")?;
     crate::shamir::validate(shares, threshold)
         .map_err(|error| ApiError::invalid(error.to_string()))?;
     {
