@@ -206,21 +206,8 @@ impl MountTable {
         options: BTreeMap<String, String>,
     ) -> Result<MountEntry, Error> {
         let _guard = self.changes.lock().await;
-        if self
-            .layout
-            .reserved
-            .iter()
-            .any(|reserved| path.starts_with(reserved))
-        {
-            return Err(Error::Reserved(path));
-        }
         let current = self.entries();
-        if let Some(existing) = current
-            .iter()
-            .find(|entry| path.starts_with(entry.path.as_str()) || entry.path.starts_with(&path))
-        {
-            return Err(Error::Conflict(existing.path.clone()));
-        }
+        self.check_free(&current, &path, None)?;
         let uuid = uuid_v4()?;
         let entry = MountEntry {
             accessor: format!("{}{kind}_{}", self.layout.accessor_prefix, &uuid[..8]),
@@ -250,21 +237,8 @@ impl MountTable {
         record: impl FnOnce(&mut Batch) -> Result<(), barrier::Error>,
     ) -> Result<MountEntry, Error> {
         let _guard = self.changes.lock().await;
-        if self
-            .layout
-            .reserved
-            .iter()
-            .any(|reserved| to.starts_with(reserved))
-        {
-            return Err(Error::Reserved(to));
-        }
         let mut next = self.entries().as_ref().clone();
-        if let Some(existing) = next.iter().find(|entry| {
-            entry.path != from
-                && (to.starts_with(entry.path.as_str()) || entry.path.starts_with(&to))
-        }) {
-            return Err(Error::Conflict(existing.path.clone()));
-        }
+        self.check_free(&next, &to, Some(from))?;
         let entry = next
             .iter_mut()
             .find(|entry| entry.path == from)
@@ -277,6 +251,31 @@ impl MountTable {
         self.barrier.commit(batch).await?;
         self.replace(next);
         Ok(moved)
+    }
+
+    /// Refuses `path` when it is reserved, or above or below a mount of
+    /// `entries` other than `moving` (the mount a remount takes away).
+    fn check_free(
+        &self,
+        entries: &[MountEntry],
+        path: &str,
+        moving: Option<&str>,
+    ) -> Result<(), Error> {
+        if self
+            .layout
+            .reserved
+            .iter()
+            .any(|reserved| path.starts_with(reserved))
+        {
+            return Err(Error::Reserved(path.to_owned()));
+        }
+        match entries.iter().find(|entry| {
+            Some(entry.path.as_str()) != moving
+                && (path.starts_with(entry.path.as_str()) || entry.path.starts_with(path))
+        }) {
+            Some(existing) => Err(Error::Conflict(existing.path.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Removes the mount at `path` and deletes all of its data, atomically.
