@@ -62,14 +62,7 @@ pub(super) async fn operator(
                 output::json(&answer);
                 return Ok(0);
             }
-            let keys = answer
-                .get("keys_base64")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for (index, key) in keys.iter().enumerate() {
-                println!("Unseal Key {}: {}", index + 1, output::cell(key));
-            }
+            output::key_shares(&answer, "Unseal Key");
             println!();
             println!(
                 "Initial Root Token: {}",

@@ -61,6 +61,19 @@ pub fn header(title: &str) {
     println!("{bar} {title} {bar}");
 }
 
+/// The new key shares of an answer (`keys_base64`), one numbered line each:
+/// `Unseal Key 1: ...`.
+pub fn key_shares(answer: &Value, label: &str) {
+    let shares = answer
+        .get("keys_base64")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (index, share) in shares.iter().enumerate() {
+        println!("{label} {}: {}", index + 1, cell(share));
+    }
+}
+
 pub fn keys(value: &Value) {
     println!("Keys\n----");
     if let Some(keys) = value.pointer("/data/keys").and_then(Value::as_array) {

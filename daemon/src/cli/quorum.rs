@@ -252,14 +252,7 @@ pub(super) async fn rekey(client: &Client, format: Format, command: Rekey) -> an
         );
         return Ok(0);
     }
-    let keys = answer
-        .get("keys_base64")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for (index, key) in keys.iter().enumerate() {
-        println!("Key {}: {}", index + 1, output::cell(key));
-    }
+    output::key_shares(&answer, "Key");
     println!();
     match answer.get("verification_nonce") {
         Some(verification) => println!(
