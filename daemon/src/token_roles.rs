@@ -55,14 +55,7 @@ impl Default for TokenRole {
 
 /// A role name: letters, digits, `-`, `_`, `.`, 1 to 128 of them.
 pub fn check_name(name: &str) -> ApiResult<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 128
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|character| character.is_ascii_alphanumeric() || "-_.".contains(character));
-    if valid {
+    if crate::policy::is_name(name, "-_.") {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(

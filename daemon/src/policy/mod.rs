@@ -244,18 +244,23 @@ pub enum ParseError {
 /// name; coffer keeps out what would change a storage path (`/`), split a
 /// policy list (`,`) or hide in a log line (spaces, control characters).
 pub fn normalize_name(name: &str) -> Result<String, ParseError> {
-    let valid = !name.is_empty()
+    if is_name(name, "-_.@[]:+=") {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(ParseError::Name(name.chars().take(64).collect()))
+    }
+}
+
+/// Whether `name` is 1 to 128 ASCII letters, digits and characters of
+/// `punctuation`, and not `.` or `..` (names become storage path segments).
+pub fn is_name(name: &str, punctuation: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 128
         && name != "."
         && name != ".."
         && name
             .chars()
-            .all(|character| character.is_ascii_alphanumeric() || "-_.@[]:+=".contains(character));
-    if valid {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err(ParseError::Name(name.chars().take(64).collect()))
-    }
+            .all(|character| character.is_ascii_alphanumeric() || punctuation.contains(character))
 }
 
 /// Parses a policy written in HCL or in its JSON form.
