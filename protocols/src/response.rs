@@ -11,6 +11,10 @@ pub struct Response {
     /// A bounded label such as `secret/` or `sys/health`; `None` when no route matched.
     pub route: Option<String>,
     pub body: ResponseBody,
+    /// Headers the response carries besides its body's (`Retry-After` and
+    /// `X-Ratelimit-*` of a rate limit); gRPC sends them as metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,18 +49,22 @@ pub enum ResponseBody {
 
 impl Response {
     pub fn new(route: Option<String>, body: ResponseBody) -> Self {
-        Response { route, body }
+        Response {
+            route,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        Response {
-            route: None,
-            body: ResponseBody::Error {
+        Response::new(
+            None,
+            ResponseBody::Error {
                 code,
                 messages: vec![message.into()],
                 data: None,
             },
-        }
+        )
     }
 
     /// The status this response has on HTTP; also used as the metrics label.

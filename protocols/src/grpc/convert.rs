@@ -222,7 +222,19 @@ pub fn response(response: Response, request_id: &str) -> Result<pb::Response, St
             code: error,
             messages,
             ..
-        } => Err(status(error, &messages)),
+        } => {
+            let mut failure = status(error, &messages);
+            // `retry-after` of a rate limit, as on HTTP.
+            for (name, value) in response.headers {
+                if let (Ok(name), Ok(value)) = (
+                    tonic::metadata::MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes()),
+                    MetadataValue::try_from(value),
+                ) {
+                    failure.metadata_mut().insert(name, value);
+                }
+            }
+            Err(failure)
+        }
     }
 }
 

@@ -241,7 +241,20 @@ fn client_token(headers: &HeaderMap) -> Result<Option<ClientToken>, Response> {
 
 /// Renders a neutral response as HTTP.
 pub fn render(response: Response) -> axum::response::Response {
-    match response.body {
+    let mut rendered = render_body(response.body);
+    for (name, value) in response.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::try_from(name),
+            HeaderValue::try_from(value),
+        ) {
+            rendered.headers_mut().append(name, value);
+        }
+    }
+    rendered
+}
+
+fn render_body(body: ResponseBody) -> axum::response::Response {
+    match body {
         ResponseBody::Logical(logical) => json_bytes(StatusCode::OK, logical.to_json_bytes()),
         ResponseBody::NoContent => {
             with_common_headers(axum::response::Response::builder().status(StatusCode::NO_CONTENT))
