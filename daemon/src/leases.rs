@@ -336,6 +336,11 @@ impl Manager {
             .collect())
     }
 
+    /// How many leases there are under `prefix`.
+    pub fn count_under(&self, prefix: &str) -> Result<u64, Error> {
+        Ok(self.barrier.scan(&format!("{PREFIX}{prefix}"))?.len() as u64)
+    }
+
     /// The leases a token created.
     pub fn token_leases(&self, token: &str) -> Result<Vec<String>, Error> {
         let mut ids = Vec::new();

@@ -26,6 +26,7 @@ pub mod mounts;
 pub mod password_policy;
 pub mod policy;
 pub mod policy_store;
+pub mod quotas;
 pub mod raft;
 pub mod replica;
 pub mod seal;

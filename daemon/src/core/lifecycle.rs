@@ -136,6 +136,11 @@ impl Core {
     }
 
     pub(super) fn set_state(&self, state: State) {
+        // The quotas are read from behind the barrier; a node that is not
+        // unsealed holds none.
+        if !matches!(state, State::Unsealed(..)) {
+            self.quotas.clear();
+        }
         *self
             .state
             .write()
@@ -515,8 +520,10 @@ impl Core {
             barrier,
             reopen_requests: self.reopen_requests.clone(),
             changes: self.changes.clone(),
+            quotas: self.quotas.clone(),
         };
         unsealed.reload_audit();
+        unsealed.reload_quotas();
         Ok(unsealed)
     }
 

@@ -14,6 +14,7 @@ mod envelope;
 mod fs;
 mod leasing;
 mod lifecycle;
+mod limits;
 mod login;
 #[cfg(test)]
 mod pipeline_tests;
@@ -188,6 +189,8 @@ pub struct Core {
     active_since: std::sync::atomic::AtomicU64,
     /// Root generation and rekey attempts on this node.
     attempts: Mutex<sys::quorum::Attempts>,
+    /// The quotas (loaded while unsealed) and their clients' state on this node.
+    quotas: Arc<crate::quotas::Quotas>,
 }
 
 impl Core {
@@ -213,6 +216,7 @@ impl Core {
             changes: crate::changes::Hub::default(),
             active_since: std::sync::atomic::AtomicU64::new(0),
             attempts: Mutex::new(Default::default()),
+            quotas: Arc::new(crate::quotas::Quotas::default()),
         })
     }
 
@@ -495,6 +499,13 @@ impl Core {
             &request.data,
             false,
         )?;
+        // Held until the engine is done, so the lease it stores is counted.
+        let _lease_reservation =
+            if request.operation == Operation::Read && engine.issues_leases(&rest) {
+                self.reserve_lease(unsealed, path)?
+            } else {
+                None
+            };
         let requester = engine::Requester {
             display_name: &caller.token.display_name,
             token_hash: caller.local.is_none().then_some(caller.token.hash.as_str()),
@@ -542,10 +553,26 @@ impl Handler for Core {
             {
                 self.describe_peer(request.transport, peer);
             }
-            match self.placement(&request) {
+            // The rate limit comes before anything else, the token's lookup
+            // included: a client over it costs one map lookup.
+            let verdict = self.rate_limit(&request);
+            if let Some(verdict) = &verdict
+                && !verdict.decision.allowed
+            {
+                return Box::pin(self.refuse_over_rate(&request, verdict)).await;
+            }
+            let mut response = match self.placement(&request) {
                 Placement::Leader => Box::pin(self.forward(&request)).await,
                 Placement::Here(token) => self.run(&request, token.map(|entry| *entry)).await,
+            };
+            if let Some(verdict) = verdict
+                && verdict.headers
+            {
+                response
+                    .headers
+                    .extend(limits::rate_headers(&verdict.decision));
             }
+            response
         }
         .instrument(span)
         .await

@@ -1095,3 +1095,200 @@ async fn a_tokens_cubbyhole_is_deleted_with_the_token() {
     .await;
     assert!(replica.scan("sys/cubbyhole/").unwrap().is_empty());
 }
+
+/// A request from the TCP address `address`.
+fn from_address(address: &str, operation: Operation, path: &str, data: Value) -> Request {
+    let mut request = request(operation, path, Some(ROOT), data);
+    request.remote_address = Some(format!("{address}:50000"));
+    request
+}
+
+fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response
+        .headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+#[tokio::test]
+async fn rate_limit_quotas_refuse_a_client_over_its_rate_and_no_other() {
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), Settings::default()).await;
+    mount_kv(&core).await;
+    let write = |path: &'static str, data: Value| {
+        let core = &core;
+        async move { call(core, Operation::Write, path, Some(ROOT), data).await }
+    };
+    let refusal = |response: &Response| outcome(response).err().map(|(_, messages)| messages);
+    // Vault's checks and texts.
+    for (body, error) in [
+        (json!({}), "'rate' is invalid"),
+        (json!({"rate": -1}), "'rate' is invalid"),
+        (
+            json!({"rate": 1, "path": "nosuch/"}),
+            "invalid mount path \"nosuch/\"",
+        ),
+        (
+            json!({"rate": 1, "path": "secret/", "role": "r"}),
+            "Mount path \"secret/\" is not a valid auth method and therefore unsuitable for use with role-based quotas",
+        ),
+        (
+            json!({"rate": 1, "path": "auth/token/", "role": "r"}),
+            "Mount path \"auth/token/\" does not support use with role-based quotas",
+        ),
+    ] {
+        let refused = write("sys/quotas/rate-limit/q", body.clone()).await;
+        assert_eq!(refusal(&refused), Some(vec![error.to_owned()]), "{body}");
+    }
+    let created = write(
+        "sys/quotas/rate-limit/kv",
+        json!({"rate": "2", "interval": "1h", "path": "/secret", "ignored": true}),
+    )
+    .await;
+    assert_eq!(code(&created), None, "{created:?}");
+    let read = call(
+        &core,
+        Operation::Read,
+        "sys/quotas/rate-limit/kv",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    let read = outcome(&read).unwrap();
+    assert_eq!(
+        Value::Object(read),
+        json!({"name": "kv", "path": "secret/", "role": "", "type": "rate-limit",
+               "inheritable": false, "rate": 2, "interval": 3600, "block_interval": 0})
+    );
+    let twin = write(
+        "sys/quotas/rate-limit/twin",
+        json!({"rate": 5, "path": "secret"}),
+    )
+    .await;
+    assert_eq!(
+        refusal(&twin),
+        Some(vec![
+            "quota rule with similar properties exists under the name \"kv\"".to_owned()
+        ])
+    );
+    let listed = call(
+        &core,
+        Operation::List,
+        "sys/quotas/rate-limit/",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    assert_eq!(outcome(&listed).unwrap()["keys"], json!(["kv"]));
+
+    // Two requests per hour per client on secret/: the third is refused
+    // before it runs, with Retry-After; another client and another mount
+    // are untouched.
+    let read_from = |address: &'static str, path: &'static str| {
+        let core = &core;
+        async move {
+            core.handle(from_address(address, Operation::Read, path, json!({})))
+                .await
+        }
+    };
+    for _ in 0..2 {
+        let allowed = read_from("127.0.0.2", "secret/data/missing").await;
+        assert_eq!(code(&allowed), Some(ErrorCode::NotFound));
+        assert_eq!(
+            header(&allowed, "x-ratelimit-limit"),
+            None,
+            "headers are off"
+        );
+    }
+    let refused = read_from("127.0.0.2", "secret/data/missing").await;
+    assert_eq!(
+        refusal(&refused),
+        Some(vec![
+            "request path \"secret/data/missing\": rate limit quota exceeded".to_owned()
+        ])
+    );
+    assert_eq!(code(&refused), Some(ErrorCode::RateLimited));
+    let retry_after: u64 = header(&refused, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=1800).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        code(&read_from("127.0.0.3", "secret/data/missing").await),
+        Some(ErrorCode::NotFound)
+    );
+    assert_eq!(code(&read_from("127.0.0.2", "sys/mounts").await), None);
+    // A standby counted what it forwarded.
+    let mut forwarded = from_address(
+        "127.0.0.2",
+        Operation::Read,
+        "secret/data/missing",
+        json!({}),
+    );
+    forwarded.forwarded = true;
+    assert_eq!(
+        code(&core.handle(forwarded).await),
+        Some(ErrorCode::NotFound)
+    );
+
+    // A global quota leaves the exempt paths alone, and shows its headers
+    // when the config asks.
+    let configured = write(
+        "sys/quotas/config",
+        json!({"enable_rate_limit_response_headers": true,
+               "rate_limit_exempt_paths": ["sys/health", "sys/quotas/*"]}),
+    )
+    .await;
+    assert_eq!(code(&configured), None, "{configured:?}");
+    assert_eq!(
+        code(
+            &write(
+                "sys/quotas/rate-limit/all",
+                json!({"rate": 1, "interval": "1h"})
+            )
+            .await
+        ),
+        None
+    );
+    let first = read_from("127.0.0.4", "sys/mounts").await;
+    assert_eq!(code(&first), None);
+    assert_eq!(header(&first, "X-Ratelimit-Limit"), Some("1"));
+    assert_eq!(header(&first, "X-Ratelimit-Remaining"), Some("0"));
+    assert_eq!(
+        code(&read_from("127.0.0.4", "sys/mounts").await),
+        Some(ErrorCode::RateLimited)
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            read_from("127.0.0.4", "sys/health").await.http_status(),
+            200
+        );
+        assert_ne!(
+            code(&read_from("127.0.0.4", "sys/quotas/config").await),
+            Some(ErrorCode::RateLimited)
+        );
+    }
+    // Deleting the rules lifts them at once.
+    for name in ["all", "kv"] {
+        let deleted = call(
+            &core,
+            Operation::Delete,
+            &format!("sys/quotas/rate-limit/{name}"),
+            Some(ROOT),
+            json!({}),
+        )
+        .await;
+        assert_eq!(code(&deleted), None);
+    }
+    assert_eq!(code(&read_from("127.0.0.4", "sys/mounts").await), None);
+    assert_eq!(
+        code(&read_from("127.0.0.2", "secret/data/missing").await),
+        Some(ErrorCode::NotFound)
+    );
+    let gone = call(
+        &core,
+        Operation::Read,
+        "sys/quotas/rate-limit/kv",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    assert_eq!(code(&gone), Some(ErrorCode::NotFound));
+}

@@ -23,6 +23,7 @@ mod leases;
 mod mounts;
 mod password;
 pub(super) mod quorum;
+pub(super) mod quotas;
 mod raft;
 pub(super) mod rotation;
 
@@ -376,6 +377,7 @@ pub(super) async fn handle(
             audit::route(unsealed, request, rest, core.settings().api_audit_creation).await
         }
         Endpoint::Leases(rest) => leases::route(unsealed, request, rest).await,
+        Endpoint::Quotas(rest) => quotas::route(unsealed, rest, operation, data).await,
         Endpoint::Raw | Endpoint::Unknown | Endpoint::UiMounts(_) | Endpoint::Files(_) => {
             Err(ApiError::no_route(path))
         }

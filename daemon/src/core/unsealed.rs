@@ -45,6 +45,8 @@ pub(crate) struct Unsealed {
     pub(super) reopen_requests: tokio::sync::mpsc::UnboundedSender<()>,
     /// Where applied writes are announced to watchers (the core's hub).
     pub(super) changes: crate::changes::Hub,
+    /// The core's quotas, which this node's copy of `sys/quotas/` fills.
+    pub(super) quotas: Arc<crate::quotas::Quotas>,
 }
 
 impl Unsealed {
@@ -64,6 +66,24 @@ impl Unsealed {
         self.local_roles.invalidate();
         self.forget_engine_caches();
         self.reload_audit();
+        self.reload_quotas();
+    }
+
+    /// Loads the quotas as stored now.
+    pub(super) fn reload_quotas(&self) {
+        use super::sys::quotas::{read_config, rules};
+        use crate::quotas::Kind;
+        let loaded = read_config(self).and_then(|config| {
+            let mut all = rules(self, Kind::RateLimit)?;
+            all.extend(rules(self, Kind::LeaseCount)?);
+            Ok((config, all))
+        });
+        match loaded {
+            Ok((config, rules)) => self.quotas.replace(config, rules),
+            Err(error) => {
+                tracing::error!(error = %error.messages.join("; "), "cannot read the quotas")
+            }
+        }
     }
 
     pub(super) fn forget_engine_caches(&self) {
@@ -104,11 +124,12 @@ impl Unsealed {
 }
 
 /// The keys whose writes this node's caches depend on: the keyring and tables
-/// under `core/`, policies, `auth/local` roles, tokens, leases, and the
+/// under `core/`, policies, quotas, `auth/local` roles, tokens, leases, and the
 /// engines' data (KV metadata).
-const WATCHED: [&str; 6] = [
+const WATCHED: [&str; 7] = [
     "core/",
     "sys/policy/",
+    crate::quotas::PREFIX,
     "sys/token/id/",
     "sys/expire/id/",
     crate::local_auth::PREFIX,
@@ -158,6 +179,9 @@ impl ApplyObserver for Unsealed {
         }
         if touched(&|key| key == audit::TABLE_PATH || key == "core/") {
             self.reload_audit();
+        }
+        if touched(&|key| key.starts_with(crate::quotas::PREFIX)) {
+            self.reload_quotas();
         }
         for key in change.touched {
             self.leases.observe(key);

@@ -46,6 +46,8 @@ pub(crate) enum Endpoint<'a> {
     AuditHash(&'a str),
     /// `sys/leases/...` and the legacy `sys/renew`, `sys/revoke*`.
     Leases(&'a str),
+    /// `sys/quotas/...`: the part after `sys/`.
+    Quotas(&'a str),
     /// `sys/raw`: not served, but refused only to callers with sudo.
     Raw,
     /// `sys/internal/ui/mounts/<path>`: the part after `ui/mounts/`.
@@ -125,6 +127,7 @@ impl<'a> Endpoint<'a> {
             ("leases" | "renew" | "revoke" | "revoke-prefix" | "revoke-force", _) => {
                 Endpoint::Leases(rest)
             }
+            ("quotas", _) => Endpoint::Quotas(rest),
             ("raw", _) => Endpoint::Raw,
             ("internal", Some(tail)) if tail.starts_with("ui/mounts") => {
                 Endpoint::UiMounts(tail["ui/mounts".len()..].trim_start_matches('/'))
@@ -232,6 +235,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::Audit(_) => "sys/audit",
             Endpoint::AuditHash(_) => "sys/audit-hash",
             Endpoint::Leases(_) => "sys/leases",
+            Endpoint::Quotas(_) => "sys/quotas",
             Endpoint::UiMounts(_) => "sys/internal",
             Endpoint::Files(_) => "sys/internal/fs",
             Endpoint::Raw | Endpoint::Unknown => "sys/other",
@@ -395,6 +399,12 @@ mod tests {
             false,
         );
         check("sys/raw/core", Some(Endpoint::Raw), sudo, false);
+        check(
+            "sys/quotas/rate-limit/q",
+            Some(Endpoint::Quotas("quotas/rate-limit/q")),
+            token,
+            false,
+        );
         check(
             "sys/internal/ui/mounts/secret/x",
             Some(Endpoint::UiMounts("secret/x")),
