@@ -192,3 +192,34 @@ def test_revoke_prefix_and_static_roles(database, postgres):
     assert second["password"] != first["password"]
     assert postgres.psql("reporting", first["password"], "SELECT 1").returncode != 0
     assert postgres.psql("reporting", second["password"], "SELECT 1").returncode == 0
+
+
+def test_a_lease_count_quota_caps_the_credentials_alive_under_a_path(database, postgres):
+    database.adapter.post("/v1/sys/quotas/lease-count/app", json={"max_leases": 2, "path": "database/creds/app"})
+    try:
+        quota = database.adapter.get("/v1/sys/quotas/lease-count/app")["data"]
+        assert (quota["max_leases"], quota["path"], quota["counter"]) == (2, "database/creds/app", 0)
+        first, second = (database.secrets.database.generate_credentials(name="app") for _ in range(2))
+        assert database.adapter.get("/v1/sys/quotas/lease-count/app")["data"]["counter"] == 2
+        users = {row["data"]["username"] for row in (first, second)}
+        before = dynamic_users(postgres)
+        with pytest.raises(hvac.exceptions.RateLimitExceeded, match="lease count quota exceeded"):
+            database.secrets.database.generate_credentials(name="app")
+        # Refused before the engine ran: no third user was made.
+        assert dynamic_users(postgres) == before
+        assert users <= before
+        # Revoking one makes room for one.
+        database.sys.revoke_lease(lease_id=first["lease_id"])
+        third = database.secrets.database.generate_credentials(name="app")
+        assert third["data"]["username"] not in users
+        with pytest.raises(hvac.exceptions.RateLimitExceeded):
+            database.secrets.database.generate_credentials(name="app")
+    finally:
+        database.adapter.delete("/v1/sys/quotas/lease-count/app")
+    database.sys.revoke_prefix(prefix="database/creds/app")
+
+
+def dynamic_users(postgres):
+    result = postgres.psql("postgres", postgres.password, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'")
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
