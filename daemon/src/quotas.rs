@@ -232,10 +232,17 @@ pub struct Decision {
     pub allowed: bool,
     /// Seconds until the client may try again (0 when allowed).
     pub retry_after: u64,
+    /// The same, exactly.
+    pub wait: Duration,
     pub limit: u64,
     pub remaining: u64,
     /// Seconds until the bucket is full again.
     pub reset: u64,
+}
+
+/// A non-negative number of seconds as a duration (0 when it is not one).
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or_default()
 }
 
 fn ceil_seconds(seconds: f64) -> u64 {
@@ -283,6 +290,7 @@ impl RateLimiter {
                 return Decision {
                     allowed: false,
                     retry_after: ceil_seconds(1.0 / self.refill),
+                    wait: seconds(1.0 / self.refill),
                     limit: self.capacity as u64,
                     remaining: 0,
                     reset: ceil_seconds(self.capacity / self.refill),
@@ -302,6 +310,7 @@ impl RateLimiter {
             return Decision {
                 allowed: false,
                 retry_after: ceil_seconds((bucket.blocked_until - now).as_secs_f64()),
+                wait: bucket.blocked_until - now,
                 limit: self.capacity as u64,
                 remaining: 0,
                 reset: reset(bucket.tokens),
@@ -312,6 +321,7 @@ impl RateLimiter {
             return Decision {
                 allowed: true,
                 retry_after: 0,
+                wait: Duration::ZERO,
                 limit: self.capacity as u64,
                 remaining: bucket.tokens as u64,
                 reset: reset(bucket.tokens),
@@ -326,6 +336,7 @@ impl RateLimiter {
         Decision {
             allowed: false,
             retry_after: ceil_seconds(retry_after).max(1),
+            wait: seconds(retry_after),
             limit: self.capacity as u64,
             remaining: 0,
             reset: reset(bucket.tokens),
@@ -556,28 +567,33 @@ mod tests {
     const ONE: Client = Client::Uid(1);
     const TWO: Client = Client::Uid(2);
 
-    fn seconds(value: f64) -> Duration {
+    fn at(value: f64) -> Duration {
         Duration::from_secs_f64(value)
     }
 
     #[test]
     fn a_bucket_holds_rate_requests_and_refills_over_the_interval() {
         let limiter = RateLimiter::new(rate("q", "", 4.0, 2, 0)).unwrap();
-        let at = |time: f64, client| limiter.take(client, seconds(time));
+        let take = |time: f64, client| limiter.take(client, at(time));
         for remaining in [3, 2, 1, 0] {
-            let decision = at(0.0, ONE);
+            let decision = take(0.0, ONE);
             assert!(decision.allowed);
             assert_eq!(decision.remaining, remaining);
             assert_eq!(decision.limit, 4);
         }
-        let refused = at(0.1, ONE);
+        let refused = take(0.1, ONE);
         assert!(!refused.allowed);
-        // One token comes back every half second.
+        // One token comes back every half second: 0.2 are there.
         assert_eq!(refused.retry_after, 1);
-        assert!(at(0.1, TWO).allowed, "each client has its own bucket");
-        assert!(at(0.6, ONE).allowed);
-        assert!(!at(0.6, ONE).allowed);
-        let full = at(10.0, ONE);
+        assert!(
+            (refused.wait.as_secs_f64() - 0.4).abs() < 1e-9,
+            "{:?}",
+            refused.wait
+        );
+        assert!(take(0.1, TWO).allowed, "each client has its own bucket");
+        assert!(take(0.6, ONE).allowed);
+        assert!(!take(0.6, ONE).allowed);
+        let full = take(10.0, ONE);
         assert!(full.allowed);
         assert_eq!(full.remaining, 3, "a bucket never holds more than rate");
     }
@@ -585,39 +601,39 @@ mod tests {
     #[test]
     fn a_client_over_the_rate_is_blocked_for_the_block_interval() {
         let limiter = RateLimiter::new(rate("q", "", 1.0, 1, 5)).unwrap();
-        assert!(limiter.take(ONE, seconds(0.0)).allowed);
-        let refused = limiter.take(ONE, seconds(0.5));
+        assert!(limiter.take(ONE, at(0.0)).allowed);
+        let refused = limiter.take(ONE, at(0.5));
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after, 5);
         // The bucket has refilled, but the block holds.
-        let blocked = limiter.take(ONE, seconds(3.0));
+        let blocked = limiter.take(ONE, at(3.0));
         assert!(!blocked.allowed);
         assert_eq!(blocked.retry_after, 3);
-        assert!(limiter.take(ONE, seconds(5.6)).allowed);
+        assert!(limiter.take(ONE, at(5.6)).allowed);
     }
 
     #[test]
     fn a_rate_below_one_lets_one_request_through_per_period() {
         let limiter = RateLimiter::new(rate("q", "", 0.5, 1, 0)).unwrap();
-        assert!(limiter.take(ONE, seconds(0.0)).allowed);
-        let refused = limiter.take(ONE, seconds(1.0));
+        assert!(limiter.take(ONE, at(0.0)).allowed);
+        let refused = limiter.take(ONE, at(1.0));
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after, 1);
-        assert!(limiter.take(ONE, seconds(2.0)).allowed);
+        assert!(limiter.take(ONE, at(2.0)).allowed);
     }
 
     #[test]
     fn the_client_map_is_bounded_and_forgets_full_buckets_first() {
         let limiter = RateLimiter::new(rate("q", "", 1.0, 1, 0)).unwrap();
         for uid in 0..MAX_CLIENTS as u32 {
-            assert!(limiter.take(Client::Uid(uid), seconds(0.0)).allowed);
+            assert!(limiter.take(Client::Uid(uid), at(0.0)).allowed);
         }
         let newcomer = Client::Uid(u32::MAX);
         assert!(
-            !limiter.take(newcomer, seconds(0.1)).allowed,
+            !limiter.take(newcomer, at(0.1)).allowed,
             "every remembered client is still within its interval"
         );
-        assert!(limiter.take(newcomer, seconds(2.0)).allowed);
+        assert!(limiter.take(newcomer, at(2.0)).allowed);
         assert_eq!(limiter.clients().len(), 1);
     }
 

@@ -1200,7 +1200,13 @@ async fn rate_limit_quotas_refuse_a_client_over_its_rate_and_no_other() {
             "headers are off"
         );
     }
+    // A refusal is held until the client could succeed, at most a second
+    // (tokio's paused clock would need its test-util feature, which would
+    // build every tokio crate twice).
+    let started = std::time::Instant::now();
     let refused = read_from("127.0.0.2", "secret/data/missing").await;
+    let held = started.elapsed().as_secs_f64();
+    assert!((0.9..3.0).contains(&held), "held {held} s");
     assert_eq!(
         refusal(&refused),
         Some(vec![
