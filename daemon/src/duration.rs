@@ -96,9 +96,38 @@ pub fn format_go(seconds: u64) -> String {
     }
 }
 
+/// Formats seconds as OpenBao's warnings do, without zero units (`"2h"`,
+/// `"1h30m"`, `"45s"`).
+pub fn format_short(seconds: u64) -> String {
+    if seconds == 0 {
+        return "0s".into();
+    }
+    let mut text = String::new();
+    for (unit, size) in [("h", 3600), ("m", 60), ("s", 1)] {
+        let count = seconds / size % if size == 3600 { u64::MAX } else { 60 };
+        if count > 0 {
+            text.push_str(&format!("{count}{unit}"));
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_formats_drop_zero_units() {
+        for (seconds, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (7200, "2h"),
+            (5400, "1h30m"),
+            (3661, "1h1m1s"),
+        ] {
+            assert_eq!(format_short(seconds), text);
+        }
+    }
 
     fn check(input: &str, expected: Option<u64>) {
         assert_eq!(parse_seconds(input).ok(), expected, "input {input:?}");

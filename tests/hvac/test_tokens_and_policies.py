@@ -237,3 +237,17 @@ def test_token_roles(dev_server, root):
         token.read_role("ci")
     with pytest.raises(exceptions.InvalidRequest, match="unknown role"):
         token.create(role_name="ci")
+
+
+def test_the_token_store_is_tuned_like_any_auth_method(root):
+    root.sys.tune_auth_method("token", default_lease_ttl="1h", max_lease_ttl="2h")
+    try:
+        tuning = root.sys.read_auth_method_tuning("token")["data"]
+        assert (tuning["default_lease_ttl"], tuning["max_lease_ttl"]) == (3600, 7200)
+        assert root.auth.token.create(policies=["default"])["auth"]["lease_duration"] == 3600
+        capped = root.auth.token.create(policies=["default"], ttl="5h")
+        assert capped["auth"]["lease_duration"] == 7200
+        assert "capped" in capped["warnings"][0]
+    finally:
+        root.sys.tune_auth_method("token", default_lease_ttl=0, max_lease_ttl=0)
+    assert root.auth.token.create(policies=["default"])["auth"]["lease_duration"] == 2764800

@@ -1,7 +1,7 @@
 //! The core: the seal state and the one request pipeline every door calls.
 //!
-//! [`Core::handle`] (the doors' `Handler`) runs, for every request:
-//! validate the path -> answer the unauthenticated `sys/` endpoints (health, seal
+//! [`Core::handle`] (the doors' `Handler`) runs, for every request: the
+//! rate-limit quota (`limits.rs`) -> validate the path -> answer the unauthenticated `sys/` endpoints (health, seal
 //! status, init, unseal, leader) -> refuse with 503 while sealed -> authenticate
 //! the token -> authorize with the token's ACL (inside each route, which knows
 //! whether a write is a `create` or an `update`) -> route to `sys/`, `auth/token/`

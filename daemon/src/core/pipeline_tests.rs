@@ -826,7 +826,7 @@ async fn sys_auth_enables_tunes_and_disables_methods_and_disabling_revokes_their
     let looked_up = outcome(&lookup().await).unwrap();
     assert_eq!(looked_up["explicit_max_ttl"], 30);
     assert_eq!(looked_up["path"], "auth/ci/login");
-    // The built-in methods show the system's settings and are not tuned.
+    // The built-in methods show the system's settings; `local` is not tuned.
     let token_tune = outcome(&read("sys/auth/token/tune").await).unwrap();
     assert_eq!(
         token_tune["default_lease_ttl"],
@@ -1297,4 +1297,88 @@ async fn rate_limit_quotas_refuse_a_client_over_its_rate_and_no_other() {
     )
     .await;
     assert_eq!(code(&gone), Some(ErrorCode::NotFound));
+}
+
+#[tokio::test]
+async fn the_token_stores_tune_sets_its_tokens_ttls() {
+    let core = unsealed_core(Arc::new(MemoryReplica::default()), Settings::default()).await;
+    let write =
+        |path: &'static str, data: Value| call(&core, Operation::Write, path, Some(ROOT), data);
+    let tuned = write(
+        "sys/auth/token/tune",
+        json!({"default_lease_ttl": "1h", "max_lease_ttl": "2h", "description": "tokens!"}),
+    )
+    .await;
+    assert_eq!(code(&tuned), None, "{tuned:?}");
+    let read = call(
+        &core,
+        Operation::Read,
+        "sys/auth/token/tune",
+        Some(ROOT),
+        json!({}),
+    )
+    .await;
+    let read = outcome(&read).unwrap();
+    assert_eq!(
+        (
+            &read["default_lease_ttl"],
+            &read["max_lease_ttl"],
+            &read["description"]
+        ),
+        (&json!(3600), &json!(7200), &json!("tokens!"))
+    );
+    let listed =
+        outcome(&call(&core, Operation::Read, "sys/auth", Some(ROOT), json!({})).await).unwrap();
+    assert_eq!(listed["token/"]["config"]["max_lease_ttl"], 7200);
+
+    let plain = write("auth/token/create", json!({"policies": ["default"]})).await;
+    assert_eq!(auth_of(&plain).lease_duration, 3600);
+    let long = write(
+        "auth/token/create",
+        json!({"policies": ["default"], "ttl": "5h"}),
+    )
+    .await;
+    assert_eq!(auth_of(&long).lease_duration, 7200);
+    let ResponseBody::Logical(logical) = &long.body else {
+        panic!("{long:?}");
+    };
+    assert_eq!(
+        logical.warnings,
+        Some(vec![
+            "TTL of \"5h\" exceeded the effective max_ttl of \"2h\"; TTL value is capped accordingly"
+                .to_owned()
+        ])
+    );
+    let token = auth_of(&plain).client_token.clone();
+    let renewed = call(
+        &core,
+        Operation::Write,
+        "auth/token/renew-self",
+        Some(&token),
+        json!({"increment": "10h"}),
+    )
+    .await;
+    assert!(auth_of(&renewed).lease_duration <= 7200, "{renewed:?}");
+
+    let refused = write("sys/auth/token/tune", json!({"max_lease_ttl": "30m"})).await;
+    assert_eq!(
+        outcome(&refused).unwrap_err().1,
+        ["backend max lease TTL of 1800 would be less than backend default lease TTL of 3600"]
+    );
+    // Zero goes back to the system's.
+    assert_eq!(
+        code(
+            &write(
+                "sys/auth/token/tune",
+                json!({"default_lease_ttl": 0, "max_lease_ttl": 0})
+            )
+            .await
+        ),
+        None
+    );
+    let back = write("auth/token/create", json!({"policies": ["default"]})).await;
+    assert_eq!(
+        auth_of(&back).lease_duration,
+        Settings::default().default_lease_ttl
+    );
 }

@@ -20,7 +20,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 mod audit;
 pub(super) mod endpoint;
 mod leases;
-mod mounts;
+pub(super) mod mounts;
 mod password;
 pub(super) mod quorum;
 pub(super) mod quotas;

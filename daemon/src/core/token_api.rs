@@ -7,6 +7,7 @@ use super::{Caller, Core, Routed, Unsealed, capability_for};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
+use crate::duration;
 use crate::policy::{self, DEFAULT_POLICY, ROOT_POLICY};
 use crate::token_roles::{self, TokenRole};
 use crate::tokens::{NewToken, RenewError, TokenEntry, now_seconds, rfc3339};
@@ -368,7 +369,7 @@ async fn create(
         by_role if requested_max == 0 => by_role,
         by_role => by_role.min(requested_max),
     };
-    let settings = core.settings();
+    let (default_ttl, max_ttl) = token_store_ttls(core, unsealed)?;
     let requested_ttl = match fields.duration("ttl")? {
         Some(ttl) => Some(ttl),
         None => fields.duration("lease")?,
@@ -379,13 +380,19 @@ async fn create(
         // A root parent making a root token without a TTL makes one that does not
         // expire, as in Vault.
         _ if parent.is_root() && policies == [ROOT_POLICY] && explicit_max_ttl == 0 => 0,
-        _ => settings.default_lease_ttl,
+        _ => default_ttl,
     };
     if explicit_max_ttl > 0 && (ttl == 0 || ttl > explicit_max_ttl) {
         ttl = explicit_max_ttl;
     }
-    if period == 0 && ttl > settings.max_lease_ttl {
-        ttl = settings.max_lease_ttl;
+    let mut warnings = None;
+    if period == 0 && ttl > max_ttl {
+        warnings = Some(vec![format!(
+            "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+            duration::format_short(ttl),
+            duration::format_short(max_ttl)
+        )]);
+        ttl = max_ttl;
     }
     let display_name = match fields.string("display_name")? {
         Some(name) if !name.is_empty() => {
@@ -433,7 +440,19 @@ async fn create(
     } else {
         0
     };
-    Ok(with_auth(auth_block(&entry, &token, granted), None))
+    Ok(with_auth(auth_block(&entry, &token, granted), warnings))
+}
+
+/// The default and maximum TTL of the tokens the token store makes: as
+/// `sys/auth/token/tune` set them, else the system's.
+fn token_store_ttls(core: &Core, unsealed: &Unsealed) -> ApiResult<(u64, u64)> {
+    let config = super::sys::mounts::token_entry(unsealed)?.config;
+    let settings = core.settings();
+    let or_system = |ttl: u64, system: u64| if ttl == 0 { system } else { ttl };
+    Ok((
+        or_system(config.default_lease_ttl, settings.default_lease_ttl),
+        or_system(config.max_lease_ttl, settings.max_lease_ttl),
+    ))
 }
 
 async fn renew(
@@ -444,11 +463,18 @@ async fn renew(
     token: &str,
 ) -> ApiResult<Reply> {
     let increment = fields.duration("increment")?;
-    match unsealed
+    // The token store's ceiling is for its own tokens; a method's login
+    // tokens carry their mount's as their explicit maximum.
+    let issued_here = unsealed
         .tokens
-        .renew(hash, increment, core.settings().max_lease_ttl)
-        .await
-    {
+        .entry(hash)?
+        .is_some_and(|entry| entry.path.starts_with("auth/token/"));
+    let max_ttl = if issued_here {
+        token_store_ttls(core, unsealed)?.1
+    } else {
+        core.settings().max_lease_ttl
+    };
+    match unsealed.tokens.renew(hash, increment, max_ttl).await {
         Ok(Some(renewed)) => Ok(with_auth(
             auth_block(&renewed.entry, token, renewed.ttl),
             renewed.warning.map(|warning| vec![warning]),

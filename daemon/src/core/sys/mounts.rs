@@ -73,15 +73,24 @@ fn cubbyhole_entry() -> MountEntry {
     )
 }
 
-fn token_entry() -> MountEntry {
-    built_in_entry("token/", "token", "token based credentials", "auth_token")
+/// The token store's mount: built in, with what `sys/auth/token/tune` stored.
+pub(in crate::core) fn token_entry(unsealed: &Unsealed) -> ApiResult<MountEntry> {
+    Ok(unsealed
+        .barrier
+        .get_json(TOKEN_MOUNT_PATH)?
+        .unwrap_or_else(|| {
+            built_in_entry("token/", "token", "token based credentials", "auth_token")
+        }))
 }
 
+/// Where the token store's tuned mount entry is kept.
+const TOKEN_MOUNT_PATH: &str = "core/auth-token";
+
 /// Every auth mount: the token store, the built-in methods, the enabled ones.
-fn auth_entries(unsealed: &Unsealed) -> Vec<MountEntry> {
-    let mut entries = vec![token_entry()];
+fn auth_entries(unsealed: &Unsealed) -> ApiResult<Vec<MountEntry>> {
+    let mut entries = vec![token_entry(unsealed)?];
     entries.extend(unsealed.auth_methods.entries());
-    entries
+    Ok(entries)
 }
 
 /// Mount settings Vault has and coffer does not implement; clients send them with
@@ -215,6 +224,32 @@ async fn tune_write(table: &MountTable, path: &str, fields: &Fields<'_>) -> ApiR
         })
         .await
         .map_err(mount_error)?;
+    Ok(())
+}
+
+/// `sys/auth/token/tune`: the token store's TTLs (the defaults and ceiling of
+/// the tokens `auth/token/create` makes) and description.
+async fn tune_token_store(
+    unsealed: &Unsealed,
+    mut entry: MountEntry,
+    fields: &Fields<'_>,
+) -> ApiResult<()> {
+    if fields
+        .string_map("options")?
+        .is_some_and(|options| !options.is_empty())
+    {
+        return Err(ApiError::invalid("the token auth method takes no options"));
+    }
+    let (default_ttl, max_ttl) = mount_settings(fields)?;
+    let default_ttl = default_ttl.unwrap_or(entry.config.default_lease_ttl);
+    let max_ttl = max_ttl.unwrap_or(entry.config.max_lease_ttl);
+    check_ttls(default_ttl, max_ttl)?;
+    entry.config.default_lease_ttl = default_ttl;
+    entry.config.max_lease_ttl = max_ttl;
+    if let Some(description) = fields.string("description")? {
+        entry.description = description;
+    }
+    unsealed.barrier.put_json(TOKEN_MOUNT_PATH, &entry).await?;
     Ok(())
 }
 
@@ -386,7 +421,7 @@ pub(super) async fn auth_route(
         return match operation {
             Operation::Read => {
                 let mut listing = Map::new();
-                for entry in auth_entries(unsealed) {
+                for entry in auth_entries(unsealed)? {
                     listing.insert(entry.path.clone(), mount_json(&entry));
                 }
                 Ok(system(Reply::Data(listing)))
@@ -438,7 +473,7 @@ pub(super) async fn auth_route(
             Ok(system(Reply::NoContent))
         }
         Operation::Read => {
-            let entry = auth_entries(unsealed)
+            let entry = auth_entries(unsealed)?
                 .into_iter()
                 .find(|entry| entry.path == mount_path)
                 .ok_or_else(|| ApiError::invalid(format!("no auth method at {mount_path:?}")))?;
@@ -474,7 +509,7 @@ async fn auth_tune(
     data: &Map<String, Value>,
 ) -> ApiResult<Routed> {
     let path = mounts::normalize_path(path).map_err(mount_error)?;
-    let entry = auth_entries(unsealed)
+    let entry = auth_entries(unsealed)?
         .into_iter()
         .find(|entry| entry.path == path)
         .ok_or_else(|| {
@@ -484,6 +519,10 @@ async fn auth_tune(
         })?;
     match operation {
         Operation::Read => Ok(tune_read(unsealed, &entry, true)),
+        Operation::Write if entry.kind == "token" => {
+            tune_token_store(unsealed, entry, &Fields::new(data)).await?;
+            Ok(system(Reply::NoContent))
+        }
         Operation::Write if entry.uuid.is_empty() => Err(ApiError::invalid(format!(
             "the built-in {} auth method is not tuned: its tokens take the system's TTLs",
             entry.kind
@@ -523,7 +562,7 @@ pub(super) fn ui_mounts(unsealed: &Unsealed, caller: &Caller, path: &str) -> Api
             secret.insert("cubbyhole/".into(), mount_json(&cubbyhole_entry()));
         }
         let mut auth = Map::new();
-        for entry in auth_entries(unsealed) {
+        for entry in auth_entries(unsealed)? {
             if caller.acl.has_access_under(&format!("auth/{}", entry.path)) {
                 auth.insert(entry.path.clone(), mount_json(&entry));
             }
