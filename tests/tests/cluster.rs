@@ -194,6 +194,61 @@ fn three_nodes_form_a_cluster_forward_writes_and_serve_reads_everywhere() {
         || kv_read(&cluster.root(follower), "app/after-restart"),
     );
     assert_eq!(value["k"], "v");
+
+    // A rekey on the leader: every node reports the new shares at once, and
+    // a standby sealed afterwards unseals with them.
+    let root = cluster.root(leader);
+    let started = root
+        .call(
+            "PUT",
+            "sys/rekey/init",
+            Some(json!({"secret_shares": 5, "secret_threshold": 3})),
+        )
+        .expect(200);
+    let nonce = started.body["nonce"].as_str().unwrap().to_owned();
+    let mut rekeyed = None;
+    for share in &cluster.keys.shares[..2] {
+        rekeyed = Some(
+            root.call(
+                "PUT",
+                "sys/rekey/update",
+                Some(json!({"key": share, "nonce": nonce})),
+            )
+            .expect(200),
+        );
+    }
+    let new_keys: Vec<String> = rekeyed.unwrap().body["keys"]
+        .as_array()
+        .expect("new keys")
+        .iter()
+        .map(|key| key.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(new_keys.len(), 5);
+    for index in 0..3 {
+        let status = wait_for(Duration::from_secs(5), "the new seal config", || {
+            let status = cluster.nodes[index].api(None).get("sys/seal-status");
+            (status.body["n"] == 5).then_some(status)
+        });
+        assert_eq!(status.body["t"], 3, "node {}", index + 1);
+    }
+    cluster
+        .root(follower)
+        .call("PUT", "sys/seal", None)
+        .expect(204);
+    let standby = cluster.nodes[follower].api(None);
+    for share in &cluster.keys.shares[..2] {
+        standby.post("sys/unseal", json!({"key": share}));
+    }
+    assert_eq!(standby.get("sys/seal-status").body["sealed"], true);
+    standby.call("PUT", "sys/unseal", Some(json!({"reset": true})));
+    for share in &new_keys[1..4] {
+        standby
+            .post("sys/unseal", json!({"key": share}))
+            .expect(200);
+    }
+    wait_for(Duration::from_secs(30), "the standby to unseal", || {
+        (standby.get("sys/seal-status").body["sealed"] == false).then_some(())
+    });
 }
 
 /// Writes `key-<writer>-<n>` through the nodes in `targets` (round robin) until

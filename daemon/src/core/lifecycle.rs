@@ -162,10 +162,25 @@ impl Core {
 
     /// The seal configuration (share count and threshold), once initialized.
     pub(crate) fn seal_config(&self) -> Option<SealConfig> {
-        match &*self.read_state() {
-            State::Uninitialized => None,
-            State::Joining(joining) => Some(joining.config.clone()),
-            State::Sealed(config) | State::Unsealed(config, _) => Some(config.clone()),
+        let (config, unsealed) = match &*self.read_state() {
+            State::Uninitialized => return None,
+            State::Joining(joining) => (joining.config.clone(), false),
+            State::Sealed(config) => (config.clone(), false),
+            State::Unsealed(config, _) => (config.clone(), true),
+        };
+        Some(if unsealed {
+            self.stored_seal_config(config)
+        } else {
+            config
+        })
+    }
+
+    /// While unsealed, the stored configuration is the truth: a rekey run
+    /// on the leader reaches a standby's storage, not its memory.
+    fn stored_seal_config(&self, held: SealConfig) -> SealConfig {
+        match seal::read_config(self.backend.as_ref()) {
+            Ok(Some(stored)) => stored,
+            _ => held,
         }
     }
 
@@ -198,7 +213,6 @@ impl Core {
     }
 
     pub fn status(&self) -> Status {
-        let progress = self.lock_progress();
         let (initialized, sealed, config, cluster) = match &*self.read_state() {
             State::Uninitialized => (false, true, None, None),
             State::Joining(joining) => (true, true, Some(joining.config.clone()), None),
@@ -210,6 +224,11 @@ impl Core {
                 Some(unsealed.cluster.clone()),
             ),
         };
+        let config = match config {
+            Some(config) if !sealed => Some(self.stored_seal_config(config)),
+            config => config,
+        };
+        let progress = self.lock_progress();
         Status {
             initialized,
             sealed,
@@ -536,6 +555,9 @@ impl Core {
             _ => None,
         };
         if let Some(config) = sealed {
+            // The stored configuration: a rekey may have changed it since
+            // this node unsealed.
+            let config = self.stored_seal_config(config);
             self.replica.set_observer(None);
             self.set_state(State::Sealed(config));
             self.lock_progress().reset();
