@@ -223,3 +223,38 @@ def dynamic_users(postgres):
     result = postgres.psql("postgres", postgres.password, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%'")
     assert result.returncode == 0, result.stderr
     return set(result.stdout.split())
+
+
+def test_the_cli_reads_credentials_and_manages_their_leases(database, postgres, dev_server):
+    from test_bao_cli import Cli, table
+
+    cli = Cli(dev_server)
+    creds = cli.json("read", "database/creds/app")
+    username, password, lease_id = creds["data"]["username"], creds["data"]["password"], creds["lease_id"]
+    assert lease_id.startswith("database/creds/app/") and creds["lease_duration"] == 3600
+    assert postgres.psql(username, password, "SELECT count(*) FROM items").stdout.strip() == "2"
+    rows = table(cli.run("read", "database/creds/app"))
+    assert rows["lease_duration"] == "1h" and rows["username"].startswith("v-")
+
+    looked_up = cli.json("lease lookup", lease_id)["data"]
+    assert looked_up["id"] == lease_id and looked_up["renewable"] is True
+    renewed = cli.json("lease renew", "-increment=10m", lease_id)
+    assert renewed["lease_id"] == lease_id and 590 <= renewed["lease_duration"] <= 600
+    # The CLI asks for a revocation in the background (`sync: false`).
+    assert "All revocation operations queued successfully" in cli.run("lease", "revoke", lease_id)
+    wait_until(lambda: not postgres.role_exists(username))
+    assert "Code: 400" in cli.run("lease", "lookup", lease_id, expect=2)
+
+    remaining = rows["username"]
+    assert postgres.role_exists(remaining)
+    assert "All revocation operations queued successfully" in cli.run(
+        "lease", "revoke", "-prefix", "database/creds/app"
+    )
+    wait_until(lambda: not postgres.role_exists(remaining))
+
+
+def wait_until(check, seconds=10):
+    deadline = time.time() + seconds
+    while not check():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
