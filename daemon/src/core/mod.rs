@@ -421,6 +421,13 @@ impl Core {
         if access == Some(sys::Access::Possession) {
             return Ok(Caller::anonymous());
         }
+        // A CA's certificate and CRL are public, as in Vault.
+        if request.token.is_none()
+            && request.operation == Operation::Read
+            && unsealed.is_public_read(path)
+        {
+            return Ok(Caller::anonymous());
+        }
         if request.token.is_none()
             && let Some(peer) = local_peer(request)
         {
@@ -493,12 +500,14 @@ impl Core {
         let engine = unsealed.engine_of(&mount)?;
         let mount = unsealed.mount(&mount);
         let exists = request.operation != Operation::Write || engine.exists(&mount, &rest)?;
-        caller.authorize(
-            path,
-            capability_for(request.operation, exists),
-            &request.data,
-            false,
-        )?;
+        if !(request.operation == Operation::Read && engine.public(&rest)) {
+            caller.authorize(
+                path,
+                capability_for(request.operation, exists),
+                &request.data,
+                false,
+            )?;
+        }
         // Held until the engine is done, so the lease it stores is counted.
         let _lease_reservation =
             if request.operation == Operation::Read && engine.issues_leases(&rest) {

@@ -392,6 +392,10 @@ impl SecretEngine for Echo {
         Ok(false)
     }
 
+    fn public(&self, path: &str) -> bool {
+        path.starts_with("public/")
+    }
+
     fn handle<'a>(
         &'a self,
         mount: &'a Mount<'a>,
@@ -1381,4 +1385,36 @@ async fn the_token_stores_tune_sets_its_tokens_ttls() {
         auth_of(&back).lease_duration,
         Settings::default().default_lease_ttl
     );
+}
+
+#[tokio::test]
+async fn an_engines_public_reads_need_no_token_and_nothing_else_is_public() {
+    let core = core_with_echo().await;
+    let read = call(&core, Operation::Read, "echo/public/ca", None, json!({})).await;
+    assert_eq!(outcome(&read).unwrap()["path"], "public/ca");
+    // A token that may not read the mount reads its public paths too.
+    let stranger = new_token(&core, json!({"policies": ["default"]})).await;
+    let read = call(
+        &core,
+        Operation::Read,
+        "echo/public/ca",
+        Some(&stranger),
+        json!({}),
+    )
+    .await;
+    assert_eq!(outcome(&read).unwrap()["path"], "public/ca");
+    for (operation, path, token) in [
+        (Operation::Write, "echo/public/ca", None),
+        (Operation::List, "echo/public/", None),
+        (Operation::Read, "echo/private", None),
+        (Operation::Read, "echo/private", Some(stranger.as_str())),
+        (Operation::Write, "echo/public/ca", Some(stranger.as_str())),
+    ] {
+        let refused = call(&core, operation, path, token, json!({})).await;
+        assert_eq!(
+            code(&refused),
+            Some(ErrorCode::PermissionDenied),
+            "{operation:?} {path}"
+        );
+    }
 }

@@ -92,6 +92,15 @@ impl Unsealed {
         }
     }
 
+    /// Whether `path` is a read its engine serves without a token.
+    pub(crate) fn is_public_read(&self, path: &str) -> bool {
+        self.mounts.resolve(path).is_some_and(|(entry, rest)| {
+            self.engines
+                .get(&entry.kind)
+                .is_some_and(|engine| engine.public(&rest))
+        })
+    }
+
     /// `entry` as its engine sees it, with the system's TTLs where it sets none.
     pub(crate) fn mount<'a>(&self, entry: &'a MountEntry) -> engine::Mount<'a> {
         engine::Mount::new(entry, self.lease_ttls)

@@ -105,6 +105,12 @@ pub trait SecretEngine: Send + Sync {
         requester: &'a Requester<'a>,
     ) -> BoxFuture<'a, ApiResult<Reply>>;
 
+    /// Whether a read of `path` needs no token (a CA's certificate, a CRL):
+    /// Vault's unauthenticated paths.
+    fn public(&self, _path: &str) -> bool {
+        false
+    }
+
     /// Whether a read of `path` creates a lease (it then runs on the leader,
     /// which owns leases).
     fn issues_leases(&self, _path: &str) -> bool {
