@@ -24,6 +24,7 @@ pub mod memory;
 pub mod metrics;
 pub mod mounts;
 pub mod password_policy;
+pub mod pki;
 pub mod policy;
 pub mod policy_store;
 pub mod quotas;

@@ -23,7 +23,11 @@ use crate::policy::Acl;
 pub use crate::leases::BoxFuture;
 
 /// The engines a mount may have, in the order `sys/mounts` names them.
-pub const BUILT_IN: &[Factory] = &[crate::kv::engine, crate::database::engine];
+pub const BUILT_IN: &[Factory] = &[
+    crate::kv::engine,
+    crate::database::engine,
+    crate::pki::engine,
+];
 
 /// Makes an engine for an unsealed node; the engine keeps what it caches for
 /// all of its mounts (pools, parsed metadata) until the node seals.

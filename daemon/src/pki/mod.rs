@@ -1,0 +1,856 @@
+//! The `pki` secrets engine: Vault's certificate authority on rcgen.
+//!
+//! A mount holds issuers (a CA certificate and the id of its key), the keys
+//! (PKCS#8, behind the barrier like every value, never returned after an
+//! `exported` generate), roles, the URLs written into certificates, and the
+//! certificates it issued (`certs/<serial>`), all under the mount's own data
+//! prefix. Shapes, defaults and error texts follow OpenBao 2.7.2
+//! (`shared/reference/pki.md`).
+//!
+//! Served so far: `root/generate/{internal,exported}`, `roles/<name>`,
+//! `issue/<role>`, `cert/<serial>`, `LIST certs`, `config/urls`,
+//! `config/issuers`, `LIST issuers`, `issuer/<ref>`, and the unauthenticated
+//! `ca`, `ca/pem`, `ca_chain`, `issuer/<ref>/{pem,der,json}`.
+
+mod certs;
+mod keys;
+mod roles;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use coffer_protocols::{LogicalResponse, Operation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::fields::Fields;
+use crate::api::reply::Reply;
+use crate::barrier::Barrier;
+use crate::duration;
+use crate::engine::{BoxFuture, Environment, Mount, Requester, SecretEngine};
+use certs::{CertRecord, Urls};
+use keys::{KeySpec, StoredKey};
+use roles::Role;
+
+const ROLES: &str = "role/";
+const ISSUERS: &str = "issuer/";
+const KEYS: &str = "key/";
+const CERTS: &str = "certs/";
+const URLS: &str = "config/urls";
+const DEFAULT_ISSUER: &str = "config/issuers";
+
+/// Serves every `pki` mount of an unsealed node.
+pub struct PkiEngine {
+    barrier: Arc<Barrier>,
+}
+
+/// The registry's factory.
+pub fn engine(environment: &Environment) -> Arc<dyn SecretEngine> {
+    Arc::new(PkiEngine {
+        barrier: environment.barrier.clone(),
+    })
+}
+
+/// A CA certificate this mount issues with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Issuer {
+    id: String,
+    #[serde(default)]
+    name: String,
+    /// PEM.
+    certificate: String,
+    key_id: String,
+    serial_number: String,
+    not_after: u64,
+    /// The PEMs above this issuer, nearest first (empty for a root).
+    #[serde(default)]
+    parents: Vec<String>,
+}
+
+impl Issuer {
+    /// This issuer's chain: itself, then its parents.
+    fn ca_chain(&self) -> Vec<String> {
+        std::iter::once(self.certificate.clone())
+            .chain(self.parents.iter().cloned())
+            .collect()
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IssuerConfig {
+    default: String,
+}
+
+/// One mount's data.
+struct Store<'a> {
+    barrier: &'a Barrier,
+    prefix: String,
+}
+
+impl Store<'_> {
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, rest: &str) -> ApiResult<Option<T>> {
+        Ok(self.barrier.get_json(&self.key(rest))?)
+    }
+
+    async fn put<T: Serialize>(&self, rest: &str, value: &T) -> ApiResult<()> {
+        self.barrier.put_json(&self.key(rest), value).await?;
+        Ok(())
+    }
+
+    fn list(&self, rest: &str) -> ApiResult<Vec<String>> {
+        Ok(self.barrier.list(&self.key(rest))?)
+    }
+
+    fn role(&self, name: &str) -> ApiResult<Option<Role>> {
+        if !crate::policy::is_name(name, "-_.@") {
+            return Ok(None);
+        }
+        self.get(&format!("{ROLES}{name}"))
+    }
+
+    fn urls(&self) -> ApiResult<Urls> {
+        Ok(self.get(URLS)?.unwrap_or_default())
+    }
+
+    /// The issuer `reference` names: `default`, an id or a name.
+    fn issuer(&self, reference: &str) -> ApiResult<Option<Issuer>> {
+        let reference = reference.trim();
+        if reference.is_empty() || reference == "default" {
+            let config: IssuerConfig = self.get(DEFAULT_ISSUER)?.unwrap_or_default();
+            if config.default.is_empty() {
+                return Ok(None);
+            }
+            return self.get(&format!("{ISSUERS}{}", config.default));
+        }
+        if uuid::Uuid::parse_str(reference).is_ok()
+            && let Some(issuer) = self.get(&format!("{ISSUERS}{reference}"))?
+        {
+            return Ok(Some(issuer));
+        }
+        for id in self.list(ISSUERS)? {
+            if let Some(issuer) = self.get::<Issuer>(&format!("{ISSUERS}{id}"))?
+                && !issuer.name.is_empty()
+                && issuer.name == reference
+            {
+                return Ok(Some(issuer));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The issuer a request signs with, or a clear 400 when there is none.
+    fn signing_issuer(&self, reference: &str) -> ApiResult<(Issuer, rcgen::KeyPair)> {
+        let issuer = self.issuer(reference)?.ok_or_else(|| {
+            if reference == "default" {
+                ApiError::invalid(
+                    "no default issuer currently configured: generate or import a CA first (root/generate/internal)",
+                )
+            } else {
+                ApiError::invalid(format!("unable to find PKI issuer for reference: {reference}"))
+            }
+        })?;
+        let key: StoredKey = self
+            .get(&format!("{KEYS}{}", issuer.key_id))?
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "the issuer {} has no private key in this mount",
+                    issuer.id
+                ))
+            })?;
+        Ok((issuer, key.load()?))
+    }
+}
+
+/// The validity a request gets: its TTL (or the role's, or the mount's),
+/// clamped to the maximum with Vault's warning.
+fn validity(
+    requested: Option<u64>,
+    role_ttl: u64,
+    max: u64,
+    mount: &Mount<'_>,
+    warnings: &mut Vec<String>,
+) -> u64 {
+    let ttl = requested
+        .filter(|ttl| *ttl > 0)
+        .or((role_ttl > 0).then_some(role_ttl))
+        .unwrap_or(mount.default_ttl);
+    let max = if max > 0 { max } else { mount.max_ttl };
+    if ttl > max {
+        warnings.push(format!(
+            "TTL {:?} is longer than permitted maxTTL {:?}, so maxTTL is being used",
+            duration::format_go(ttl),
+            duration::format_go(max)
+        ));
+        return max;
+    }
+    ttl
+}
+
+/// The subject fields a role (or a root request) sets.
+fn subject(
+    params: &mut rcgen::CertificateParams,
+    common_name: &str,
+    fields: &[(rcgen::DnType, &[String])],
+) {
+    let mut name = rcgen::DistinguishedName::new();
+    for (kind, values) in fields {
+        for value in *values {
+            name.push(kind.clone(), value.as_str());
+        }
+    }
+    if !common_name.is_empty() {
+        name.push(rcgen::DnType::CommonName, common_name);
+    }
+    params.distinguished_name = name;
+}
+
+fn sans(
+    names: &[String],
+    ips: &[std::net::IpAddr],
+    uris: &[String],
+) -> ApiResult<Vec<rcgen::SanType>> {
+    let invalid =
+        |what: &str| ApiError::invalid(format!("invalid {what} in the subject alternative names"));
+    let mut sans = Vec::new();
+    for name in names {
+        sans.push(if name.contains('@') {
+            rcgen::SanType::Rfc822Name(name.clone().try_into().map_err(|_| invalid("email"))?)
+        } else {
+            rcgen::SanType::DnsName(name.clone().try_into().map_err(|_| invalid("DNS name"))?)
+        });
+    }
+    sans.extend(ips.iter().copied().map(rcgen::SanType::IpAddress));
+    for uri in uris {
+        sans.push(rcgen::SanType::URI(
+            uri.clone().try_into().map_err(|_| invalid("URI"))?,
+        ));
+    }
+    Ok(sans)
+}
+
+impl PkiEngine {
+    fn store(&self, mount: &Mount<'_>) -> Store<'_> {
+        Store {
+            barrier: &self.barrier,
+            prefix: mount.entry.data_prefix(),
+        }
+    }
+
+    async fn generate_root(
+        &self,
+        store: &Store<'_>,
+        mount: &Mount<'_>,
+        kind: &str,
+        data: &Map<String, Value>,
+    ) -> ApiResult<Reply> {
+        let exported = match kind {
+            "internal" => false,
+            "exported" => true,
+            _ => {
+                return Err(ApiError::invalid(
+                    "the \"exported\" path parameter must be \"internal\", \"existing\", exported\" or \"kms\"",
+                ));
+            }
+        };
+        let fields = Fields::new(data);
+        let spec = KeySpec::parse(
+            &fields.string("key_type")?.unwrap_or_else(|| "rsa".into()),
+            fields.u64("key_bits")?.unwrap_or(0),
+        )?;
+        let common_name = fields.string("common_name")?.unwrap_or_default();
+        let mut warnings = Vec::new();
+        if common_name.is_empty() {
+            warnings.push(
+                "no common_name was given: the CA certificate has an empty subject name".to_owned(),
+            );
+        }
+        let ttl = validity(fields.duration("ttl")?, 0, 0, mount, &mut warnings);
+        let now = crate::clock::now_seconds();
+        let key = spec.generate()?;
+        let mut params = rcgen::CertificateParams::default();
+        let list = |key: &str| -> ApiResult<Vec<String>> {
+            Ok(fields.string_list(key)?.unwrap_or_default())
+        };
+        let (organization, ou, country, locality, province) = (
+            list("organization")?,
+            list("ou")?,
+            list("country")?,
+            list("locality")?,
+            list("province")?,
+        );
+        subject(
+            &mut params,
+            &common_name,
+            &[
+                (rcgen::DnType::CountryName, &country),
+                (rcgen::DnType::StateOrProvinceName, &province),
+                (rcgen::DnType::LocalityName, &locality),
+                (rcgen::DnType::OrganizationName, &organization),
+                (rcgen::DnType::OrganizationalUnitName, &ou),
+            ],
+        );
+        let mut names = list("alt_names")?;
+        if !common_name.is_empty()
+            && !fields.bool("exclude_cn_from_sans")?.unwrap_or(false)
+            && !names.contains(&common_name)
+        {
+            names.insert(0, common_name.clone());
+        }
+        let mut ips = Vec::new();
+        for text in list("ip_sans")? {
+            ips.push(text.parse().map_err(|_| {
+                ApiError::invalid(format!(
+                    "the value {:?} is not a valid IP address",
+                    text.chars().take(64).collect::<String>()
+                ))
+            })?);
+        }
+        params.subject_alt_names = sans(&names, &ips, &list("uri_sans")?)?;
+        let path_length = match fields.raw("max_path_length") {
+            Some(Value::Number(number)) => number.as_i64().unwrap_or(-1),
+            Some(Value::String(text)) if !text.trim().is_empty() => {
+                text.trim().parse().unwrap_or(-1)
+            }
+            _ => -1,
+        };
+        params.is_ca = rcgen::IsCa::Ca(match u8::try_from(path_length) {
+            Ok(length) => rcgen::BasicConstraints::Constrained(length),
+            Err(_) => rcgen::BasicConstraints::Unconstrained,
+        });
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let not_before = now.saturating_sub(fields.duration("not_before_duration")?.unwrap_or(30));
+        params.not_before = certs::at(not_before)?;
+        params.not_after = certs::at(now + ttl)?;
+        let (serial, serial_text) = certs::new_serial()?;
+        params.serial_number = Some(serial);
+        let urls = store.urls()?;
+        if urls.is_empty() {
+            warnings.push("This mount hasn't configured any authority information access (AIA) fields; this may make it harder for systems to find missing certificates in the chain or to validate revocation status of certificates. Consider updating /config/urls or the newly generated issuer with this information.".to_owned());
+        }
+        urls.apply(&mut params);
+        let certificate = params
+            .self_signed(&key)
+            .map_err(|error| ApiError::internal(&error))?;
+        let pem = certificate.pem();
+
+        let key_id = uuid::Uuid::new_v4().to_string();
+        let issuer_id = uuid::Uuid::new_v4().to_string();
+        let issuer_name = fields.string("issuer_name")?.unwrap_or_default();
+        let key_name = fields.string("key_name")?.unwrap_or_default();
+        for name in [&issuer_name, &key_name] {
+            if !name.is_empty() && (name == "default" || !crate::policy::is_name(name, "-_.")) {
+                return Err(ApiError::invalid(format!(
+                    "invalid name {name:?}: letters, digits, '-', '_' and '.', and not \"default\""
+                )));
+            }
+        }
+        if !issuer_name.is_empty() && store.issuer(&issuer_name)?.is_some() {
+            return Err(ApiError::invalid(format!(
+                "issuer name already in use: {issuer_name}"
+            )));
+        }
+        let issuer = Issuer {
+            id: issuer_id.clone(),
+            name: issuer_name.clone(),
+            certificate: pem.clone(),
+            key_id: key_id.clone(),
+            serial_number: serial_text.clone(),
+            not_after: now + ttl,
+            parents: Vec::new(),
+        };
+        let mut batch = store.barrier.batch();
+        batch.put_json(
+            &store.key(&format!("{KEYS}{key_id}")),
+            &StoredKey::new(key_id.clone(), key_name.clone(), spec, &key),
+        )?;
+        batch.put_json(&store.key(&format!("{ISSUERS}{issuer_id}")), &issuer)?;
+        let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
+        if config.default.is_empty() {
+            batch.put_json(
+                &store.key(DEFAULT_ISSUER),
+                &IssuerConfig {
+                    default: issuer_id.clone(),
+                },
+            )?;
+        }
+        batch.put_json(
+            &store.key(&format!("{CERTS}{}", serial_text.replace(':', "-"))),
+            &CertRecord {
+                certificate: pem.clone(),
+                issuer_id: issuer_id.clone(),
+                revocation_time: 0,
+                not_after: now + ttl,
+            },
+        )?;
+        store.barrier.commit(batch).await?;
+
+        let mut data = json!({
+            "certificate": pem,
+            "issuing_ca": pem,
+            "serial_number": serial_text,
+            "expiration": now + ttl,
+            "issuer_id": issuer_id,
+            "issuer_name": issuer_name,
+            "key_id": key_id,
+            "key_name": key_name,
+        });
+        if exported {
+            data["private_key"] = json!(keys::private_key_pem(&key).as_str());
+            data["private_key_type"] = json!(spec.type_name());
+        }
+        Ok(envelope(data, warnings))
+    }
+
+    async fn issue(
+        &self,
+        store: &Store<'_>,
+        mount: &Mount<'_>,
+        role_name: &str,
+        data: &Map<String, Value>,
+    ) -> ApiResult<Reply> {
+        let role = store.role(role_name)?.ok_or_else(|| {
+            ApiError::invalid(format!(
+                "unknown role: {}",
+                role_name.chars().take(128).collect::<String>()
+            ))
+        })?;
+        let fields = Fields::new(data);
+        let spec = role.key_spec()?;
+        let common_name = fields.string("common_name")?.unwrap_or_default();
+        if common_name.is_empty() && role.require_cn {
+            return Err(ApiError::invalid(
+                "the common_name field is required, or must be provided in a CSR with \"use_csr_common_name\" set to true, unless \"require_cn\" is set to false",
+            ));
+        }
+        if !common_name.is_empty() {
+            role.check_name(&common_name, "common name")?;
+        }
+        let mut names = Vec::new();
+        if !common_name.is_empty() && !fields.bool("exclude_cn_from_sans")?.unwrap_or(false) {
+            names.push(common_name.clone());
+        }
+        for name in fields.string_list("alt_names")?.unwrap_or_default() {
+            role.check_name(&name, "subject alternate name")?;
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let mut ips = Vec::new();
+        for text in fields.string_list("ip_sans")?.unwrap_or_default() {
+            ips.push(role.check_ip(&text)?);
+        }
+        let uris = fields.string_list("uri_sans")?.unwrap_or_default();
+        if !uris.is_empty() && role.allowed_uri_sans.is_empty() {
+            return Err(ApiError::invalid(
+                "URI Subject Alternative Names are not allowed in this role, but were provided via the API",
+            ));
+        }
+        let format = fields.string("format")?.unwrap_or_else(|| "pem".into());
+        if !matches!(format.as_str(), "pem" | "der" | "pem_bundle") {
+            return Err(ApiError::invalid(format!(
+                "unsupported format {:?}: pem, der or pem_bundle",
+                format.chars().take(32).collect::<String>()
+            )));
+        }
+        let mut warnings = Vec::new();
+        let ttl = validity(
+            fields.duration("ttl")?,
+            role.ttl,
+            role.max_ttl,
+            mount,
+            &mut warnings,
+        );
+        let (issuer, issuer_key) = store.signing_issuer(&role.issuer_ref)?;
+        let now = crate::clock::now_seconds();
+        let not_after = (now + ttl).min(issuer.not_after);
+        if not_after < now + ttl {
+            warnings.push("the certificate's TTL is cut to the issuer's expiry".to_owned());
+        }
+
+        let key = spec.generate()?;
+        let mut params = rcgen::CertificateParams::default();
+        subject(
+            &mut params,
+            &common_name,
+            &[
+                (rcgen::DnType::CountryName, &role.country),
+                (rcgen::DnType::StateOrProvinceName, &role.province),
+                (rcgen::DnType::LocalityName, &role.locality),
+                (rcgen::DnType::OrganizationName, &role.organization),
+                (rcgen::DnType::OrganizationalUnitName, &role.ou),
+            ],
+        );
+        params.subject_alt_names = sans(&names, &ips, &uris)?;
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = role
+            .key_usage
+            .iter()
+            .map(|usage| roles::key_usage(usage))
+            .collect::<ApiResult<_>>()?;
+        let mut extended = Vec::new();
+        for (on, usage) in [
+            (role.server_flag, rcgen::ExtendedKeyUsagePurpose::ServerAuth),
+            (role.client_flag, rcgen::ExtendedKeyUsagePurpose::ClientAuth),
+            (
+                role.code_signing_flag,
+                rcgen::ExtendedKeyUsagePurpose::CodeSigning,
+            ),
+            (
+                role.email_protection_flag,
+                rcgen::ExtendedKeyUsagePurpose::EmailProtection,
+            ),
+        ] {
+            if on {
+                extended.push(usage);
+            }
+        }
+        for usage in &role.ext_key_usage {
+            extended.push(roles::ext_key_usage(usage)?);
+        }
+        params.extended_key_usages = extended;
+        params.use_authority_key_identifier_extension = true;
+        let not_before = now.saturating_sub(role.not_before_duration);
+        params.not_before = certs::at(not_before)?;
+        params.not_after = certs::at(not_after)?;
+        let (serial, serial_text) = certs::new_serial()?;
+        params.serial_number = Some(serial);
+        store.urls()?.apply(&mut params);
+        let signer = rcgen::Issuer::from_ca_cert_pem(&issuer.certificate, &issuer_key)
+            .map_err(|error| ApiError::internal(&error))?;
+        let certificate = params
+            .signed_by(&key, &signer)
+            .map_err(|error| ApiError::internal(&error))?;
+        let pem = certificate.pem();
+        if !role.no_store {
+            store
+                .put(
+                    &format!("{CERTS}{}", serial_text.replace(':', "-")),
+                    &CertRecord {
+                        certificate: pem.clone(),
+                        issuer_id: issuer.id.clone(),
+                        revocation_time: 0,
+                        not_after,
+                    },
+                )
+                .await?;
+        }
+        let chain = issuer.ca_chain();
+        let (certificate_out, issuing_ca, ca_chain) = match format.as_str() {
+            "der" => (
+                certs::pem_to_der_base64(&pem)?,
+                certs::pem_to_der_base64(&issuer.certificate)?,
+                chain
+                    .iter()
+                    .map(|pem| certs::pem_to_der_base64(pem))
+                    .collect::<ApiResult<Vec<_>>>()?,
+            ),
+            "pem_bundle" => (
+                format!("{}\n{}", pem.trim_end(), issuer.certificate.trim_end()),
+                issuer.certificate.trim_end().to_owned(),
+                chain.iter().map(|pem| pem.trim_end().to_owned()).collect(),
+            ),
+            _ => (
+                pem.trim_end().to_owned(),
+                issuer.certificate.trim_end().to_owned(),
+                chain.iter().map(|pem| pem.trim_end().to_owned()).collect(),
+            ),
+        };
+        let private_key = keys::private_key_pem(&key);
+        let data = json!({
+            "certificate": certificate_out,
+            "issuing_ca": issuing_ca,
+            "ca_chain": ca_chain,
+            "private_key": private_key.trim_end(),
+            "private_key_type": spec.type_name(),
+            "serial_number": serial_text,
+            "expiration": not_after,
+            "not_before": not_before,
+        });
+        Ok(envelope(data, warnings))
+    }
+
+    fn read(&self, store: &Store<'_>, path: &str) -> ApiResult<Reply> {
+        match path {
+            "ca" | "ca/pem" | "ca_chain" | "cert/ca" | "cert/ca_chain" => {
+                let Some(issuer) = store.issuer("default")? else {
+                    // As OpenBao: no issuer, an empty 204.
+                    return Ok(Reply::NoContent);
+                };
+                Ok(match path {
+                    "ca" => Reply::Binary(
+                        "application/pkix-cert",
+                        certs::pem_to_der(&issuer.certificate)?,
+                    ),
+                    "ca/pem" => Reply::Text(
+                        "application/pem-certificate-chain",
+                        issuer.certificate.trim_end().to_owned(),
+                    ),
+                    "ca_chain" => Reply::Text("application/pkix-cert", issuer.ca_chain().concat()),
+                    "cert/ca_chain" => Reply::data(
+                        json!({"certificate": issuer.ca_chain().concat(), "revocation_time": 0, "revocation_time_rfc3339": ""}),
+                    ),
+                    _ => Reply::data(
+                        json!({"certificate": issuer.certificate, "revocation_time": 0, "revocation_time_rfc3339": ""}),
+                    ),
+                })
+            }
+            "config/urls" => {
+                let urls = store.urls()?;
+                Ok(Reply::data(json!({
+                    "issuing_certificates": urls.issuing_certificates,
+                    "crl_distribution_points": urls.crl_distribution_points,
+                    "delta_crl_distribution_points": [],
+                    "ocsp_servers": urls.ocsp_servers,
+                    "enable_templating": false,
+                })))
+            }
+            "config/issuers" => {
+                let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
+                Ok(Reply::data(
+                    json!({"default": config.default, "default_follows_latest_issuer": false}),
+                ))
+            }
+            _ => {
+                if let Some(serial) = path.strip_prefix("cert/") {
+                    let key = certs::serial_key(serial).ok_or_else(ApiError::not_found)?;
+                    let record: CertRecord = store
+                        .get(&format!("{CERTS}{key}"))?
+                        .ok_or_else(ApiError::not_found)?;
+                    let mut data = json!({
+                        "certificate": record.certificate,
+                        "revocation_time": record.revocation_time,
+                        "revocation_time_rfc3339": if record.revocation_time == 0 { String::new() } else { crate::tokens::rfc3339(record.revocation_time) },
+                    });
+                    if record.revocation_time > 0 {
+                        data["issuer_id"] = json!(record.issuer_id);
+                    }
+                    return Ok(Reply::data(data));
+                }
+                if let Some(name) = path.strip_prefix("roles/") {
+                    let role = store.role(name)?.ok_or_else(ApiError::not_found)?;
+                    return Ok(Reply::data(role.describe()));
+                }
+                if let Some(rest) = path.strip_prefix("issuer/") {
+                    let (reference, view) = rest.split_once('/').unwrap_or((rest, ""));
+                    let issuer = store.issuer(reference)?.ok_or_else(ApiError::not_found)?;
+                    return Ok(match view {
+                        "pem" => Reply::Text(
+                            "application/pem-certificate-chain",
+                            issuer.certificate.trim_end().to_owned(),
+                        ),
+                        "der" => Reply::Binary(
+                            "application/pkix-cert",
+                            certs::pem_to_der(&issuer.certificate)?,
+                        ),
+                        "" | "json" => {
+                            let urls = store.urls()?;
+                            Reply::data(json!({
+                                "certificate": issuer.certificate,
+                                "ca_chain": issuer.ca_chain(),
+                                "issuer_id": issuer.id,
+                                "issuer_name": issuer.name,
+                                "key_id": issuer.key_id,
+                                "leaf_not_after_behavior": "err",
+                                "manual_chain": Value::Null,
+                                "usage": "crl-signing,issuing-certificates,ocsp-signing,read-only",
+                                "revoked": false,
+                                "issuing_certificates": urls.issuing_certificates,
+                                "crl_distribution_points": urls.crl_distribution_points,
+                                "ocsp_servers": urls.ocsp_servers,
+                            }))
+                        }
+                        _ => return Err(ApiError::no_route(path)),
+                    });
+                }
+                Err(ApiError::no_route(path))
+            }
+        }
+    }
+
+    fn list(&self, store: &Store<'_>, path: &str) -> ApiResult<Reply> {
+        match path.trim_end_matches('/') {
+            "roles" => Ok(Reply::List(store.list(ROLES)?)),
+            "certs" => Ok(Reply::List(
+                store
+                    .list(CERTS)?
+                    .into_iter()
+                    .map(|key| key.replace('-', ":"))
+                    .collect(),
+            )),
+            "issuers" => {
+                let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
+                let mut keys = Vec::new();
+                let mut info = Map::new();
+                for id in store.list(ISSUERS)? {
+                    if let Some(issuer) = store.get::<Issuer>(&format!("{ISSUERS}{id}"))? {
+                        info.insert(
+                            id.clone(),
+                            json!({
+                                "is_default": issuer.id == config.default,
+                                "issuer_name": issuer.name,
+                                "key_id": issuer.key_id,
+                                "serial_number": issuer.serial_number,
+                            }),
+                        );
+                        keys.push(id);
+                    }
+                }
+                if keys.is_empty() {
+                    return Err(ApiError::not_found());
+                }
+                Ok(Reply::data(json!({"keys": keys, "key_info": info})))
+            }
+            _ => Err(ApiError::unsupported(path, "list")),
+        }
+    }
+
+    async fn write(
+        &self,
+        store: &Store<'_>,
+        mount: &Mount<'_>,
+        path: &str,
+        data: &Map<String, Value>,
+    ) -> ApiResult<Reply> {
+        if let Some(kind) = path.strip_prefix("root/generate/") {
+            return self.generate_root(store, mount, kind, data).await;
+        }
+        if let Some(role) = path.strip_prefix("issue/") {
+            return self.issue(store, mount, role, data).await;
+        }
+        if let Some(name) = path.strip_prefix("roles/") {
+            if !crate::policy::is_name(name, "-_.@") {
+                return Err(ApiError::invalid(format!(
+                    "invalid role name {:?}",
+                    name.chars().take(64).collect::<String>()
+                )));
+            }
+            let role = Role::parse(data)?;
+            store.put(&format!("{ROLES}{name}"), &role).await?;
+            return Ok(Reply::data(role.describe()));
+        }
+        match path {
+            "config/urls" => {
+                let fields = Fields::new(data);
+                let current = store.urls()?;
+                let urls = Urls {
+                    issuing_certificates: fields
+                        .string_list("issuing_certificates")?
+                        .unwrap_or(current.issuing_certificates),
+                    crl_distribution_points: fields
+                        .string_list("crl_distribution_points")?
+                        .unwrap_or(current.crl_distribution_points),
+                    ocsp_servers: fields
+                        .string_list("ocsp_servers")?
+                        .unwrap_or(current.ocsp_servers),
+                };
+                store.put(URLS, &urls).await?;
+                self.read(store, "config/urls")
+            }
+            "config/issuers" => {
+                let reference = Fields::new(data).string("default")?.unwrap_or_default();
+                let issuer = store
+                    .issuer(&reference)?
+                    .filter(|_| reference != "default")
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "unable to find PKI issuer for reference: {}",
+                            reference.chars().take(64).collect::<String>()
+                        ))
+                    })?;
+                store
+                    .put(
+                        DEFAULT_ISSUER,
+                        &IssuerConfig {
+                            default: issuer.id.clone(),
+                        },
+                    )
+                    .await?;
+                Ok(Reply::data(
+                    json!({"default": issuer.id, "default_follows_latest_issuer": false}),
+                ))
+            }
+            _ => Err(ApiError::no_route(path)),
+        }
+    }
+}
+
+/// 200 with `data` and warnings, as Vault answers PKI writes.
+fn envelope(data: Value, warnings: Vec<String>) -> Reply {
+    let mut envelope = LogicalResponse::with_data(match data {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    });
+    if !warnings.is_empty() {
+        envelope.warnings = Some(warnings);
+    }
+    Reply::Envelope(Box::new(envelope))
+}
+
+impl SecretEngine for PkiEngine {
+    fn type_name(&self) -> &'static str {
+        "pki"
+    }
+
+    fn configure(
+        &self,
+        requested: &str,
+        options: BTreeMap<String, String>,
+    ) -> Option<ApiResult<BTreeMap<String, String>>> {
+        (requested == "pki").then_some(Ok(options))
+    }
+
+    fn exists(&self, mount: &Mount<'_>, path: &str) -> ApiResult<bool> {
+        match path.strip_prefix("roles/") {
+            Some(name) => Ok(self.store(mount).role(name)?.is_some()),
+            // As in Vault, PKI's other writes need `update`.
+            None => Ok(true),
+        }
+    }
+
+    fn public(&self, path: &str) -> bool {
+        matches!(path, "ca" | "ca/pem" | "ca_chain" | "crl" | "crl/pem")
+            || path.starts_with("cert/")
+            || path
+                .strip_prefix("issuer/")
+                .and_then(|rest| rest.split_once('/'))
+                .is_some_and(|(_, view)| matches!(view, "pem" | "der" | "json"))
+    }
+
+    fn handle<'a>(
+        &'a self,
+        mount: &'a Mount<'a>,
+        operation: Operation,
+        path: &'a str,
+        data: &'a Map<String, Value>,
+        _requester: &'a Requester<'a>,
+    ) -> BoxFuture<'a, ApiResult<Reply>> {
+        Box::pin(async move {
+            let store = self.store(mount);
+            match operation {
+                Operation::Read => self.read(&store, path),
+                Operation::List => self.list(&store, path),
+                Operation::Write => self.write(&store, mount, path, data).await,
+                Operation::Delete => match path.strip_prefix("roles/") {
+                    Some(name) if crate::policy::is_name(name, "-_.@") => {
+                        store
+                            .barrier
+                            .delete(&store.key(&format!("{ROLES}{name}")))
+                            .await?;
+                        Ok(Reply::NoContent)
+                    }
+                    _ => Err(ApiError::unsupported(path, "delete")),
+                },
+                Operation::Patch => Err(ApiError::unsupported(path, "patch")),
+            }
+        })
+    }
+}

@@ -1,0 +1,158 @@
+"""hvac's PKI calls against coffer's `pki` engine, checked with openssl and a
+real TLS handshake (Python's ssl module on loopback)."""
+
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import urllib.request
+
+import pytest
+from hvac import exceptions
+
+
+def openssl(*args, stdin=None):
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True, input=stdin, timeout=60)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture
+def pki(root):
+    root.sys.enable_secrets_engine("pki", path="pki", config={"max_lease_ttl": "87600h"})
+    yield root
+    root.sys.disable_secrets_engine("pki")
+
+
+def write(directory, name, text):
+    path = os.path.join(directory, name)
+    with open(path, "w") as handle:
+        handle.write(text if text.endswith("\n") else text + "\n")
+    return path
+
+
+def test_a_root_ca_issues_leaf_certificates_openssl_verifies(dev_server, pki):
+    # No CA yet: a clear 400, not a 500.
+    pki.secrets.pki.create_or_update_role("web", {"allowed_domains": "example.com", "allow_subdomains": True})
+    with pytest.raises(exceptions.InvalidRequest, match="no default issuer currently configured"):
+        pki.secrets.pki.generate_certificate("web", "www.example.com")
+
+    pki.secrets.pki.set_urls({
+        "issuing_certificates": ["http://127.0.0.1:8200/v1/pki/ca"],
+        "crl_distribution_points": ["http://127.0.0.1:8200/v1/pki/crl"],
+    })
+    root = pki.secrets.pki.generate_root(
+        "internal", "coffer test root", extra_params={"key_type": "ec", "ttl": "87600h", "issuer_name": "root-2026"}
+    )["data"]
+    assert "private_key" not in root
+    assert root["issuing_ca"] == root["certificate"]
+    assert len(root["serial_number"].split(":")) == 20
+    exported = pki.secrets.pki.generate_root("exported", "second root", extra_params={"key_type": "ed25519"})["data"]
+    assert exported["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
+    assert exported["private_key_type"] == "ed25519"
+    issuers = pki.secrets.pki.list_issuers()["data"]
+    assert len(issuers["keys"]) == 2
+    assert issuers["key_info"][root["issuer_id"]]["is_default"] is True
+    assert pki.secrets.pki.read_issuer("root-2026")["data"]["issuer_id"] == root["issuer_id"]
+
+    role = pki.secrets.pki.create_or_update_role(
+        "web",
+        {"allowed_domains": "example.com", "allow_subdomains": True, "max_ttl": "72h", "key_type": "ec",
+         "organization": "Coffer Tests"},
+    )["data"]
+    assert (role["max_ttl"], role["key_bits"], role["allow_localhost"]) == (259200, 256, True)
+    issued = pki.secrets.pki.generate_certificate(
+        "web", "www.example.com", extra_params={"alt_names": "api.example.com", "ip_sans": "127.0.0.1", "ttl": "100h"}
+    )
+    assert issued["warnings"] == ['TTL "100h0m0s" is longer than permitted maxTTL "72h0m0s", so maxTTL is being used']
+    leaf = issued["data"]
+    assert leaf["issuing_ca"] == root["certificate"].strip()
+    assert leaf["ca_chain"] == [root["certificate"].strip()]
+    assert leaf["private_key_type"] == "ec"
+    assert leaf["expiration"] - leaf["not_before"] == 72 * 3600 + 30
+
+    with tempfile.TemporaryDirectory() as directory:
+        ca = write(directory, "ca.pem", root["certificate"])
+        cert = write(directory, "leaf.pem", leaf["certificate"])
+        key = write(directory, "leaf.key", leaf["private_key"])
+        code, out = openssl("verify", "-CAfile", ca, cert)
+        assert code == 0 and "OK" in out, out
+        code, text = openssl("x509", "-in", cert, "-noout", "-text")
+        assert code == 0, text
+        for expected in (
+            "DNS:www.example.com", "DNS:api.example.com", "IP Address:127.0.0.1",
+            "TLS Web Server Authentication", "TLS Web Client Authentication",
+            "Digital Signature", "Key Agreement", "CA Issuers - URI:http://127.0.0.1:8200/v1/pki/ca",
+            "URI:http://127.0.0.1:8200/v1/pki/crl", "O = Coffer Tests", "CA:FALSE",
+        ):
+            assert expected in text, expected
+        code, modulus = openssl("pkey", "-in", key, "-pubout")
+        code2, from_cert = openssl("x509", "-in", cert, "-noout", "-pubkey")
+        assert code == 0 and code2 == 0 and modulus == from_cert, "the key and the certificate match"
+        handshake(cert, key, ca, "www.example.com")
+
+    # Stored and listed; the CA is public.
+    assert leaf["serial_number"] in pki.secrets.pki.list_certificates()["data"]["keys"]
+    read = pki.secrets.pki.read_certificate(leaf["serial_number"].replace(":", "-"))["data"]
+    assert read["certificate"].strip() == leaf["certificate"] and read["revocation_time"] == 0
+    with urllib.request.urlopen(dev_server.address + "/v1/pki/ca/pem", timeout=10) as answer:
+        assert answer.headers["Content-Type"] == "application/pem-certificate-chain"
+        assert answer.read().decode() == root["certificate"].strip()
+    with urllib.request.urlopen(dev_server.address + "/v1/pki/ca", timeout=10) as answer:
+        assert answer.headers["Content-Type"] == "application/pkix-cert"
+        der = answer.read()
+    assert der[0] == 0x30, "DER starts with a SEQUENCE"
+    assert pki.secrets.pki.read_ca_certificate() == root["certificate"].strip()
+
+
+def test_role_refusals_give_vaults_texts(pki):
+    pki.secrets.pki.generate_root("internal", "refusals root", extra_params={"key_type": "ec"})
+    pki.secrets.pki.create_or_update_role("web", {"allowed_domains": ["example.com"], "allow_subdomains": True})
+    for extra, error in (
+        ({"common_name": "www.evil.com"}, "common name www.evil.com not allowed by this role"),
+        ({"common_name": "example.com"}, "common name example.com not allowed by this role"),
+        ({"common_name": "a.example.com", "alt_names": "evil.org"}, "subject alternate name evil.org not allowed by this role"),
+        ({"common_name": "a.example.com", "ip_sans": "notanip"}, 'the value "notanip" is not a valid IP address'),
+        ({"common_name": ""}, "the common_name field is required"),
+    ):
+        with pytest.raises(exceptions.InvalidRequest, match=error):
+            pki.write_data("pki/issue/web", data=extra)
+    with pytest.raises(exceptions.InvalidRequest, match="unknown role: nope"):
+        pki.write_data("pki/issue/nope", data={"common_name": "a.example.com"})
+    with pytest.raises(exceptions.InvalidRequest, match="unsupported bit length for EC key: 2048"):
+        pki.secrets.pki.create_or_update_role("bad", {"key_type": "ec", "key_bits": 2048})
+    # cert-manager's string-valued body is accepted.
+    issued = pki.write_data(
+        "pki/issue/web",
+        data={"common_name": "cm.example.com", "alt_names": "", "ip_sans": "", "uri_sans": "", "ttl": "2160h0m0s",
+              "exclude_cn_from_sans": "false", "format": "pem_bundle"},
+    )
+    assert issued["data"]["certificate"].count("BEGIN CERTIFICATE") == 2
+
+
+def handshake(cert, key, ca, name):
+    """A TLS 1.3 handshake between a server holding `cert` and a client that
+    trusts only `ca` and checks `name`."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=ca)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        accepted = {}
+
+        def serve():
+            connection, _ = listener.accept()
+            with server.wrap_socket(connection, server_side=True) as tls:
+                accepted["data"] = tls.recv(5)
+                tls.sendall(b"pong!")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with client.wrap_socket(raw, server_hostname=name) as tls:
+                tls.sendall(b"ping!")
+                assert tls.recv(5) == b"pong!"
+                assert tls.getpeercert()["subject"][-1][0] == ("commonName", name)
+        thread.join(timeout=10)
+    assert accepted["data"] == b"ping!"
