@@ -131,12 +131,17 @@ def test_role_refusals_give_vaults_texts(pki):
     assert issued["data"]["certificate"].count("BEGIN CERTIFICATE") == 2
 
 
-def handshake(cert, key, ca, name):
+def handshake(cert, key, ca, name, client_cert=None, client_key=None):
     """A TLS 1.3 handshake between a server holding `cert` and a client that
-    trusts only `ca` and checks `name`."""
+    trusts only `ca` and checks `name`; with `client_cert`, the server asks
+    for it and checks it against `ca` too."""
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert, key)
     client = ssl.create_default_context(cafile=ca)
+    if client_cert:
+        server.verify_mode = ssl.CERT_REQUIRED
+        server.load_verify_locations(cafile=ca)
+        client.load_cert_chain(client_cert, client_key)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         accepted = {}
@@ -156,3 +161,85 @@ def handshake(cert, key, ca, name):
                 assert tls.getpeercert()["subject"][-1][0] == ("commonName", name)
         thread.join(timeout=10)
     assert accepted["data"] == b"ping!"
+
+
+def test_an_intermediate_signs_what_cert_manager_sends(dev_server, root):
+    root.sys.enable_secrets_engine("pki", path="pki", config={"max_lease_ttl": "87600h"})
+    root.sys.enable_secrets_engine("pki", path="pki_int", config={"max_lease_ttl": "43800h"})
+    try:
+        ca = root.secrets.pki.generate_root("internal", "coffer root", extra_params={"key_type": "ec"})["data"]
+        csr = root.secrets.pki.generate_intermediate(
+            "internal", "coffer intermediate", extra_params={"key_type": "ec"}, mount_point="pki_int"
+        )["data"]["csr"]
+        assert csr.startswith("-----BEGIN CERTIFICATE REQUEST-----")
+        signed = root.secrets.pki.sign_intermediate(
+            csr, "coffer intermediate", extra_params={"format": "pem_bundle", "ttl": "43800h"}
+        )["data"]
+        assert signed["certificate"].count("BEGIN CERTIFICATE") == 2
+        assert len(signed["ca_chain"]) == 2
+        imported = root.secrets.pki.set_signed_intermediate(signed["certificate"], mount_point="pki_int")["data"]
+        assert len(imported["imported_issuers"]) == 1
+        again = root.secrets.pki.set_signed_intermediate(signed["certificate"], mount_point="pki_int")["data"]
+        assert again["existing_issuers"] == imported["imported_issuers"], "importing again changes nothing"
+        root.secrets.pki.create_or_update_role(
+            "svc",
+            {"allowed_domains": "example.com", "allow_subdomains": True, "key_type": "ec", "max_ttl": "720h"},
+            mount_point="pki_int",
+        )
+        with tempfile.TemporaryDirectory() as directory:
+            key = os.path.join(directory, "svc.key")
+            request = os.path.join(directory, "svc.csr")
+            code, out = openssl(
+                "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", key, "-out", request, "-subj", "/O=Verbatim Org/CN=svc.example.com",
+                "-addext", "subjectAltName=DNS:svc.example.com,DNS:alt.example.com",
+            )
+            assert code == 0, out
+            with open(request) as handle:
+                csr_pem = handle.read()
+            # cert-manager's body: every value a string, empty ones included.
+            answer = root.write_data("pki_int/sign/svc", data={
+                "common_name": "svc.example.com", "alt_names": "svc.example.com", "ip_sans": "", "uri_sans": "",
+                "ttl": "2160h0m0s", "csr": csr_pem, "exclude_cn_from_sans": "false",
+            })
+            data = answer["data"]
+            assert len(data["ca_chain"]) == 2
+            intermediate = signed["certificate"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----"
+            assert data["issuing_ca"] == intermediate.strip() == data["ca_chain"][0]
+            assert data["ca_chain"][1] == ca["certificate"].strip()
+            assert any("maxTTL" in warning for warning in answer["warnings"])
+            assert any("use_csr_common_name" in warning for warning in answer["warnings"])
+            root_pem = write(directory, "root.pem", ca["certificate"])
+            int_pem = write(directory, "int.pem", data["issuing_ca"])
+            leaf_pem = write(directory, "svc.pem", data["certificate"])
+            code, out = openssl("verify", "-CAfile", root_pem, "-untrusted", int_pem, leaf_pem)
+            assert code == 0 and "OK" in out, out
+            code, text = openssl("x509", "-in", leaf_pem, "-noout", "-text")
+            assert "DNS:alt.example.com" in text and "O = Verbatim Org" not in text, text
+
+            # Mutual TLS with the intermediate chain: the server and the client
+            # each send leaf + intermediate; each trusts only the root.
+            server_chain = write(directory, "server-chain.pem", data["certificate"] + "\n" + data["issuing_ca"])
+            client = root.secrets.pki.generate_certificate(
+                "svc", "client.example.com", extra_params={"ttl": "1h"}, mount_point="pki_int"
+            )["data"]
+            client_chain = write(directory, "client-chain.pem", client["certificate"] + "\n" + client["issuing_ca"])
+            client_key = write(directory, "client.key", client["private_key"])
+            handshake(server_chain, key, root_pem, "svc.example.com", client_chain, client_key)
+
+            verbatim = root.write_data("pki_int/sign-verbatim", data={"csr": csr_pem, "ttl": "1h"})["data"]
+            code, text = openssl("x509", "-noout", "-subject", stdin=verbatim["certificate"])
+            assert "O = Verbatim Org" in text, text
+
+            code, out = openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key + ".rsa",
+                                "-out", request + ".rsa", "-subj", "/CN=rsa.example.com")
+            assert code == 0, out
+            with open(request + ".rsa") as handle:
+                rsa_csr = handle.read()
+        with pytest.raises(exceptions.InvalidRequest, match="role requires keys of type ec"):
+            root.write_data("pki_int/sign/svc", data={"csr": rsa_csr})
+        with pytest.raises(exceptions.InvalidRequest, match="csr contains no data"):
+            root.write_data("pki_int/sign/svc", data={"csr": "junk", "common_name": "a.example.com"})
+    finally:
+        root.sys.disable_secrets_engine("pki_int")
+        root.sys.disable_secrets_engine("pki")

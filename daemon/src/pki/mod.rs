@@ -7,14 +7,17 @@
 //! prefix. Shapes, defaults and error texts follow OpenBao 2.7.2
 //! (`shared/reference/pki.md`).
 //!
-//! Served so far: `root/generate/{internal,exported}`, `roles/<name>`,
-//! `issue/<role>`, `cert/<serial>`, `LIST certs`, `config/urls`,
+//! Served so far: `root/generate/{internal,exported}`,
+//! `intermediate/generate/{internal,exported}`, `root/sign-intermediate`,
+//! `intermediate/set-signed`, `roles/<name>`, `issue/<role>`, `sign/<role>`,
+//! `sign-verbatim`, `cert/<serial>`, `LIST certs`, `config/urls`,
 //! `config/issuers`, `LIST issuers`, `issuer/<ref>`, and the unauthenticated
 //! `ca`, `ca/pem`, `ca_chain`, `issuer/<ref>/{pem,der,json}`.
 
 mod certs;
 mod keys;
 mod roles;
+mod sign;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -410,174 +413,6 @@ impl PkiEngine {
         Ok(envelope(data, warnings))
     }
 
-    async fn issue(
-        &self,
-        store: &Store<'_>,
-        mount: &Mount<'_>,
-        role_name: &str,
-        data: &Map<String, Value>,
-    ) -> ApiResult<Reply> {
-        let role = store.role(role_name)?.ok_or_else(|| {
-            ApiError::invalid(format!(
-                "unknown role: {}",
-                role_name.chars().take(128).collect::<String>()
-            ))
-        })?;
-        let fields = Fields::new(data);
-        let spec = role.key_spec()?;
-        let common_name = fields.string("common_name")?.unwrap_or_default();
-        if common_name.is_empty() && role.require_cn {
-            return Err(ApiError::invalid(
-                "the common_name field is required, or must be provided in a CSR with \"use_csr_common_name\" set to true, unless \"require_cn\" is set to false",
-            ));
-        }
-        if !common_name.is_empty() {
-            role.check_name(&common_name, "common name")?;
-        }
-        let mut names = Vec::new();
-        if !common_name.is_empty() && !fields.bool("exclude_cn_from_sans")?.unwrap_or(false) {
-            names.push(common_name.clone());
-        }
-        for name in fields.string_list("alt_names")?.unwrap_or_default() {
-            role.check_name(&name, "subject alternate name")?;
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        let mut ips = Vec::new();
-        for text in fields.string_list("ip_sans")?.unwrap_or_default() {
-            ips.push(role.check_ip(&text)?);
-        }
-        let uris = fields.string_list("uri_sans")?.unwrap_or_default();
-        if !uris.is_empty() && role.allowed_uri_sans.is_empty() {
-            return Err(ApiError::invalid(
-                "URI Subject Alternative Names are not allowed in this role, but were provided via the API",
-            ));
-        }
-        let format = fields.string("format")?.unwrap_or_else(|| "pem".into());
-        if !matches!(format.as_str(), "pem" | "der" | "pem_bundle") {
-            return Err(ApiError::invalid(format!(
-                "unsupported format {:?}: pem, der or pem_bundle",
-                format.chars().take(32).collect::<String>()
-            )));
-        }
-        let mut warnings = Vec::new();
-        let ttl = validity(
-            fields.duration("ttl")?,
-            role.ttl,
-            role.max_ttl,
-            mount,
-            &mut warnings,
-        );
-        let (issuer, issuer_key) = store.signing_issuer(&role.issuer_ref)?;
-        let now = crate::clock::now_seconds();
-        let not_after = (now + ttl).min(issuer.not_after);
-        if not_after < now + ttl {
-            warnings.push("the certificate's TTL is cut to the issuer's expiry".to_owned());
-        }
-
-        let key = spec.generate()?;
-        let mut params = rcgen::CertificateParams::default();
-        subject(
-            &mut params,
-            &common_name,
-            &[
-                (rcgen::DnType::CountryName, &role.country),
-                (rcgen::DnType::StateOrProvinceName, &role.province),
-                (rcgen::DnType::LocalityName, &role.locality),
-                (rcgen::DnType::OrganizationName, &role.organization),
-                (rcgen::DnType::OrganizationalUnitName, &role.ou),
-            ],
-        );
-        params.subject_alt_names = sans(&names, &ips, &uris)?;
-        params.is_ca = rcgen::IsCa::ExplicitNoCa;
-        params.key_usages = role
-            .key_usage
-            .iter()
-            .map(|usage| roles::key_usage(usage))
-            .collect::<ApiResult<_>>()?;
-        let mut extended = Vec::new();
-        for (on, usage) in [
-            (role.server_flag, rcgen::ExtendedKeyUsagePurpose::ServerAuth),
-            (role.client_flag, rcgen::ExtendedKeyUsagePurpose::ClientAuth),
-            (
-                role.code_signing_flag,
-                rcgen::ExtendedKeyUsagePurpose::CodeSigning,
-            ),
-            (
-                role.email_protection_flag,
-                rcgen::ExtendedKeyUsagePurpose::EmailProtection,
-            ),
-        ] {
-            if on {
-                extended.push(usage);
-            }
-        }
-        for usage in &role.ext_key_usage {
-            extended.push(roles::ext_key_usage(usage)?);
-        }
-        params.extended_key_usages = extended;
-        params.use_authority_key_identifier_extension = true;
-        let not_before = now.saturating_sub(role.not_before_duration);
-        params.not_before = certs::at(not_before)?;
-        params.not_after = certs::at(not_after)?;
-        let (serial, serial_text) = certs::new_serial()?;
-        params.serial_number = Some(serial);
-        store.urls()?.apply(&mut params);
-        let signer = rcgen::Issuer::from_ca_cert_pem(&issuer.certificate, &issuer_key)
-            .map_err(|error| ApiError::internal(&error))?;
-        let certificate = params
-            .signed_by(&key, &signer)
-            .map_err(|error| ApiError::internal(&error))?;
-        let pem = certificate.pem();
-        if !role.no_store {
-            store
-                .put(
-                    &format!("{CERTS}{}", serial_text.replace(':', "-")),
-                    &CertRecord {
-                        certificate: pem.clone(),
-                        issuer_id: issuer.id.clone(),
-                        revocation_time: 0,
-                        not_after,
-                    },
-                )
-                .await?;
-        }
-        let chain = issuer.ca_chain();
-        let (certificate_out, issuing_ca, ca_chain) = match format.as_str() {
-            "der" => (
-                certs::pem_to_der_base64(&pem)?,
-                certs::pem_to_der_base64(&issuer.certificate)?,
-                chain
-                    .iter()
-                    .map(|pem| certs::pem_to_der_base64(pem))
-                    .collect::<ApiResult<Vec<_>>>()?,
-            ),
-            "pem_bundle" => (
-                format!("{}\n{}", pem.trim_end(), issuer.certificate.trim_end()),
-                issuer.certificate.trim_end().to_owned(),
-                chain.iter().map(|pem| pem.trim_end().to_owned()).collect(),
-            ),
-            _ => (
-                pem.trim_end().to_owned(),
-                issuer.certificate.trim_end().to_owned(),
-                chain.iter().map(|pem| pem.trim_end().to_owned()).collect(),
-            ),
-        };
-        let private_key = keys::private_key_pem(&key);
-        let data = json!({
-            "certificate": certificate_out,
-            "issuing_ca": issuing_ca,
-            "ca_chain": ca_chain,
-            "private_key": private_key.trim_end(),
-            "private_key_type": spec.type_name(),
-            "serial_number": serial_text,
-            "expiration": not_after,
-            "not_before": not_before,
-        });
-        Ok(envelope(data, warnings))
-    }
-
     fn read(&self, store: &Store<'_>, path: &str) -> ApiResult<Reply> {
         match path {
             "ca" | "ca/pem" | "ca_chain" | "cert/ca" | "cert/ca_chain" => {
@@ -725,6 +560,21 @@ impl PkiEngine {
         }
         if let Some(role) = path.strip_prefix("issue/") {
             return self.issue(store, mount, role, data).await;
+        }
+        if let Some(role) = path.strip_prefix("sign/") {
+            return self.sign(store, mount, Some(role), data).await;
+        }
+        if path == "sign-verbatim" || path.starts_with("sign-verbatim/") {
+            return self.sign(store, mount, None, data).await;
+        }
+        if let Some(kind) = path.strip_prefix("intermediate/generate/") {
+            return self.generate_intermediate(store, kind, data).await;
+        }
+        if path == "root/sign-intermediate" {
+            return self.sign_intermediate(store, mount, data).await;
+        }
+        if path == "intermediate/set-signed" {
+            return self.set_signed(store, data).await;
         }
         if let Some(name) = path.strip_prefix("roles/") {
             if !crate::policy::is_name(name, "-_.@") {
