@@ -243,3 +243,63 @@ def test_an_intermediate_signs_what_cert_manager_sends(dev_server, root):
     finally:
         root.sys.disable_secrets_engine("pki_int")
         root.sys.disable_secrets_engine("pki")
+
+
+def crl_text(dev_server, ca_path):
+    with urllib.request.urlopen(dev_server.address + "/v1/pki/crl", timeout=10) as answer:
+        assert answer.headers["Content-Type"] == "application/pkix-crl"
+        der = answer.read()
+    with tempfile.NamedTemporaryFile(suffix=".crl") as handle:
+        handle.write(der)
+        handle.flush()
+        code, text = openssl("crl", "-inform", "DER", "-in", handle.name, "-noout", "-text", "-CAfile", ca_path)
+    assert code == 0, text
+    assert "verify OK" in text, "the CRL's signature verifies against the CA"
+    return text
+
+
+def test_revocation_is_idempotent_and_lands_in_the_crl(dev_server, pki):
+    ca = pki.secrets.pki.generate_root("internal", "revoking root", extra_params={"key_type": "ec"})["data"]
+    pki.secrets.pki.create_or_update_role("web", {"allow_any_name": True, "key_type": "ec"})
+    pki.secrets.pki.create_or_update_role("quiet", {"allow_any_name": True, "key_type": "ec", "no_store": True})
+    with tempfile.TemporaryDirectory() as directory:
+        ca_path = write(directory, "ca.pem", ca["certificate"])
+        text = crl_text(dev_server, ca_path)
+        assert "No Revoked Certificates" in text
+
+        leaf = pki.secrets.pki.generate_certificate("web", "a.example.com")["data"]
+        serial = leaf["serial_number"]
+        first = pki.secrets.pki.revoke_certificate(serial)["data"]
+        assert first["state"] == "revoked" and first["revocation_time"] > 0
+        again = pki.secrets.pki.revoke_certificate(serial.replace(":", "-"))["data"]
+        assert again["revocation_time"] == first["revocation_time"], "revoking again changes nothing"
+        read = pki.secrets.pki.read_certificate(serial)["data"]
+        assert read["revocation_time"] == first["revocation_time"] and read["issuer_id"] == ca["issuer_id"]
+        assert serial in pki.list("pki/certs/revoked")["data"]["keys"]
+        text = crl_text(dev_server, ca_path)
+        assert serial.replace(":", "").upper() in text
+        number = int(text.split("X509v3 CRL Number:")[1].split()[0])
+        assert number >= 2
+
+        # A certificate the role did not store: unknown by serial, revocable by PEM.
+        quiet = pki.secrets.pki.generate_certificate("quiet", "b.example.com")["data"]
+        with pytest.raises(exceptions.InvalidPath):
+            pki.secrets.pki.read_certificate(quiet["serial_number"])
+        with pytest.raises(exceptions.InvalidRequest, match="not found"):
+            pki.secrets.pki.revoke_certificate(quiet["serial_number"])
+        by_pem = pki.write_data("pki/revoke", data={"certificate": quiet["certificate"]})["data"]
+        assert by_pem["state"] == "revoked"
+        assert quiet["serial_number"].replace(":", "").upper() in crl_text(dev_server, ca_path)
+
+        assert pki.read("pki/crl/rotate")["data"] == {"success": True}
+        rotated = crl_text(dev_server, ca_path)
+        assert int(rotated.split("X509v3 CRL Number:")[1].split()[0]) > number
+        with urllib.request.urlopen(dev_server.address + "/v1/pki/crl/pem", timeout=10) as answer:
+            assert answer.read().decode().startswith("-----BEGIN X509 CRL-----")
+
+    with pytest.raises(exceptions.InvalidRequest, match="The serial number or certificate to revoke must be provided."):
+        pki.write_data("pki/revoke", data={})
+    with pytest.raises(exceptions.InvalidRequest, match="certificate with serial aa:bb not found."):
+        pki.secrets.pki.revoke_certificate("aa:bb")
+    with pytest.raises(exceptions.InvalidRequest, match="is an issuer of this mount"):
+        pki.secrets.pki.revoke_certificate(ca["serial_number"])

@@ -10,12 +10,15 @@
 //! Served so far: `root/generate/{internal,exported}`,
 //! `intermediate/generate/{internal,exported}`, `root/sign-intermediate`,
 //! `intermediate/set-signed`, `roles/<name>`, `issue/<role>`, `sign/<role>`,
-//! `sign-verbatim`, `cert/<serial>`, `LIST certs`, `config/urls`,
+//! `sign-verbatim`, `revoke`, `crl/rotate`, `cert/<serial>`, `LIST certs`,
+//! `LIST certs/revoked`, `config/urls`,
 //! `config/issuers`, `LIST issuers`, `issuer/<ref>`, and the unauthenticated
-//! `ca`, `ca/pem`, `ca_chain`, `issuer/<ref>/{pem,der,json}`.
+//! `ca`, `ca/pem`, `ca_chain`, `crl`, `crl/pem`,
+//! `issuer/<ref>/{pem,der,json,crl,crl/pem}`.
 
 mod certs;
 mod keys;
+mod revoke;
 mod roles;
 mod sign;
 
@@ -46,12 +49,16 @@ const DEFAULT_ISSUER: &str = "config/issuers";
 /// Serves every `pki` mount of an unsealed node.
 pub struct PkiEngine {
     barrier: Arc<Barrier>,
+    /// Revocations and CRL rebuilds of this node, one at a time: each CRL
+    /// is built from the revocations stored before it.
+    revocations: tokio::sync::Mutex<()>,
 }
 
 /// The registry's factory.
 pub fn engine(environment: &Environment) -> Arc<dyn SecretEngine> {
     Arc::new(PkiEngine {
         barrier: environment.barrier.clone(),
+        revocations: tokio::sync::Mutex::new(()),
     })
 }
 
@@ -376,6 +383,7 @@ impl PkiEngine {
             &StoredKey::new(key_id.clone(), key_name.clone(), spec, &key),
         )?;
         batch.put_json(&store.key(&format!("{ISSUERS}{issuer_id}")), &issuer)?;
+        revoke::write_crl(store, &mut batch, &issuer, &key, &[])?;
         let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
         if config.default.is_empty() {
             batch.put_json(
@@ -438,6 +446,9 @@ impl PkiEngine {
                     ),
                 })
             }
+            "crl" => self.read_crl(store, "default", "der"),
+            "crl/pem" => self.read_crl(store, "default", "pem"),
+            "cert/crl" => self.read_crl(store, "default", "json"),
             "config/urls" => {
                 let urls = store.urls()?;
                 Ok(Reply::data(json!({
@@ -476,6 +487,10 @@ impl PkiEngine {
                 }
                 if let Some(rest) = path.strip_prefix("issuer/") {
                     let (reference, view) = rest.split_once('/').unwrap_or((rest, ""));
+                    if view == "crl" || view == "crl/pem" {
+                        let format = if view == "crl" { "der" } else { "pem" };
+                        return self.read_crl(store, reference, format);
+                    }
                     let issuer = store.issuer(reference)?.ok_or_else(ApiError::not_found)?;
                     return Ok(match view {
                         "pem" => Reply::Text(
@@ -514,6 +529,7 @@ impl PkiEngine {
     fn list(&self, store: &Store<'_>, path: &str) -> ApiResult<Reply> {
         match path.trim_end_matches('/') {
             "roles" => Ok(Reply::List(store.list(ROLES)?)),
+            "certs/revoked" => self.list_revoked(store),
             "certs" => Ok(Reply::List(
                 store
                     .list(CERTS)?
@@ -588,6 +604,7 @@ impl PkiEngine {
             return Ok(Reply::data(role.describe()));
         }
         match path {
+            "revoke" => self.revoke(store, data).await,
             "config/urls" => {
                 let fields = Fields::new(data);
                 let current = store.urls()?;
@@ -672,7 +689,7 @@ impl SecretEngine for PkiEngine {
             || path
                 .strip_prefix("issuer/")
                 .and_then(|rest| rest.split_once('/'))
-                .is_some_and(|(_, view)| matches!(view, "pem" | "der" | "json"))
+                .is_some_and(|(_, view)| matches!(view, "pem" | "der" | "json" | "crl" | "crl/pem"))
     }
 
     fn handle<'a>(
@@ -686,6 +703,7 @@ impl SecretEngine for PkiEngine {
         Box::pin(async move {
             let store = self.store(mount);
             match operation {
+                Operation::Read if path == "crl/rotate" => self.rotate_crls(&store).await,
                 Operation::Read => self.read(&store, path),
                 Operation::List => self.list(&store, path),
                 Operation::Write => self.write(&store, mount, path, data).await,

@@ -592,6 +592,7 @@ impl PkiEngine {
         };
         let mut batch = store.barrier.batch();
         batch.put_json(&store.key(&format!("{ISSUERS}{}", issuer.id)), &issuer)?;
+        super::revoke::write_crl(store, &mut batch, &issuer, &key.load()?, &[])?;
         let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
         if config.default.is_empty() {
             batch.put_json(
