@@ -7,6 +7,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -303,3 +304,30 @@ def test_revocation_is_idempotent_and_lands_in_the_crl(dev_server, pki):
         pki.secrets.pki.revoke_certificate("aa:bb")
     with pytest.raises(exceptions.InvalidRequest, match="is an issuer of this mount"):
         pki.secrets.pki.revoke_certificate(ca["serial_number"])
+
+
+def test_a_leased_certificate_is_revoked_when_its_lease_ends(dev_server, pki):
+    pki.secrets.pki.generate_root("internal", "leasing root", extra_params={"key_type": "ec"})
+    pki.secrets.pki.create_or_update_role(
+        "leased", {"allow_any_name": True, "key_type": "ec", "generate_lease": True, "no_store": True}
+    )
+    issued = pki.secrets.pki.generate_certificate("leased", "svc.example.com", extra_params={"ttl": "1h"})
+    assert issued["lease_id"].startswith("pki/issue/leased/")
+    assert issued["renewable"] is False and 3590 <= issued["lease_duration"] <= 3600
+    serial = issued["data"]["serial_number"]
+    assert serial not in revoked(pki)
+    pki.sys.revoke_lease(issued["lease_id"])
+    assert serial in revoked(pki)
+
+    # A short one ends by itself.
+    short = pki.secrets.pki.generate_certificate("leased", "short.example.com", extra_params={"ttl": "2s", "format": "der"})
+    deadline = time.time() + 15
+    while short["data"]["serial_number"] not in revoked(pki):
+        assert time.time() < deadline, "the expired lease did not revoke its certificate"
+        time.sleep(0.25)
+
+
+def revoked(pki):
+    """The revoked serials (hvac answers an empty LIST with None)."""
+    listed = pki.list("pki/certs/revoked")
+    return listed["data"]["keys"] if listed else []

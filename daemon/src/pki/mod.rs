@@ -49,6 +49,8 @@ const DEFAULT_ISSUER: &str = "config/issuers";
 /// Serves every `pki` mount of an unsealed node.
 pub struct PkiEngine {
     barrier: Arc<Barrier>,
+    /// Where the certificates of `generate_lease` roles get their leases.
+    leases: Arc<crate::leases::Manager>,
     /// Revocations and CRL rebuilds of this node, one at a time: each CRL
     /// is built from the revocations stored before it.
     revocations: tokio::sync::Mutex<()>,
@@ -58,6 +60,7 @@ pub struct PkiEngine {
 pub fn engine(environment: &Environment) -> Arc<dyn SecretEngine> {
     Arc::new(PkiEngine {
         barrier: environment.barrier.clone(),
+        leases: environment.leases.clone(),
         revocations: tokio::sync::Mutex::new(()),
     })
 }
@@ -570,18 +573,19 @@ impl PkiEngine {
         mount: &Mount<'_>,
         path: &str,
         data: &Map<String, Value>,
+        requester: &Requester<'_>,
     ) -> ApiResult<Reply> {
         if let Some(kind) = path.strip_prefix("root/generate/") {
             return self.generate_root(store, mount, kind, data).await;
         }
         if let Some(role) = path.strip_prefix("issue/") {
-            return self.issue(store, mount, role, data).await;
+            return self.issue(store, mount, role, data, requester).await;
         }
         if let Some(role) = path.strip_prefix("sign/") {
-            return self.sign(store, mount, Some(role), data).await;
+            return self.sign(store, mount, Some(role), data, requester).await;
         }
         if path == "sign-verbatim" || path.starts_with("sign-verbatim/") {
-            return self.sign(store, mount, None, data).await;
+            return self.sign(store, mount, None, data, requester).await;
         }
         if let Some(kind) = path.strip_prefix("intermediate/generate/") {
             return self.generate_intermediate(store, kind, data).await;
@@ -692,13 +696,31 @@ impl SecretEngine for PkiEngine {
                 .is_some_and(|(_, view)| matches!(view, "pem" | "der" | "json" | "crl" | "crl/pem"))
     }
 
+    /// A `generate_lease` certificate's lease ended: the certificate is
+    /// revoked (idempotently: it may have been revoked by hand already).
+    fn revoke<'a>(
+        &'a self,
+        mount: &'a Mount<'a>,
+        lease: &'a crate::leases::Lease,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let certificate = lease.internal["certificate"].as_str().unwrap_or_default();
+            let mut data = Map::new();
+            data.insert("certificate".into(), json!(certificate));
+            match self.revoke(&self.store(mount), &data).await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(error.messages.join("; ")),
+            }
+        })
+    }
+
     fn handle<'a>(
         &'a self,
         mount: &'a Mount<'a>,
         operation: Operation,
         path: &'a str,
         data: &'a Map<String, Value>,
-        _requester: &'a Requester<'a>,
+        requester: &'a Requester<'a>,
     ) -> BoxFuture<'a, ApiResult<Reply>> {
         Box::pin(async move {
             let store = self.store(mount);
@@ -706,7 +728,7 @@ impl SecretEngine for PkiEngine {
                 Operation::Read if path == "crl/rotate" => self.rotate_crls(&store).await,
                 Operation::Read => self.read(&store, path),
                 Operation::List => self.list(&store, path),
-                Operation::Write => self.write(&store, mount, path, data).await,
+                Operation::Write => self.write(&store, mount, path, data, requester).await,
                 Operation::Delete => match path.strip_prefix("roles/") {
                     Some(name) if crate::policy::is_name(name, "-_.@") => {
                         store

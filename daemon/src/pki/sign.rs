@@ -20,7 +20,8 @@ use super::{
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
-use crate::engine::Mount;
+use crate::engine::{Mount, Requester};
+use crate::leases::Lease;
 
 /// What a leaf certificate will say, decided from the request, the role and
 /// (when signing) the CSR.
@@ -230,6 +231,7 @@ impl PkiEngine {
         mount: &Mount<'_>,
         role_name: &str,
         data: &Map<String, Value>,
+        requester: &Requester<'_>,
     ) -> ApiResult<Reply> {
         let role = load_role(store, role_name)?;
         let fields = Fields::new(data);
@@ -242,7 +244,15 @@ impl PkiEngine {
             json!(keys::private_key_pem(&key).trim_end()),
         );
         data.insert("private_key_type".into(), json!(spec.type_name()));
-        Ok(envelope(Value::Object(data), warnings))
+        self.answer(
+            mount,
+            &format!("issue/{role_name}"),
+            &role,
+            data,
+            warnings,
+            requester,
+        )
+        .await
     }
 
     /// `sign/<role>` (or `sign-verbatim` with no role): a certificate for
@@ -253,6 +263,7 @@ impl PkiEngine {
         mount: &Mount<'_>,
         role_name: Option<&str>,
         data: &Map<String, Value>,
+        requester: &Requester<'_>,
     ) -> ApiResult<Reply> {
         let fields = Fields::new(data);
         let verbatim = role_name.is_none();
@@ -273,7 +284,75 @@ impl PkiEngine {
         let (data, warnings) = self
             .sign_leaf(store, &role, leaf, &csr.public_key, subject)
             .await?;
-        Ok(envelope(Value::Object(data), warnings))
+        let path = match role_name {
+            Some(name) => format!("sign/{name}"),
+            None => "sign-verbatim".to_owned(),
+        };
+        self.answer(mount, &path, &role, data, warnings, requester)
+            .await
+    }
+
+    /// The answer to an issue or a sign: under a `generate_lease` role, with
+    /// a lease (not renewable) whose end revokes the certificate.
+    async fn answer(
+        &self,
+        mount: &Mount<'_>,
+        path: &str,
+        role: &Role,
+        data: Map<String, Value>,
+        warnings: Vec<String>,
+        requester: &Requester<'_>,
+    ) -> ApiResult<Reply> {
+        if !role.generate_lease {
+            return Ok(envelope(Value::Object(data), warnings));
+        }
+        let now = crate::clock::now_seconds();
+        let ttl = data["expiration"]
+            .as_u64()
+            .unwrap_or(now)
+            .saturating_sub(now);
+        // The certificate (public) lets the revocation find it even when
+        // the role did not store it.
+        let certificate = data["certificate"].as_str().unwrap_or_default();
+        let first = if certificate.starts_with("-----BEGIN") {
+            certificate
+                .split_inclusive("-----END CERTIFICATE-----")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        } else {
+            // `format=der`: base64 DER.
+            use base64::Engine as _;
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(certificate)
+                .map_err(|error| ApiError::internal(&error))?;
+            super::revoke::pem_block("CERTIFICATE", &der)
+        };
+        let mut lease = Lease::new(
+            &mount.logical(path),
+            &mount.entry.path,
+            now,
+            ttl,
+            ttl,
+            requester.token_hash.map(str::to_owned),
+            json!({"serial_number": data["serial_number"], "certificate": first.trim()}),
+        )
+        .map_err(|error| ApiError::internal(&error))?;
+        lease.renewable = false;
+        self.leases
+            .register(&lease)
+            .await
+            .map_err(|error| match error {
+                crate::leases::Error::Barrier(barrier) => barrier.into(),
+                other => ApiError::internal(&other),
+            })?;
+        let Reply::Envelope(mut envelope) = envelope(Value::Object(data), warnings) else {
+            return Err(ApiError::internal(&"a PKI answer is an envelope"));
+        };
+        envelope.lease_id = lease.id;
+        envelope.lease_duration = ttl;
+        envelope.renewable = false;
+        Ok(Reply::Envelope(envelope))
     }
 
     /// Signs a leaf for `public_key` under `role`'s issuer and stores it
