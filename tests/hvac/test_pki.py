@@ -331,3 +331,30 @@ def revoked(pki):
     """The revoked serials (hvac answers an empty LIST with None)."""
     listed = pki.list("pki/certs/revoked")
     return listed["data"]["keys"] if listed else []
+
+
+def test_an_imported_ca_bundle_issues_certificates(pki):
+    with tempfile.TemporaryDirectory() as directory:
+        key, cert = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.pem")
+        code, out = openssl(
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+            "-out", cert, "-days", "30", "-subj", "/CN=imported root",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )
+        assert code == 0, out
+        with open(key) as handle:
+            key_pem = handle.read()
+        with open(cert) as handle:
+            cert_pem = handle.read()
+        assert "BEGIN PRIVATE KEY" in key_pem
+        imported = pki.secrets.pki.submit_ca_information(key_pem + cert_pem)["data"]
+        assert len(imported["imported_issuers"]) == 1 and len(imported["imported_keys"]) == 1
+        again = pki.write_data("pki/issuers/import/bundle", data={"pem_bundle": key_pem + cert_pem})["data"]
+        assert again["existing_issuers"] == imported["imported_issuers"] and again["imported_issuers"] is None
+        pki.secrets.pki.create_or_update_role("any", {"allow_any_name": True, "key_type": "ec"})
+        leaf = pki.secrets.pki.generate_certificate("any", "imported.example.com")["data"]
+        leaf_path = write(directory, "leaf.pem", leaf["certificate"])
+        code, out = openssl("verify", "-CAfile", cert, leaf_path)
+        assert code == 0 and "OK" in out, out
+    with pytest.raises(exceptions.InvalidRequest, match="provided data for import was too short"):
+        pki.secrets.pki.submit_ca_information("junk")

@@ -84,6 +84,29 @@ impl KeySpec {
         };
         generated.map_err(|error| ApiError::internal(&error))
     }
+
+    /// The spec of an imported key; `None` for a type coffer does not sign
+    /// with.
+    pub fn of(key: &KeyPair) -> Option<KeySpec> {
+        let algorithm = key.algorithm();
+        if algorithm == &rcgen::PKCS_ED25519 {
+            Some(KeySpec::Ed25519)
+        } else if algorithm == &rcgen::PKCS_ECDSA_P256_SHA256 {
+            Some(KeySpec::Ec(256))
+        } else if algorithm == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            Some(KeySpec::Ec(384))
+        } else if algorithm == &rcgen::PKCS_RSA_SHA256 {
+            // The raw public key is the PKCS#1 DER, whose length follows
+            // the modulus: about 270, 398 and 526 bytes.
+            Some(KeySpec::Rsa(match key.public_key_raw().len() {
+                length if length > 450 => 4096,
+                length if length > 320 => 3072,
+                _ => 2048,
+            }))
+        } else {
+            None
+        }
+    }
 }
 
 /// A CA's private key as stored (behind the barrier, never returned after
@@ -169,6 +192,7 @@ mod tests {
             let stored = StoredKey::new("id".into(), String::new(), spec, &key);
             let loaded = stored.load().unwrap();
             assert_eq!(loaded.public_key_raw(), key.public_key_raw());
+            assert_eq!(KeySpec::of(&loaded), Some(spec));
             assert!(!format!("{stored:?}").contains(&stored.pkcs8));
         }
     }

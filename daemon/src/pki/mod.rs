@@ -9,7 +9,8 @@
 //!
 //! Served so far: `root/generate/{internal,exported}`,
 //! `intermediate/generate/{internal,exported}`, `root/sign-intermediate`,
-//! `intermediate/set-signed`, `roles/<name>`, `issue/<role>`, `sign/<role>`,
+//! `intermediate/set-signed`, `config/ca` and `issuers/import/bundle`,
+//! `roles/<name>`, `issue/<role>`, `sign/<role>`,
 //! `sign-verbatim`, `revoke`, `crl/rotate`, `cert/<serial>`, `LIST certs`,
 //! `LIST certs/revoked`, `config/urls`,
 //! `config/issuers`, `LIST issuers`, `issuer/<ref>`, and the unauthenticated
@@ -592,6 +593,9 @@ impl PkiEngine {
         }
         if path == "root/sign-intermediate" {
             return self.sign_intermediate(store, mount, data).await;
+        }
+        if path == "config/ca" || path == "issuers/import/bundle" {
+            return self.import_bundle(store, data).await;
         }
         if path == "intermediate/set-signed" {
             return self.set_signed(store, data).await;

@@ -717,3 +717,160 @@ fn pem_encode(der: &[u8]) -> String {
     pem.push_str("-----END CERTIFICATE-----\n");
     pem
 }
+
+impl PkiEngine {
+    /// `config/ca` and `issuers/import/bundle`: keys (PKCS#8 PEM) and
+    /// certificates; each certificate becomes an issuer (with its key when
+    /// the bundle or the mount holds it), the ones after it its parents.
+    /// Importing again changes nothing.
+    pub(super) async fn import_bundle(
+        &self,
+        store: &Store<'_>,
+        data: &Map<String, Value>,
+    ) -> ApiResult<Reply> {
+        let fields = Fields::new(data);
+        let text = fields
+            .string("pem_bundle")?
+            .or(fields.string("pem")?)
+            .unwrap_or_default();
+        let mut keys = Vec::new();
+        let mut certificates = Vec::new();
+        for item in rustls::pki_types::pem::PemObject::pem_slice_iter(text.as_bytes())
+            .map(|item: Result<(rustls::pki_types::pem::SectionKind, Vec<u8>), _>| item)
+        {
+            let (kind, der) =
+                item.map_err(|_| ApiError::invalid("the PEM bundle could not be parsed"))?;
+            match kind {
+                rustls::pki_types::pem::SectionKind::Certificate => certificates.push(der),
+                rustls::pki_types::pem::SectionKind::PrivateKey => {
+                    let key = rcgen::KeyPair::try_from(der.as_slice()).map_err(|_| {
+                        ApiError::invalid("a private key of the bundle could not be read")
+                    })?;
+                    keys.push(key);
+                }
+                rustls::pki_types::pem::SectionKind::EcPrivateKey
+                | rustls::pki_types::pem::SectionKind::RsaPrivateKey => {
+                    return Err(ApiError::invalid(
+                        "private keys must be PKCS#8 (BEGIN PRIVATE KEY): convert with `openssl pkcs8 -topk8 -nocrypt`",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if keys.is_empty() && certificates.is_empty() {
+            return Err(ApiError::invalid(
+                "provided data for import was too short; perhaps it was not PEM-encoded?",
+            ));
+        }
+        let (mut imported_keys, mut existing_keys) = (Vec::new(), Vec::new());
+        let mut stored: Vec<StoredKey> = Vec::new();
+        for id in store.list(KEYS)? {
+            if let Some(key) = store.get::<StoredKey>(&format!("{KEYS}{id}"))? {
+                stored.push(key);
+            }
+        }
+        let mut batch = store.barrier.batch();
+        for key in &keys {
+            let spec = KeySpec::of(key).ok_or_else(|| {
+                ApiError::invalid("the bundle's key is of a type coffer does not sign with")
+            })?;
+            let mut known = None;
+            for candidate in &stored {
+                if candidate.load()?.public_key_raw() == key.public_key_raw() {
+                    known = Some(candidate.id.clone());
+                }
+            }
+            match known {
+                Some(id) => existing_keys.push(id),
+                None => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    let record = StoredKey::new(id.clone(), String::new(), spec, key);
+                    batch.put_json(&store.key(&format!("{KEYS}{id}")), &record)?;
+                    stored.push(record);
+                    imported_keys.push(id);
+                }
+            }
+        }
+        let existing_issuers_stored: Vec<Issuer> = store
+            .list(ISSUERS)?
+            .into_iter()
+            .filter_map(|id| {
+                store
+                    .get::<Issuer>(&format!("{ISSUERS}{id}"))
+                    .ok()
+                    .flatten()
+            })
+            .collect();
+        let pems: Vec<String> = certificates.iter().map(|der| pem_encode(der)).collect();
+        let (mut imported_issuers, mut existing_issuers) = (Vec::new(), Vec::new());
+        let mut mapping = Map::new();
+        let mut first_new = None;
+        for (index, der) in certificates.iter().enumerate() {
+            let (_, parsed) = x509_parser::parse_x509_certificate(der).map_err(|_| {
+                ApiError::invalid("a certificate of the bundle could not be parsed")
+            })?;
+            if !parsed.is_ca() {
+                return Err(ApiError::invalid(
+                    "the bundle holds a certificate that is not a CA",
+                ));
+            }
+            let public_key = parsed.public_key().subject_public_key.data.to_vec();
+            let mut key_id = String::new();
+            for candidate in &stored {
+                if candidate.load()?.public_key_raw() == public_key.as_slice() {
+                    key_id = candidate.id.clone();
+                }
+            }
+            if let Some(existing) = existing_issuers_stored
+                .iter()
+                .find(|issuer| issuer.certificate.trim() == pems[index].trim())
+            {
+                existing_issuers.push(existing.id.clone());
+                mapping.insert(existing.id.clone(), json!(existing.key_id));
+                continue;
+            }
+            let issuer = Issuer {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: String::new(),
+                certificate: pems[index].clone(),
+                key_id: key_id.clone(),
+                serial_number: certs::colon_hex(parsed.raw_serial()),
+                not_after: u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(0),
+                parents: pems[index + 1..].to_vec(),
+            };
+            batch.put_json(&store.key(&format!("{ISSUERS}{}", issuer.id)), &issuer)?;
+            if let Some(key) = stored.iter().find(|key| key.id == key_id) {
+                super::revoke::write_crl(store, &mut batch, &issuer, &key.load()?, &[])?;
+                if first_new.is_none() {
+                    first_new = Some(issuer.id.clone());
+                }
+            }
+            mapping.insert(issuer.id.clone(), json!(key_id));
+            imported_issuers.push(issuer.id);
+        }
+        let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
+        if config.default.is_empty()
+            && let Some(default) = first_new
+        {
+            batch.put_json(&store.key(DEFAULT_ISSUER), &IssuerConfig { default })?;
+        }
+        store.barrier.commit(batch).await?;
+        let or_null = |ids: Vec<String>| {
+            if ids.is_empty() {
+                Value::Null
+            } else {
+                json!(ids)
+            }
+        };
+        Ok(envelope(
+            json!({
+                "imported_issuers": or_null(imported_issuers),
+                "imported_keys": or_null(imported_keys),
+                "existing_issuers": or_null(existing_issuers),
+                "existing_keys": or_null(existing_keys),
+                "mapping": mapping,
+            }),
+            Vec::new(),
+        ))
+    }
+}
