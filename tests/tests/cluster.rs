@@ -249,6 +249,67 @@ fn three_nodes_form_a_cluster_forward_writes_and_serve_reads_everywhere() {
     wait_for(Duration::from_secs(30), "the standby to unseal", || {
         (standby.get("sys/seal-status").body["sealed"] == false).then_some(())
     });
+
+    // PKI across the cluster: a certificate issued through a standby,
+    // revoked through the leader, is on the CRL every node serves.
+    let leader = cluster.leader();
+    let follower = cluster.followers()[0];
+    let root = cluster.root(leader);
+    root.post("sys/mounts/pki", json!({"type": "pki"}))
+        .expect(204);
+    root.post(
+        "pki/root/generate/internal",
+        json!({"common_name": "cluster root", "key_type": "ec"}),
+    )
+    .expect(200);
+    root.post(
+        "pki/roles/web",
+        json!({"allow_any_name": true, "key_type": "ec"}),
+    )
+    .expect(200);
+    let issued = cluster
+        .root(follower)
+        .post("pki/issue/web", json!({"common_name": "svc.example.com"}))
+        .expect(200);
+    let serial = issued.body["data"]["serial_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    root.post("pki/revoke", json!({"serial_number": serial}))
+        .expect(200);
+    let listed = serial.replace(':', "").to_uppercase();
+    for index in 0..3 {
+        let crl = wait_for(Duration::from_secs(5), "the CRL on every node", || {
+            let answer = cluster.nodes[index].api(None).get("pki/cert/crl");
+            let pem = answer.body["data"]["certificate"].as_str()?.to_owned();
+            let text = crl_text(&pem);
+            text.contains(&listed).then_some(text)
+        });
+        assert!(
+            crl.contains("X509v3 CRL Number"),
+            "node {}: {crl}",
+            index + 1
+        );
+    }
+}
+
+/// `openssl crl -text` of a PEM CRL.
+fn crl_text(pem: &str) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("openssl")
+        .args(["crl", "-noout", "-text"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Writes `key-<writer>-<n>` through the nodes in `targets` (round robin) until
