@@ -550,6 +550,20 @@ impl Answer {
 }
 
 impl Api {
+    /// A client of the Vault-compatible server at `base` (`http://host:port`),
+    /// coffer or a peer a benchmark compares it with.
+    pub fn at(base: &str, token: Option<&str>) -> Api {
+        Api {
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.map(str::to_owned),
+        }
+    }
+
     pub fn with_token(&self, token: &str) -> Api {
         Api {
             token: Some(token.to_owned()),

@@ -189,6 +189,16 @@ async fn http1_response<S: AsyncRead + Unpin>(
         let mut response = httparse::Response::new(&mut headers);
         if let httparse::Status::Complete(head) = response.parse(buffer).ok()? {
             let code = response.code?;
+            let success = (200..300).contains(&code);
+            let chunked = response.headers.iter().any(|header| {
+                header.name.eq_ignore_ascii_case("transfer-encoding")
+                    && header.value.eq_ignore_ascii_case(b"chunked")
+            });
+            if chunked {
+                // Go's servers (OpenBao) chunk bodies larger than their buffer.
+                read_chunked(stream, buffer, head).await?;
+                return Some(success);
+            }
             let length: usize = match response
                 .headers
                 .iter()
@@ -199,7 +209,6 @@ async fn http1_response<S: AsyncRead + Unpin>(
                 None if code == 204 || code == 304 => 0,
                 None => return None,
             };
-            let success = (200..300).contains(&code);
             while buffer.len() < head + length {
                 if stream.read_buf(buffer).await.ok()? == 0 {
                     return None;
@@ -210,6 +219,43 @@ async fn http1_response<S: AsyncRead + Unpin>(
         }
         if stream.read_buf(buffer).await.ok()? == 0 {
             return None;
+        }
+    }
+}
+
+/// Consumes a chunked body that starts at `start` in `buffer` (no trailers).
+async fn read_chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+    start: usize,
+) -> Option<()> {
+    let mut position = start;
+    loop {
+        let line_end = loop {
+            if let Some(offset) = buffer[position..]
+                .windows(2)
+                .position(|window| window == b"\r\n")
+            {
+                break position + offset;
+            }
+            if stream.read_buf(buffer).await.ok()? == 0 {
+                return None;
+            }
+        };
+        let line = std::str::from_utf8(&buffer[position..line_end]).ok()?;
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        position = line_end + 2;
+        // The chunk and its CRLF; the last chunk is followed by a CRLF alone.
+        let needed = position + size + 2;
+        while buffer.len() < needed {
+            if stream.read_buf(buffer).await.ok()? == 0 {
+                return None;
+            }
+        }
+        position = needed;
+        if size == 0 {
+            buffer.drain(..position);
+            return Some(());
         }
     }
 }

@@ -529,7 +529,10 @@ async fn an_engine_the_core_does_not_know_mounts_and_serves_every_door() {
     )
     .await;
     let (_, messages) = outcome(&unknown).unwrap_err();
-    assert!(messages[0].contains("kv, database, pki, echo"), "{messages:?}");
+    assert!(
+        messages[0].contains("kv, database, pki, echo"),
+        "{messages:?}"
+    );
 }
 
 /// An auth method the core has never heard of: `login` takes a name and
