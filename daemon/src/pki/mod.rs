@@ -120,6 +120,24 @@ impl Store<'_> {
         Ok(self.barrier.list(&self.key(rest))?)
     }
 
+    /// Every issuer of the mount.
+    fn issuers(&self) -> ApiResult<Vec<Issuer>> {
+        let mut issuers = Vec::new();
+        for id in self.list(ISSUERS)? {
+            issuers.extend(self.get::<Issuer>(&format!("{ISSUERS}{id}"))?);
+        }
+        Ok(issuers)
+    }
+
+    /// Every key of the mount.
+    fn keys(&self) -> ApiResult<Vec<StoredKey>> {
+        let mut keys = Vec::new();
+        for id in self.list(KEYS)? {
+            keys.extend(self.get::<StoredKey>(&format!("{KEYS}{id}"))?);
+        }
+        Ok(keys)
+    }
+
     fn role(&self, name: &str) -> ApiResult<Option<Role>> {
         if !crate::policy::is_name(name, "-_.@") {
             return Ok(None);
@@ -146,15 +164,10 @@ impl Store<'_> {
         {
             return Ok(Some(issuer));
         }
-        for id in self.list(ISSUERS)? {
-            if let Some(issuer) = self.get::<Issuer>(&format!("{ISSUERS}{id}"))?
-                && !issuer.name.is_empty()
-                && issuer.name == reference
-            {
-                return Ok(Some(issuer));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .issuers()?
+            .into_iter()
+            .find(|issuer| !issuer.name.is_empty() && issuer.name == reference))
     }
 
     /// The issuer a request signs with, or a clear 400 when there is none.
@@ -262,15 +275,7 @@ impl PkiEngine {
         kind: &str,
         data: &Map<String, Value>,
     ) -> ApiResult<Reply> {
-        let exported = match kind {
-            "internal" => false,
-            "exported" => true,
-            _ => {
-                return Err(ApiError::invalid(
-                    "the \"exported\" path parameter must be \"internal\", \"existing\", exported\" or \"kms\"",
-                ));
-            }
-        };
+        let exported = exported(kind)?;
         let fields = Fields::new(data);
         let spec = KeySpec::parse(
             &fields.string("key_type")?.unwrap_or_else(|| "rsa".into()),
@@ -545,19 +550,17 @@ impl PkiEngine {
                 let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
                 let mut keys = Vec::new();
                 let mut info = Map::new();
-                for id in store.list(ISSUERS)? {
-                    if let Some(issuer) = store.get::<Issuer>(&format!("{ISSUERS}{id}"))? {
-                        info.insert(
-                            id.clone(),
-                            json!({
-                                "is_default": issuer.id == config.default,
-                                "issuer_name": issuer.name,
-                                "key_id": issuer.key_id,
-                                "serial_number": issuer.serial_number,
-                            }),
-                        );
-                        keys.push(id);
-                    }
+                for issuer in store.issuers()? {
+                    info.insert(
+                        issuer.id.clone(),
+                        json!({
+                            "is_default": issuer.id == config.default,
+                            "issuer_name": issuer.name,
+                            "key_id": issuer.key_id,
+                            "serial_number": issuer.serial_number,
+                        }),
+                    );
+                    keys.push(issuer.id);
                 }
                 if keys.is_empty() {
                     return Err(ApiError::not_found());
@@ -655,6 +658,17 @@ impl PkiEngine {
             }
             _ => Err(ApiError::no_route(path)),
         }
+    }
+}
+
+/// Whether a generate's `internal|exported` path word returns the key.
+fn exported(kind: &str) -> ApiResult<bool> {
+    match kind {
+        "internal" => Ok(false),
+        "exported" => Ok(true),
+        _ => Err(ApiError::invalid(
+            "the \"exported\" path parameter must be \"internal\", \"existing\", exported\" or \"kms\"",
+        )),
     }
 }
 

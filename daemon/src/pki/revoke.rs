@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::certs::{self, CertRecord};
-use super::{CERTS, ISSUERS, Issuer, PkiEngine, Store, envelope};
+use super::{CERTS, Issuer, PkiEngine, Store, envelope};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
@@ -156,15 +156,15 @@ impl PkiEngine {
             return Ok(revocation_reply(done.revocation_time));
         }
         let serial_number = key.replace('-', ":");
-        for id in store.list(ISSUERS)? {
-            if let Some(issuer) = store.get::<Issuer>(&format!("{ISSUERS}{id}"))?
-                && issuer.serial_number == serial_number
-            {
-                return Err(ApiError::invalid(format!(
-                    "certificate {serial_number} is an issuer of this mount: revoke it through issuer/{}/revoke",
-                    issuer.id
-                )));
-            }
+        if let Some(issuer) = store
+            .issuers()?
+            .into_iter()
+            .find(|issuer| issuer.serial_number == serial_number)
+        {
+            return Err(ApiError::invalid(format!(
+                "certificate {serial_number} is an issuer of this mount: revoke it through issuer/{}/revoke",
+                issuer.id
+            )));
         }
         let (issuer, issuer_key) = store.signing_issuer(&record.issuer_id)?;
         let now = crate::clock::now_seconds();
@@ -206,10 +206,7 @@ impl PkiEngine {
         if let Some(record) = store.get::<CertRecord>(&format!("{CERTS}{key}"))? {
             return Ok((key, record));
         }
-        for id in store.list(ISSUERS)? {
-            let Some(issuer) = store.get::<Issuer>(&format!("{ISSUERS}{id}"))? else {
-                continue;
-            };
+        for issuer in store.issuers()? {
             let issuer_der = certs::pem_to_der(&issuer.certificate)?;
             let Ok((_, issuer_cert)) = x509_parser::parse_x509_certificate(&issuer_der) else {
                 continue;
@@ -239,10 +236,7 @@ impl PkiEngine {
     pub(super) async fn rotate_crls(&self, store: &Store<'_>) -> ApiResult<Reply> {
         let _serialized = self.revocations.lock().await;
         let mut batch = store.barrier.batch();
-        for id in store.list(ISSUERS)? {
-            let Some(issuer) = store.get::<Issuer>(&format!("{ISSUERS}{id}"))? else {
-                continue;
-            };
+        for issuer in store.issuers()? {
             let (_, key) = store.signing_issuer(&issuer.id)?;
             write_crl(
                 store,

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::certs::{self, CertRecord};
 use super::keys::{self, KeySpec, StoredKey};
+use super::revoke::pem_block;
 use super::roles::{self, Role};
 use super::{
     CERTS, DEFAULT_ISSUER, ISSUERS, Issuer, IssuerConfig, KEYS, PkiEngine, Store, envelope, sans,
@@ -326,7 +327,7 @@ impl PkiEngine {
             let der = base64::engine::general_purpose::STANDARD
                 .decode(certificate)
                 .map_err(|error| ApiError::internal(&error))?;
-            super::revoke::pem_block("CERTIFICATE", &der)
+            pem_block("CERTIFICATE", &der)
         };
         let mut lease = Lease::new(
             &mount.logical(path),
@@ -462,15 +463,7 @@ impl PkiEngine {
         kind: &str,
         data: &Map<String, Value>,
     ) -> ApiResult<Reply> {
-        let exported = match kind {
-            "internal" => false,
-            "exported" => true,
-            _ => {
-                return Err(ApiError::invalid(
-                    "the \"exported\" path parameter must be \"internal\", \"existing\", exported\" or \"kms\"",
-                ));
-            }
-        };
+        let exported = super::exported(kind)?;
         let fields = Fields::new(data);
         let spec = KeySpec::parse(
             &fields.string("key_type")?.unwrap_or_else(|| "rsa".into()),
@@ -631,10 +624,8 @@ impl PkiEngine {
         let not_after = u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(0);
         let serial_number = certs::colon_hex(parsed.raw_serial());
         let mut matching = None;
-        for id in store.list(KEYS)? {
-            if let Some(key) = store.get::<StoredKey>(&format!("{KEYS}{id}"))?
-                && key.load()?.public_key_raw() == public_key.as_slice()
-            {
+        for key in store.keys()? {
+            if key.load()?.public_key_raw() == public_key.as_slice() {
                 matching = Some(key);
                 break;
             }
@@ -642,12 +633,10 @@ impl PkiEngine {
         let key = matching.ok_or_else(|| {
             ApiError::invalid("the certificate's public key matches no key in this mount")
         })?;
-        let to_pem = |der: &CertificateDer<'_>| pem_encode(der.as_ref());
+        let to_pem = |der: &CertificateDer<'_>| pem_block("CERTIFICATE", der.as_ref());
         let certificate = to_pem(first);
-        for id in store.list(ISSUERS)? {
-            if let Some(existing) = store.get::<Issuer>(&format!("{ISSUERS}{id}"))?
-                && existing.certificate.trim() == certificate.trim()
-            {
+        for existing in store.issuers()? {
+            if existing.certificate.trim() == certificate.trim() {
                 return Ok(envelope(
                     json!({
                         "imported_issuers": Value::Null,
@@ -705,19 +694,6 @@ fn load_role(store: &Store<'_>, name: &str) -> ApiResult<Role> {
     })
 }
 
-/// DER as a `CERTIFICATE` PEM block.
-fn pem_encode(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
-}
-
 impl PkiEngine {
     /// `config/ca` and `issuers/import/bundle`: keys (PKCS#8 PEM) and
     /// certificates; each certificate becomes an issuer (with its key when
@@ -763,12 +739,7 @@ impl PkiEngine {
             ));
         }
         let (mut imported_keys, mut existing_keys) = (Vec::new(), Vec::new());
-        let mut stored: Vec<StoredKey> = Vec::new();
-        for id in store.list(KEYS)? {
-            if let Some(key) = store.get::<StoredKey>(&format!("{KEYS}{id}"))? {
-                stored.push(key);
-            }
-        }
+        let mut stored = store.keys()?;
         let mut batch = store.barrier.batch();
         for key in &keys {
             let spec = KeySpec::of(key).ok_or_else(|| {
@@ -791,17 +762,11 @@ impl PkiEngine {
                 }
             }
         }
-        let existing_issuers_stored: Vec<Issuer> = store
-            .list(ISSUERS)?
-            .into_iter()
-            .filter_map(|id| {
-                store
-                    .get::<Issuer>(&format!("{ISSUERS}{id}"))
-                    .ok()
-                    .flatten()
-            })
+        let existing_issuers_stored = store.issuers()?;
+        let pems: Vec<String> = certificates
+            .iter()
+            .map(|der| pem_block("CERTIFICATE", der))
             .collect();
-        let pems: Vec<String> = certificates.iter().map(|der| pem_encode(der)).collect();
         let (mut imported_issuers, mut existing_issuers) = (Vec::new(), Vec::new());
         let mut mapping = Map::new();
         let mut first_new = None;
