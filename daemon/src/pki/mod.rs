@@ -55,6 +55,17 @@ pub struct PkiEngine {
     /// Revocations and CRL rebuilds of this node, one at a time: each CRL
     /// is built from the revocations stored before it.
     revocations: tokio::sync::Mutex<()>,
+    /// Issuers parsed with their keys, by data prefix and issuer id, so a
+    /// request does not parse the CA certificate and key again.
+    signers: Signers,
+}
+
+type Signers = std::sync::Mutex<std::collections::HashMap<String, Arc<Signer>>>;
+
+/// An issuer ready to sign: its record, and rcgen's issuer holding its key.
+struct Signer {
+    issuer: Issuer,
+    signer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 /// The registry's factory.
@@ -63,6 +74,7 @@ pub fn engine(environment: &Environment) -> Arc<dyn SecretEngine> {
         barrier: environment.barrier.clone(),
         leases: environment.leases.clone(),
         revocations: tokio::sync::Mutex::new(()),
+        signers: Signers::default(),
     })
 }
 
@@ -100,6 +112,7 @@ struct IssuerConfig {
 struct Store<'a> {
     barrier: &'a Barrier,
     prefix: String,
+    signers: &'a Signers,
 }
 
 impl Store<'_> {
@@ -171,7 +184,9 @@ impl Store<'_> {
     }
 
     /// The issuer a request signs with, or a clear 400 when there is none.
-    fn signing_issuer(&self, reference: &str) -> ApiResult<(Issuer, rcgen::KeyPair)> {
+    /// Parsed once: a cached signer serves while its certificate is still
+    /// the stored one.
+    fn signing_issuer(&self, reference: &str) -> ApiResult<Arc<Signer>> {
         let issuer = self.issuer(reference)?.ok_or_else(|| {
             if reference == "default" {
                 ApiError::invalid(
@@ -189,7 +204,22 @@ impl Store<'_> {
                     issuer.id
                 ))
             })?;
-        Ok((issuer, key.load()?))
+        let cache_key = format!("{}{}", self.prefix, issuer.id);
+        let mut signers = self
+            .signers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(cached) = signers.get(&cache_key)
+            && cached.issuer.certificate == issuer.certificate
+            && cached.issuer.key_id == issuer.key_id
+        {
+            return Ok(cached.clone());
+        }
+        let signer = rcgen::Issuer::from_ca_cert_pem(&issuer.certificate, key.load()?)
+            .map_err(|error| ApiError::internal(&error))?;
+        let ready = Arc::new(Signer { issuer, signer });
+        signers.insert(cache_key, ready.clone());
+        Ok(ready)
     }
 }
 
@@ -265,6 +295,7 @@ impl PkiEngine {
         Store {
             barrier: &self.barrier,
             prefix: mount.entry.data_prefix(),
+            signers: &self.signers,
         }
     }
 
@@ -730,6 +761,14 @@ impl SecretEngine for PkiEngine {
                 Err(error) => Err(error.messages.join("; ")),
             }
         })
+    }
+
+    /// The data was replaced (a snapshot): parsed issuers may be stale.
+    fn forget_all(&self) {
+        self.signers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     fn handle<'a>(

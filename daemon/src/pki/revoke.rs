@@ -166,7 +166,8 @@ impl PkiEngine {
                 issuer.id
             )));
         }
-        let (issuer, issuer_key) = store.signing_issuer(&record.issuer_id)?;
+        let signing = store.signing_issuer(&record.issuer_id)?;
+        let issuer = &signing.issuer;
         let now = crate::clock::now_seconds();
         let entry = Revoked {
             serial_number,
@@ -187,7 +188,7 @@ impl PkiEngine {
                 },
             )?;
         }
-        write_crl(store, &mut batch, &issuer, &issuer_key, &revoked)?;
+        write_crl(store, &mut batch, issuer, signing.signer.key(), &revoked)?;
         store.barrier.commit(batch).await?;
         Ok(revocation_reply(now))
     }
@@ -236,13 +237,18 @@ impl PkiEngine {
     pub(super) async fn rotate_crls(&self, store: &Store<'_>) -> ApiResult<Reply> {
         let _serialized = self.revocations.lock().await;
         let mut batch = store.barrier.batch();
-        for issuer in store.issuers()? {
-            let (_, key) = store.signing_issuer(&issuer.id)?;
+        // An issuer imported without its key (a parent) signs no CRL here.
+        for issuer in store
+            .issuers()?
+            .into_iter()
+            .filter(|issuer| !issuer.key_id.is_empty())
+        {
+            let signing = store.signing_issuer(&issuer.id)?;
             write_crl(
                 store,
                 &mut batch,
                 &issuer,
-                &key,
+                signing.signer.key(),
                 &revoked_of(store, &issuer.id)?,
             )?;
         }

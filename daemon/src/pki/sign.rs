@@ -366,7 +366,8 @@ impl PkiEngine {
         public_key: &impl PublicKeyData,
         verbatim: Option<rcgen::DistinguishedName>,
     ) -> ApiResult<(Map<String, Value>, Vec<String>)> {
-        let (issuer, issuer_key) = store.signing_issuer(&role.issuer_ref)?;
+        let signing = store.signing_issuer(&role.issuer_ref)?;
+        let issuer = &signing.issuer;
         let now = crate::clock::now_seconds();
         let not_after = (now + leaf.ttl).min(issuer.not_after);
         if not_after < now + leaf.ttl {
@@ -423,10 +424,8 @@ impl PkiEngine {
         let (serial, serial_text) = certs::new_serial()?;
         params.serial_number = Some(serial);
         store.urls()?.apply(&mut params);
-        let signer = rcgen::Issuer::from_ca_cert_pem(&issuer.certificate, &issuer_key)
-            .map_err(|error| ApiError::internal(&error))?;
         let pem = params
-            .signed_by(public_key, &signer)
+            .signed_by(public_key, &signing.signer)
             .map_err(|error| ApiError::internal(&error))?
             .pem();
         if !role.no_store {
@@ -443,7 +442,7 @@ impl PkiEngine {
                 .await?;
         }
         let (certificate, issuing_ca, ca_chain) =
-            formatted(&leaf.format, &pem, &issuer, &issuer.ca_chain())?;
+            formatted(&leaf.format, &pem, issuer, &issuer.ca_chain())?;
         let data = json!({
             "certificate": certificate,
             "issuing_ca": issuing_ca,
@@ -516,11 +515,12 @@ impl PkiEngine {
     ) -> ApiResult<Reply> {
         let fields = Fields::new(data);
         let csr = parse_csr(&fields)?;
-        let (issuer, issuer_key) = store.signing_issuer(
+        let signing = store.signing_issuer(
             &fields
                 .string("issuer_ref")?
                 .unwrap_or_else(|| "default".into()),
         )?;
+        let issuer = &signing.issuer;
         let mut warnings = Vec::new();
         let ttl = validity(fields.duration("ttl")?, 0, 0, mount, &mut warnings);
         let now = crate::clock::now_seconds();
@@ -569,10 +569,8 @@ impl PkiEngine {
         let (serial, serial_text) = certs::new_serial()?;
         params.serial_number = Some(serial);
         store.urls()?.apply(&mut params);
-        let signer = rcgen::Issuer::from_ca_cert_pem(&issuer.certificate, &issuer_key)
-            .map_err(|error| ApiError::internal(&error))?;
         let pem = params
-            .signed_by(&csr.public_key, &signer)
+            .signed_by(&csr.public_key, &signing.signer)
             .map_err(|error| ApiError::internal(&error))?
             .pem();
         store
@@ -590,7 +588,7 @@ impl PkiEngine {
             .chain(issuer.ca_chain())
             .collect();
         let format = fields.string("format")?.unwrap_or_else(|| "pem".into());
-        let (certificate, issuing_ca, ca_chain) = formatted(&format, &pem, &issuer, &chain)?;
+        let (certificate, issuing_ca, ca_chain) = formatted(&format, &pem, issuer, &chain)?;
         Ok(envelope(
             json!({
                 "certificate": certificate,
