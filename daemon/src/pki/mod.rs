@@ -151,6 +151,26 @@ impl Store<'_> {
         Ok(keys)
     }
 
+    /// Keeps an issued certificate under `certs/<serial>`.
+    async fn put_cert(
+        &self,
+        serial: &str,
+        pem: &str,
+        issuer_id: &str,
+        not_after: u64,
+    ) -> ApiResult<()> {
+        self.put(
+            &format!("{CERTS}{}", serial.replace(':', "-")),
+            &CertRecord {
+                certificate: pem.to_owned(),
+                issuer_id: issuer_id.to_owned(),
+                revocation_time: 0,
+                not_after,
+            },
+        )
+        .await
+    }
+
     fn role(&self, name: &str) -> ApiResult<Option<Role>> {
         if !crate::policy::is_name(name, "-_.@") {
             return Ok(None);
@@ -361,22 +381,7 @@ impl PkiEngine {
             })?);
         }
         params.subject_alt_names = sans(&names, &ips, &list("uri_sans")?)?;
-        let path_length = match fields.raw("max_path_length") {
-            Some(Value::Number(number)) => number.as_i64().unwrap_or(-1),
-            Some(Value::String(text)) if !text.trim().is_empty() => {
-                text.trim().parse().unwrap_or(-1)
-            }
-            _ => -1,
-        };
-        params.is_ca = rcgen::IsCa::Ca(match u8::try_from(path_length) {
-            Ok(length) => rcgen::BasicConstraints::Constrained(length),
-            Err(_) => rcgen::BasicConstraints::Unconstrained,
-        });
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::DigitalSignature,
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
+        ca_constraints(&mut params, &fields);
         let not_before = now.saturating_sub(fields.duration("not_before_duration")?.unwrap_or(30));
         params.not_before = certs::at(not_before)?;
         params.not_after = certs::at(now + ttl)?;
@@ -690,6 +695,28 @@ impl PkiEngine {
             _ => Err(ApiError::no_route(path)),
         }
     }
+}
+
+/// A CA certificate's basic constraints (`max_path_length`, -1 for none)
+/// and key usages.
+fn ca_constraints(params: &mut rcgen::CertificateParams, fields: &Fields<'_>) {
+    let path_length = fields
+        .raw("max_path_length")
+        .and_then(|value| match value {
+            Value::Number(number) => number.as_i64(),
+            Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        })
+        .unwrap_or(-1);
+    params.is_ca = rcgen::IsCa::Ca(match u8::try_from(path_length) {
+        Ok(length) => rcgen::BasicConstraints::Constrained(length),
+        Err(_) => rcgen::BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
 }
 
 /// Whether a generate's `internal|exported` path word returns the key.

@@ -10,13 +10,13 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use serde_json::{Map, Value, json};
 
-use super::certs::{self, CertRecord};
+use super::certs;
 use super::keys::{self, KeySpec, StoredKey};
 use super::revoke::pem_block;
 use super::roles::{self, Role};
 use super::{
-    CERTS, DEFAULT_ISSUER, ISSUERS, Issuer, IssuerConfig, KEYS, PkiEngine, Store, envelope, sans,
-    subject, validity,
+    DEFAULT_ISSUER, ISSUERS, Issuer, IssuerConfig, KEYS, PkiEngine, Store, ca_constraints,
+    envelope, sans, subject, validity,
 };
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
@@ -430,15 +430,7 @@ impl PkiEngine {
             .pem();
         if !role.no_store {
             store
-                .put(
-                    &format!("{CERTS}{}", serial_text.replace(':', "-")),
-                    &CertRecord {
-                        certificate: pem.clone(),
-                        issuer_id: issuer.id.clone(),
-                        revocation_time: 0,
-                        not_after,
-                    },
-                )
+                .put_cert(&serial_text, &pem, &issuer.id, not_after)
                 .await?;
         }
         let (certificate, issuing_ca, ca_chain) =
@@ -546,23 +538,7 @@ impl PkiEngine {
                 (DnType::OrganizationalUnitName, &ou),
             ],
         );
-        let path_length = fields
-            .raw("max_path_length")
-            .and_then(|value| match value {
-                Value::Number(number) => number.as_i64(),
-                Value::String(text) => text.trim().parse().ok(),
-                _ => None,
-            })
-            .unwrap_or(-1);
-        params.is_ca = rcgen::IsCa::Ca(match u8::try_from(path_length) {
-            Ok(length) => rcgen::BasicConstraints::Constrained(length),
-            Err(_) => rcgen::BasicConstraints::Unconstrained,
-        });
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::DigitalSignature,
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
+        ca_constraints(&mut params, &fields);
         params.use_authority_key_identifier_extension = true;
         params.not_before = certs::at(now.saturating_sub(30))?;
         params.not_after = certs::at(not_after)?;
@@ -574,15 +550,7 @@ impl PkiEngine {
             .map_err(|error| ApiError::internal(&error))?
             .pem();
         store
-            .put(
-                &format!("{CERTS}{}", serial_text.replace(':', "-")),
-                &CertRecord {
-                    certificate: pem.clone(),
-                    issuer_id: issuer.id.clone(),
-                    revocation_time: 0,
-                    not_after,
-                },
-            )
+            .put_cert(&serial_text, &pem, &issuer.id, not_after)
             .await?;
         let chain: Vec<String> = std::iter::once(pem.clone())
             .chain(issuer.ca_chain())

@@ -47,6 +47,23 @@ fn reads(
     load::run(address, connections, seconds, make)
 }
 
+/// The first client (noisy paths) and the second (bench paths) at once:
+/// their outcomes, first then second.
+fn side_by_side(address: &str, token: &str, seconds: u64) -> (Outcome, Outcome) {
+    let (noisy_address, noisy_token) = (address.to_owned(), token.to_owned());
+    let noisy = std::thread::spawn(move || {
+        reads(
+            &noisy_address,
+            &noisy_token,
+            "noisy",
+            NOISY_CONNECTIONS,
+            seconds,
+        )
+    });
+    let beside = reads(address, token, "bench", SECOND_CLIENT_CONNECTIONS, seconds);
+    (noisy.join().unwrap(), beside)
+}
+
 fn set_other_quotas(root: &Api, on: bool) {
     for index in 0..OTHER_QUOTAS {
         let name = format!("other{index}");
@@ -142,47 +159,9 @@ fn main() {
         SECOND_CLIENT_CONNECTIONS,
         seconds,
     );
-    let noisy_address = server.address.clone();
-    let noisy_token = token.clone();
-    let noisy = std::thread::spawn(move || {
-        reads(
-            &noisy_address,
-            &noisy_token,
-            "noisy",
-            NOISY_CONNECTIONS,
-            seconds,
-        )
-    });
-    let beside = reads(
-        &server.address,
-        &token,
-        "bench",
-        SECOND_CLIENT_CONNECTIONS,
-        seconds,
-    );
-    let noisy = noisy.join().unwrap();
+    let (noisy, beside) = side_by_side(&server.address, &token, seconds);
     root.delete("sys/quotas/rate-limit/noisy").expect(204);
-    let unthrottled_noisy = {
-        let noisy_address = server.address.clone();
-        let noisy_token = token.clone();
-        let noisy = std::thread::spawn(move || {
-            reads(
-                &noisy_address,
-                &noisy_token,
-                "noisy",
-                NOISY_CONNECTIONS,
-                seconds,
-            )
-        });
-        let beside = reads(
-            &server.address,
-            &token,
-            "bench",
-            SECOND_CLIENT_CONNECTIONS,
-            seconds,
-        );
-        (noisy.join().unwrap(), beside)
-    };
+    let unthrottled_noisy = side_by_side(&server.address, &token, seconds);
 
     println!();
     println!(
