@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 pub mod cluster;
 pub mod databases;
 pub mod load;
+pub mod store;
 
 /// The `coffer` binary under test: `$COFFER_BIN`, or the one next to this test's
 /// own build directory.

@@ -23,6 +23,8 @@ mod revoke;
 mod roles;
 mod sign;
 
+pub use revoke::seed_revocations;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -428,7 +430,7 @@ impl PkiEngine {
             &StoredKey::new(key_id.clone(), key_name.clone(), spec, &key),
         )?;
         batch.put_json(&store.key(&format!("{ISSUERS}{issuer_id}")), &issuer)?;
-        revoke::write_crl(store, &mut batch, &issuer, &key, &[])?;
+        revoke::first_crl(store, &mut batch, &issuer, &key)?;
         let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
         if config.default.is_empty() {
             batch.put_json(

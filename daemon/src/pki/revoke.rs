@@ -30,20 +30,28 @@ pub(super) struct Revoked {
     pub not_after: u64,
 }
 
-/// An issuer's current CRL.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredCrl {
-    number: u64,
-    /// DER, base64.
-    der: String,
+/// One line of a CRL: a serial's bytes and when it was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CrlEntry {
+    serial: Vec<u8>,
+    revocation_time: u64,
 }
 
-impl StoredCrl {
-    fn der(&self) -> ApiResult<Vec<u8>> {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.der)
-            .map_err(|error| ApiError::internal(&error))
+impl CrlEntry {
+    fn of(revoked: &Revoked) -> CrlEntry {
+        CrlEntry {
+            serial: serial_bytes(&revoked.serial_number),
+            revocation_time: revoked.revocation_time,
+        }
     }
+}
+
+fn serial_bytes(serial: &str) -> Vec<u8> {
+    certs::serial_key(serial)
+        .unwrap_or_default()
+        .split('-')
+        .filter_map(|pair| u8::from_str_radix(pair, 16).ok())
+        .collect()
 }
 
 /// DER as a PEM block labelled `label`.
@@ -58,42 +66,84 @@ pub(super) fn pem_block(label: &str, der: &[u8]) -> String {
     pem
 }
 
-/// Every revoked certificate of `issuer_id`.
-fn revoked_of(store: &Store<'_>, issuer_id: &str) -> ApiResult<Vec<Revoked>> {
+/// Every revoked certificate of `issuer_id`, from the stored revocations:
+/// the source of truth a CRL is rebuilt from on `crl/rotate` and `tidy`.
+fn revoked_of(store: &Store<'_>, issuer_id: &str) -> ApiResult<Vec<CrlEntry>> {
     let mut revoked = Vec::new();
     for key in store.list(REVOKED)? {
         if let Some(entry) = store.get::<Revoked>(&format!("{REVOKED}{key}"))?
             && entry.issuer_id == issuer_id
         {
-            revoked.push(entry);
+            revoked.push(CrlEntry::of(&entry));
         }
     }
     Ok(revoked)
 }
 
-/// Adds `issuer`'s CRL listing `revoked` to `batch`, numbered one past the
-/// stored one.
-pub(super) fn write_crl(
+/// The stored CRL of `issuer_id` (DER).
+fn stored_crl(store: &Store<'_>, issuer_id: &str) -> ApiResult<Option<Vec<u8>>> {
+    Ok(store
+        .barrier
+        .get(&store.key(&format!("{CRLS}{issuer_id}")))?
+        .map(|der| der.to_vec()))
+}
+
+/// What a stored CRL lists: its number and its entries. A revocation
+/// starts from these rather than from every stored revocation, which keeps
+/// it one parse and one build however many certificates are revoked.
+/// `None` when the stored CRL cannot be read (the caller then rebuilds it
+/// from the revocations).
+fn crl_contents(der: &[u8]) -> Option<(u64, Vec<CrlEntry>)> {
+    let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
+    let number = crl.crl_number().map_or(0, |number| {
+        number
+            .to_bytes_be()
+            .iter()
+            .fold(0u64, |sum, byte| (sum << 8) | u64::from(*byte))
+    });
+    let entries = crl
+        .iter_revoked_certificates()
+        .map(|revoked| CrlEntry {
+            serial: revoked.raw_serial().to_vec(),
+            revocation_time: u64::try_from(revoked.revocation_date.timestamp()).unwrap_or(0),
+        })
+        .collect();
+    Some((number, entries))
+}
+
+/// The number of `issuer_id`'s stored CRL, 0 without one.
+fn crl_number(store: &Store<'_>, issuer_id: &str) -> ApiResult<u64> {
+    Ok(stored_crl(store, issuer_id)?
+        .and_then(|der| crl_contents(&der))
+        .map_or(0, |(number, _)| number))
+}
+
+/// Adds an empty first CRL of a new issuer to `batch`.
+pub(super) fn first_crl(
     store: &Store<'_>,
     batch: &mut Batch,
     issuer: &Issuer,
     key: &rcgen::KeyPair,
-    revoked: &[Revoked],
 ) -> ApiResult<()> {
-    let path = format!("{CRLS}{}", issuer.id);
-    let number = store
-        .get::<StoredCrl>(&path)?
-        .map_or(1, |stored| stored.number + 1);
+    let signer = rcgen::Issuer::from_ca_cert_pem(&issuer.certificate, key)
+        .map_err(|error| ApiError::internal(&error))?;
+    write_crl(store, batch, &issuer.id, &signer, 1, &[])
+}
+
+/// Adds `issuer_id`'s CRL number `number` listing `entries` to `batch`.
+fn write_crl<S: rcgen::SigningKey>(
+    store: &Store<'_>,
+    batch: &mut Batch,
+    issuer_id: &str,
+    signer: &rcgen::Issuer<'_, S>,
+    number: u64,
+    entries: &[CrlEntry],
+) -> ApiResult<()> {
     let now = crate::clock::now_seconds();
-    let mut entries = Vec::with_capacity(revoked.len());
-    for entry in revoked {
-        let bytes: Vec<u8> = certs::serial_key(&entry.serial_number)
-            .unwrap_or_default()
-            .split('-')
-            .filter_map(|pair| u8::from_str_radix(pair, 16).ok())
-            .collect();
-        entries.push(RevokedCertParams {
-            serial_number: SerialNumber::from_slice(&bytes),
+    let mut revoked_certs = Vec::with_capacity(entries.len());
+    for entry in entries {
+        revoked_certs.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&entry.serial),
             revocation_time: certs::at(entry.revocation_time)?,
             reason_code: None,
             invalidity_date: None,
@@ -104,20 +154,15 @@ pub(super) fn write_crl(
         next_update: certs::at(now + CRL_EXPIRY)?,
         crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
         issuing_distribution_point: None,
-        revoked_certs: entries,
+        revoked_certs,
         key_identifier_method: KeyIdMethod::Sha256,
     };
-    let signer = rcgen::Issuer::from_ca_cert_pem(&issuer.certificate, key)
-        .map_err(|error| ApiError::internal(&error))?;
     let crl = params
-        .signed_by(&signer)
+        .signed_by(signer)
         .map_err(|error| ApiError::internal(&error))?;
-    batch.put_json(
-        &store.key(&path),
-        &StoredCrl {
-            number,
-            der: base64::engine::general_purpose::STANDARD.encode(crl.der().as_ref()),
-        },
+    batch.put(
+        &store.key(&format!("{CRLS}{issuer_id}")),
+        crl.der().as_ref(),
     )?;
     Ok(())
 }
@@ -175,8 +220,12 @@ impl PkiEngine {
             revocation_time: now,
             not_after: record.not_after,
         };
-        let mut revoked = revoked_of(store, &issuer.id)?;
-        revoked.push(entry.clone());
+        let (number, mut entries) =
+            match stored_crl(store, &issuer.id)?.and_then(|der| crl_contents(&der)) {
+                Some(contents) => contents,
+                None => (0, revoked_of(store, &issuer.id)?),
+            };
+        entries.push(CrlEntry::of(&entry));
         let mut batch = store.barrier.batch();
         batch.put_json(&store.key(&format!("{REVOKED}{key}")), &entry)?;
         if store.get::<CertRecord>(&format!("{CERTS}{key}"))?.is_some() {
@@ -188,7 +237,14 @@ impl PkiEngine {
                 },
             )?;
         }
-        write_crl(store, &mut batch, issuer, signing.signer.key(), &revoked)?;
+        write_crl(
+            store,
+            &mut batch,
+            &issuer.id,
+            &signing.signer,
+            number + 1,
+            &entries,
+        )?;
         store.barrier.commit(batch).await?;
         Ok(revocation_reply(now))
     }
@@ -247,8 +303,9 @@ impl PkiEngine {
             write_crl(
                 store,
                 &mut batch,
-                &issuer,
-                signing.signer.key(),
+                &issuer.id,
+                &signing.signer,
+                crl_number(store, &issuer.id)? + 1,
                 &revoked_of(store, &issuer.id)?,
             )?;
         }
@@ -270,9 +327,8 @@ impl PkiEngine {
                 Err(ApiError::not_found())
             };
         };
-        let der = match store.get::<StoredCrl>(&format!("{CRLS}{}", issuer.id))? {
-            Some(stored) => stored.der()?,
-            None => return Ok(Reply::NoContent),
+        let Some(der) = stored_crl(store, &issuer.id)? else {
+            return Ok(Reply::NoContent);
         };
         Ok(match view {
             "pem" => Reply::Text("application/x-pem-file", pem_block("X509 CRL", &der)),
@@ -304,4 +360,45 @@ fn revocation_reply(time: u64) -> Reply {
         }),
         Vec::new(),
     )
+}
+
+/// For benchmarks: `count` revocations of made-up certificates of the
+/// mount's default issuer, stored as `revoke` stores them (1,000 to a
+/// write), without touching its CRL. Returns the issuer's id.
+#[doc(hidden)]
+pub async fn seed_revocations(
+    barrier: &crate::barrier::Barrier,
+    entry: &crate::mounts::MountEntry,
+    count: usize,
+) -> ApiResult<String> {
+    let signers = super::Signers::default();
+    let store = Store {
+        barrier,
+        prefix: entry.data_prefix(),
+        signers: &signers,
+    };
+    let issuer = store
+        .issuer("default")?
+        .ok_or_else(|| ApiError::invalid("the mount has no default issuer"))?;
+    let now = crate::clock::now_seconds();
+    let mut written = 0;
+    while written < count {
+        let mut batch = barrier.batch();
+        for _ in 0..(count - written).min(1000) {
+            let (_, serial_number) = certs::new_serial()?;
+            let key = serial_number.replace(':', "-");
+            batch.put_json(
+                &store.key(&format!("{REVOKED}{key}")),
+                &Revoked {
+                    serial_number,
+                    issuer_id: issuer.id.clone(),
+                    revocation_time: now,
+                    not_after: now + 86_400,
+                },
+            )?;
+            written += 1;
+        }
+        barrier.commit(batch).await?;
+    }
+    Ok(issuer.id)
 }

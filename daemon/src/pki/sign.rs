@@ -626,7 +626,7 @@ impl PkiEngine {
         };
         let mut batch = store.barrier.batch();
         batch.put_json(&store.key(&format!("{ISSUERS}{}", issuer.id)), &issuer)?;
-        super::revoke::write_crl(store, &mut batch, &issuer, &key.load()?, &[])?;
+        super::revoke::first_crl(store, &mut batch, &issuer, &key.load()?)?;
         let config: IssuerConfig = store.get(DEFAULT_ISSUER)?.unwrap_or_default();
         if config.default.is_empty() {
             batch.put_json(
@@ -771,7 +771,7 @@ impl PkiEngine {
             };
             batch.put_json(&store.key(&format!("{ISSUERS}{}", issuer.id)), &issuer)?;
             if let Some(key) = stored.iter().find(|key| key.id == key_id) {
-                super::revoke::write_crl(store, &mut batch, &issuer, &key.load()?, &[])?;
+                super::revoke::first_crl(store, &mut batch, &issuer, &key.load()?)?;
                 if first_new.is_none() {
                     first_new = Some(issuer.id.clone());
                 }

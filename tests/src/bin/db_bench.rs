@@ -21,14 +21,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use coffer_daemon::barrier::{Barrier, Keyring};
 use coffer_daemon::leases::{Lease, Manager};
-use coffer_daemon::raft::cluster::{Cluster, Settings};
 use coffer_tests::Server;
 use coffer_tests::databases::{Postgres, runtime};
 use coffer_tests::load::{self, Call, MakeCall, Outcome};
+use coffer_tests::store::open;
 use serde_json::json;
-use zeroize::Zeroizing;
 
 /// Counts live heap bytes, to measure what the lease schedule holds.
 struct Counting;
@@ -229,39 +227,6 @@ fn credentials(seconds: u64) {
         .as_array()
         .map_or(0, Vec::len);
     println!("  leases held after the run: {leases}");
-}
-
-fn settings() -> Settings {
-    Settings {
-        name: "bench".into(),
-        api_addr: String::new(),
-        cluster_addr: String::new(),
-    }
-}
-
-async fn open(
-    directory: &std::path::Path,
-    root: &[u8; 32],
-    sealed: Option<&[u8]>,
-) -> (Arc<Cluster>, Arc<Barrier>, Vec<u8>) {
-    let cluster = Cluster::open(directory, settings(), None).expect("open the store");
-    let keyring = match sealed {
-        Some(sealed) => Keyring::open(Zeroizing::new(*root), sealed).expect("keyring"),
-        None => Keyring::generate(Zeroizing::new(*root)).expect("keyring"),
-    };
-    let sealed = keyring.seal().expect("seal the keyring");
-    if cluster.has_state() {
-        cluster.start(None).await.expect("start raft");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cluster.is_leader() {
-            assert!(Instant::now() < deadline, "the node did not lead again");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    } else {
-        cluster.bootstrap().await.expect("bootstrap");
-    }
-    let backend: Arc<dyn coffer_daemon::storage::Backend> = cluster.clone();
-    (cluster, Arc::new(Barrier::new(backend, keyring)), sealed)
 }
 
 fn restore(count: usize) {
