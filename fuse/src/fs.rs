@@ -31,6 +31,7 @@ use fuser::{
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
+use crate::certs::{Certificates, Issued};
 use crate::client::{Client, Who};
 use crate::leases::{Held, Leases, fs_path};
 use crate::lock;
@@ -60,6 +61,11 @@ enum Info {
     /// A static role's credential.
     Static {
         read_path: String,
+    },
+    /// A certificate for `common_name`, issued by a write to `issue_path`.
+    Certificate {
+        issue_path: String,
+        common_name: String,
     },
 }
 
@@ -94,6 +100,10 @@ impl Info {
             Some("static") => Ok(Info::Static {
                 read_path: text("read_path")?,
             }),
+            Some("certificate") => Ok(Info::Certificate {
+                issue_path: text("issue_path")?,
+                common_name: text("common_name")?,
+            }),
             _ => Err(Errno::EIO),
         }
     }
@@ -125,8 +135,24 @@ impl Info {
                 }
                 files.push((format!("{name}.env"), FileKind::CredentialEnv));
             }
+            Info::Certificate { .. } => {
+                files.push(("cert.pem".into(), FileKind::CertPem));
+                files.push(("key.pem".into(), FileKind::KeyPem));
+                files.push(("chain.pem".into(), FileKind::ChainPem));
+                files.push(("bundle.pem".into(), FileKind::BundlePem));
+            }
         }
         files
+    }
+}
+
+impl Info {
+    /// Whether the directory holds files only (no folders below it).
+    fn holds_no_folders(&self) -> bool {
+        matches!(
+            self,
+            Info::Credential { .. } | Info::Static { .. } | Info::Certificate { .. }
+        )
     }
 }
 
@@ -139,6 +165,10 @@ enum FileKind {
     Password,
     LeaseJson,
     CredentialEnv,
+    CertPem,
+    KeyPem,
+    ChainPem,
+    BundlePem,
 }
 
 /// What an inode stands for: a directory (its filesystem path, `""` for the
@@ -217,6 +247,7 @@ type Listing = Vec<(u64, FileType, String)>;
 pub struct SecretsFs<H> {
     client: Arc<Client<H>>,
     leases: Arc<Leases>,
+    certificates: Arc<Certificates>,
     inodes: Mutex<Inodes>,
     infos: Mutex<Infos>,
     files: Mutex<HashMap<u64, OpenFile>>,
@@ -238,10 +269,15 @@ fn last_segment(path: &str) -> &str {
 }
 
 impl<H: Handler> SecretsFs<H> {
-    pub fn new(client: Arc<Client<H>>, leases: Arc<Leases>) -> Self {
+    pub fn new(
+        client: Arc<Client<H>>,
+        leases: Arc<Leases>,
+        certificates: Arc<Certificates>,
+    ) -> Self {
         SecretsFs {
             client,
             leases,
+            certificates,
             inodes: Mutex::new(Inodes::new()),
             infos: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
@@ -358,10 +394,7 @@ impl<H: Handler> SecretsFs<H> {
             if let Some(kind) = self.file_in(who, directory, name)? {
                 return Ok(Node::File(directory.to_owned(), kind));
             }
-            if matches!(
-                *self.info(who, directory, true)?,
-                Info::Credential { .. } | Info::Static { .. }
-            ) {
+            if self.info(who, directory, true)?.holds_no_folders() {
                 return Err(Errno::ENOENT);
             }
         }
@@ -411,6 +444,20 @@ impl<H: Handler> SecretsFs<H> {
                     })
                     .map(|(bytes, lease)| (bytes, Some(lease)))
             }
+            Info::Certificate {
+                issue_path,
+                common_name,
+            } => self
+                .certificates
+                .open(
+                    &self.client,
+                    who,
+                    directory,
+                    issue_path,
+                    common_name,
+                    |issued| certificate_file(issued, kind),
+                )
+                .map(|bytes| (bytes, None)),
             Info::Static { read_path } => {
                 let response =
                     self.client
@@ -445,7 +492,7 @@ impl<H: Handler> SecretsFs<H> {
                 )
             })
             .collect();
-        if !matches!(*info, Info::Credential { .. } | Info::Static { .. }) {
+        if !info.holds_no_folders() {
             let path = format!("{}/", fs_path(directory).trim_end_matches('/'));
             let children = match self.client.list(who, path) {
                 Ok(children) => children,
@@ -476,6 +523,17 @@ impl<H: Handler> SecretsFs<H> {
     fn handle(&self) -> u64 {
         self.next_handle.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// A certificate directory's file.
+fn certificate_file(issued: &Issued, kind: &FileKind) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(match kind {
+        FileKind::CertPem => issued.cert_pem(),
+        FileKind::KeyPem => issued.key_pem(),
+        FileKind::ChainPem => issued.chain_pem(),
+        FileKind::BundlePem => issued.bundle_pem(),
+        _ => Vec::new(),
+    })
 }
 
 /// A credential file's bytes from a held lease.

@@ -30,7 +30,7 @@ pub(crate) fn now() -> SystemTime {
     SystemTime::now()
 }
 
-fn now_seconds() -> u64 {
+pub(crate) fn now_seconds() -> u64 {
     now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())

@@ -5,6 +5,7 @@
 //!
 //! This crate knows the core only through `coffer_protocols::Handler`.
 
+mod certs;
 mod client;
 mod fs;
 mod leases;
@@ -107,7 +108,8 @@ pub fn mount<H: Handler>(
 ) -> io::Result<Mounted> {
     let client = Arc::new(client::Client::new(handler, runtime.clone()));
     let leases = Arc::new(leases::Leases::new(options.revoke_unused_leases));
-    let filesystem = fs::SecretsFs::new(client.clone(), leases.clone());
+    let certificates = Arc::new(certs::Certificates::default());
+    let filesystem = fs::SecretsFs::new(client.clone(), leases.clone(), certificates.clone());
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName("coffer".into()),
@@ -135,6 +137,7 @@ pub fn mount<H: Handler>(
         loop {
             round.tick().await;
             leases.renew_round(&client).await;
+            certificates.forget_expired();
         }
     });
     let connection = std::fs::metadata(&options.mount_point)

@@ -867,3 +867,150 @@ fn a_group_bound_callers_lease_is_renewed_as_that_caller() {
         server.log()
     );
 }
+
+/// `openssl` with `args`, in `directory`; its stdout.
+fn openssl(directory: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(directory)
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The serial of a PEM certificate, as the PKI engine lists it (`4a:3f:..`).
+fn serial_of(directory: &Path, pem: &str) -> String {
+    std::fs::write(directory.join("serial.pem"), pem).unwrap();
+    let hex = openssl(
+        directory,
+        &["x509", "-in", "serial.pem", "-noout", "-serial"],
+    );
+    let hex = hex
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).unwrap())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// `/secrets/pki/issue/<role>/<name>/`: the first read by a uid issues a
+/// certificate its four files share; another uid gets its own; a uid
+/// without `update` on `pki/issue/<role>` gets EACCES; a name the role does
+/// not allow is not there; the certificate is re-issued after 2/3 of its
+/// TTL, and when its lease is revoked (which revokes the certificate).
+#[test]
+fn certificate_files_are_one_issuance_per_uid_and_name() {
+    let _serial = serial();
+    let server = Server::dev_with_fuse();
+    let api = server.root();
+    api.post(
+        "sys/mounts/pki",
+        json!({"type": "pki", "config": {"max_lease_ttl": "87600h"}}),
+    )
+    .expect(204);
+    api.post(
+        "pki/root/generate/internal",
+        json!({"common_name": "fs root", "key_type": "ec", "ttl": "87600h"}),
+    )
+    .expect(200);
+    let role = api.post(
+        "pki/roles/web",
+        json!({"allowed_domains": "example.com", "allow_subdomains": true, "key_type": "ec",
+               "ttl": "6s", "generate_lease": true}),
+    );
+    assert!(role.status == 200 || role.status == 204, "{role:?}");
+    policy(
+        &api,
+        "web-certs",
+        "path \"pki/issue/web\" {\n capabilities = [\"update\"]\n}",
+    );
+    api.post(
+        "auth/local/role/web",
+        json!({"bound_uids": [ALICE, BOB], "policies": ["web-certs"]}),
+    )
+    .expect(204);
+    let pki = mount_point(&server).join("pki");
+    let directory = pki.join("issue/web/app.example.com");
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path();
+
+    let issued = Instant::now();
+    let cert = cat(ALICE, &directory.join("cert.pem"))
+        .unwrap_or_else(|error| panic!("{error}\n{}", server.log()));
+    let key = cat(ALICE, &directory.join("key.pem")).unwrap();
+    let chain = cat(ALICE, &directory.join("chain.pem")).unwrap();
+    let bundle = cat(ALICE, &directory.join("bundle.pem")).unwrap();
+    std::fs::write(work.join("cert.pem"), &cert).unwrap();
+    std::fs::write(work.join("key.pem"), &key).unwrap();
+    std::fs::write(work.join("chain.pem"), &chain).unwrap();
+    // One issuance: the key is the certificate's, the chain verifies it.
+    assert_eq!(
+        openssl(work, &["x509", "-in", "cert.pem", "-noout", "-pubkey"]),
+        openssl(work, &["pkey", "-in", "key.pem", "-pubout"])
+    );
+    assert!(
+        openssl(work, &["verify", "-CAfile", "chain.pem", "cert.pem"]).contains("cert.pem: OK")
+    );
+    let subject = openssl(work, &["x509", "-in", "cert.pem", "-noout", "-subject"]);
+    assert!(subject.contains("CN = app.example.com"), "{subject}");
+    assert_eq!(bundle, format!("{key}{cert}{chain}"));
+    let mut files = ls(ALICE, &directory).unwrap();
+    files.sort();
+    assert_eq!(files, ["bundle.pem", "cert.pem", "chain.pem", "key.pem"]);
+    assert_eq!(ls(ALICE, &pki.join("issue")).unwrap(), ["web"]);
+    let alice_serial = serial_of(work, &cert);
+
+    // The same files again; another uid gets its own certificate.
+    assert_eq!(cat(ALICE, &directory.join("cert.pem")).unwrap(), cert);
+    let bob = cat(BOB, &directory.join("cert.pem")).unwrap();
+    assert_ne!(serial_of(work, &bob), alice_serial);
+    let error = cat(NOBODY, &directory.join("cert.pem")).unwrap_err();
+    assert!(error.contains("Permission denied"), "{error}");
+    let error = cat(ALICE, &pki.join("issue/web/example.org/cert.pem")).unwrap_err();
+    assert!(error.contains("No such file"), "{error}");
+
+    // Past 2/3 of its 6 s TTL: a new certificate.
+    let renewed = wait_for(Duration::from_secs(8), "a new certificate", || {
+        let now = cat(ALICE, &directory.join("cert.pem")).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        (now != cert).then_some(now)
+    });
+    // 2/3 of 6 s, counted in whole seconds.
+    let elapsed = issued.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "re-issued after {elapsed:?}"
+    );
+
+    // Its lease revoked: the certificate is revoked, and the next read
+    // issues another.
+    let renewed_serial = serial_of(work, &renewed);
+    let leases = api.list("sys/leases/lookup/pki/issue/web/").body["data"]["keys"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(leases.len() >= 3, "one lease per issuance: {leases:?}");
+    for lease in &leases {
+        api.post(
+            "sys/leases/revoke",
+            json!({"lease_id": format!("pki/issue/web/{}", lease.as_str().unwrap())}),
+        );
+    }
+    wait_for(Duration::from_secs(10), "the certificate revoked", || {
+        let revoked = api.list("pki/certs/revoked").body["data"]["keys"].clone();
+        revoked
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|key| key == renewed_serial.as_str()))
+            .then_some(())
+    });
+    let after = cat(ALICE, &directory.join("cert.pem")).unwrap();
+    assert_ne!(serial_of(work, &after), renewed_serial);
+}

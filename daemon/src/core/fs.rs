@@ -2,8 +2,8 @@
 //!
 //! The filesystem's paths are logical paths without KV v2's `data/` and
 //! `metadata/`. READ describes one node (a folder, a KV secret and its field
-//! names, a dynamic or static credential) with the logical path to read for its
-//! content; LIST names a mount's folders as LIST on their metadata path would
+//! names, a dynamic or static credential, a certificate) with the logical path
+//! to read (or, for a certificate, write) for its content; LIST names a mount's folders as LIST on their metadata path would
 //! (`list` needed, deny wins), and above mounts the mounts the caller may use.
 //! As everywhere else, a path the caller has no access under answers 403 whether
 //! it exists or not, and 404 means "permitted, but nothing there". Values never
@@ -134,6 +134,20 @@ async fn describe(
                     node
                 }
                 Node::Static { read_path } => json!({"kind": "static", "read_path": read_path}),
+                Node::Certificate {
+                    issue_path,
+                    common_name,
+                } => {
+                    let mut node = json!({
+                        "kind": "certificate",
+                        "issue_path": issue_path,
+                        "common_name": common_name,
+                    });
+                    if let Some(id) = data.get("lease_id").and_then(Value::as_str) {
+                        node["lease"] = lease_of(unsealed, &issue_path, id)?;
+                    }
+                    node
+                }
             })
         }
     }

@@ -175,6 +175,11 @@ pub enum Node {
     Static {
         read_path: String,
     },
+    /// A certificate for `common_name`: a write to `issue_path` issues one.
+    Certificate {
+        issue_path: String,
+        common_name: String,
+    },
 }
 
 /// An engine's view for the filesystem. `sub` is a path inside the mount with

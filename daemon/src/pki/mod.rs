@@ -18,6 +18,7 @@
 //! `issuer/<ref>/{pem,der,json,crl,crl/pem}`.
 
 mod certs;
+mod files;
 mod keys;
 mod revoke;
 mod roles;
@@ -790,6 +791,10 @@ impl SecretEngine for PkiEngine {
                 Err(error) => Err(error.messages.join("; ")),
             }
         })
+    }
+
+    fn files(&self) -> Option<&dyn crate::engine::Files> {
+        Some(self)
     }
 
     /// The data was replaced (a snapshot): parsed issuers may be stale.
