@@ -424,3 +424,34 @@ def test_the_grpc_listener_speaks_tls_by_default(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_certificate_is_issued_over_grpc_as_over_http(server):
+    """pki/issue/<role> through gRPC's Write: the same fields as over HTTP,
+    a key that matches the certificate, and the role's refusal as
+    INVALID_ARGUMENT with the server's text."""
+    root = HttpDoor(address=server.address)
+    assert root.request("POST", "sys/mounts/grpc-pki", "root", {"type": "pki"})[0] == "ok"
+    assert root.request("POST", "grpc-pki/root/generate/internal", "root",
+                        {"common_name": "grpc root", "key_type": "ec"})[0] == "ok"
+    assert root.request("POST", "grpc-pki/roles/svc", "root",
+                        {"allowed_domains": ["svc.internal"], "allow_subdomains": True,
+                         "key_type": "ec", "ttl": "10m"})[0] == "ok"
+    client = Coffer(server.grpc)
+    answer = client.call("Write", "root", path="grpc-pki/issue/svc",
+                         data={"common_name": "api.svc.internal", "ttl": "5m"})
+    over_http = root.request("POST", "grpc-pki/issue/svc", "root", {"common_name": "api.svc.internal"})[1]
+    assert sorted(answer["data"]) == sorted(over_http["data"])
+    data = answer["data"]
+    assert data["private_key_type"] == "ec" and len(data["ca_chain"]) == 1
+    subject = subprocess.run(["openssl", "x509", "-noout", "-subject", "-pubkey"], input=data["certificate"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "CN = api.svc.internal" in subject
+    key = subprocess.run(["openssl", "pkey", "-pubout"], input=data["private_key"],
+                         capture_output=True, text=True, check=True).stdout
+    assert key in subject
+    with pytest.raises(grpc.RpcError) as refused:
+        client.call("Write", "root", path="grpc-pki/issue/svc", data={"common_name": "api.example.com"})
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "common name api.example.com not allowed by this role" in refused.value.details()
+    client.close()

@@ -441,3 +441,109 @@ fn operator_init_and_unseal_on_a_configured_server() {
     let unsealed = ok(cli(&server, None, &["operator", "unseal", &new_key]));
     assert!(unsealed.contains("false"), "{unsealed}");
 }
+
+/// `coffer pki issue ROLE NAME`: printed as JSON, or written as the four
+/// files `/secrets` shows, the key readable by its owner only; a name the
+/// role refuses fails with the server's text.
+#[test]
+fn pki_issue_prints_or_writes_files() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = Server::dev();
+    let root = Some("root");
+    let api = server.root();
+    api.post("sys/mounts/pki", json!({"type": "pki"}))
+        .expect(204);
+    api.post(
+        "pki/root/generate/internal",
+        json!({"common_name": "cli root", "key_type": "ec"}),
+    )
+    .expect(200);
+    let role = api.post(
+        "pki/roles/web",
+        json!({"allowed_domains": ["example.com"], "allow_subdomains": true, "key_type": "ec"}),
+    );
+    assert!(role.status == 200 || role.status == 204, "{role:?}");
+
+    let answer = json_of(&ok(cli(
+        &server,
+        root,
+        &[
+            "pki",
+            "issue",
+            "-format=json",
+            "-ttl=1h",
+            "-alt-names=api.example.com",
+            "web",
+            "www.example.com",
+        ],
+    )));
+    let data = &answer["data"];
+    assert!(
+        data["certificate"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    assert!(
+        data["private_key"]
+            .as_str()
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    let expiration = data["expiration"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        expiration <= now + 3600 && expiration + 60 > now + 3600,
+        "{data}"
+    );
+
+    let directory = tempfile::tempdir().unwrap();
+    let out = directory.path().join("www");
+    let printed = ok(cli(
+        &server,
+        root,
+        &[
+            "pki",
+            "issue",
+            &format!("-out={}", out.display()),
+            "web",
+            "www.example.com",
+        ],
+    ));
+    assert!(printed.contains("www.example.com"), "{printed}");
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(out.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("key.pem"), 0o600);
+    assert_eq!(mode("bundle.pem"), 0o600);
+    assert_eq!(
+        read("bundle.pem"),
+        format!(
+            "{}{}{}",
+            read("key.pem"),
+            read("cert.pem"),
+            read("chain.pem")
+        )
+    );
+    let verify = std::process::Command::new("openssl")
+        .args(["verify", "-CAfile", "chain.pem", "cert.pem"])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+
+    let (code, _, stderr) = cli(&server, root, &["pki", "issue", "web", "www.example.org"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("common name www.example.org not allowed by this role"),
+        "{stderr}"
+    );
+}

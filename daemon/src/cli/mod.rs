@@ -1,7 +1,7 @@
 //! The `coffer` command line: `coffer server`, and client subcommands in the
 //! vault CLI's shapes (`status`, `operator`, `kv`, `read`/`write`/`list`/`delete`,
-//! `token`, `policy`, `secrets`). Like the vault CLI, long flags take one dash
-//! (`-format=json`); two dashes work too.
+//! `token`, `policy`, `secrets`, `audit`, `lease`, `pki`). Like the vault CLI,
+//! long flags take one dash (`-format=json`); two dashes work too.
 
 mod audit;
 mod client;
@@ -9,6 +9,7 @@ mod kv;
 mod lease;
 mod operator;
 mod output;
+mod pki;
 mod policy;
 mod quorum;
 mod raft;
@@ -29,6 +30,7 @@ use kv::{Kv, kv};
 use lease::{Lease, lease};
 use operator::{Operator, operator};
 use output::Format;
+use pki::{Pki, pki};
 use policy::{Policy, policy};
 use secrets::{Secrets, secrets};
 use token::{Token, token};
@@ -90,6 +92,9 @@ pub enum Command {
     /// Look up, renew and revoke leases.
     #[command(subcommand)]
     Lease(Lease),
+    /// Issue certificates from a pki mount.
+    #[command(subcommand)]
+    Pki(Pki),
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +208,7 @@ pub async fn run_client(cli: Cli) -> anyhow::Result<i32> {
         Command::Secrets(command) => secrets(&client, format, command).await,
         Command::Audit(command) => audit(&client, format, command).await,
         Command::Lease(command) => lease(&client, format, command).await,
+        Command::Pki(command) => pki(&client, format, command).await,
     }
 }
 
