@@ -491,10 +491,7 @@ fn pki_issue_prints_or_writes_files() {
             .contains("PRIVATE KEY")
     );
     let expiration = data["expiration"].as_u64().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = coffer_daemon::clock::now_seconds();
     assert!(
         expiration <= now + 3600 && expiration + 60 > now + 3600,
         "{data}"
