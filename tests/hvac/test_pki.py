@@ -1,6 +1,7 @@
 """hvac's PKI calls against coffer's `pki` engine, checked with openssl and a
 real TLS handshake (Python's ssl module on loopback)."""
 
+import json
 import os
 import socket
 import ssl
@@ -358,3 +359,73 @@ def test_an_imported_ca_bundle_issues_certificates(pki):
         assert code == 0 and "OK" in out, out
     with pytest.raises(exceptions.InvalidRequest, match="provided data for import was too short"):
         pki.secrets.pki.submit_ca_information("junk")
+
+
+def test_tidy_removes_expired_certificates_and_their_revocations(dev_server, pki):
+    ca = pki.secrets.pki.generate_root("internal", "tidy root", extra_params={"key_type": "ec"})["data"]
+    pki.secrets.pki.create_or_update_role("short", {"allow_any_name": True, "key_type": "ec", "ttl": "2s"})
+    pki.secrets.pki.create_or_update_role("long", {"allow_any_name": True, "key_type": "ec", "ttl": "1h"})
+    status = pki.read("pki/tidy-status")["data"]
+    assert status["state"] == "Inactive" and status["cert_store_deleted_count"] is None
+
+    expired = pki.secrets.pki.generate_certificate("short", "old.example.com")["data"]["serial_number"]
+    revoked_old = pki.secrets.pki.generate_certificate("short", "gone.example.com")["data"]["serial_number"]
+    kept = pki.secrets.pki.generate_certificate("long", "live.example.com")["data"]["serial_number"]
+    revoked_live = pki.secrets.pki.generate_certificate("long", "bad.example.com")["data"]["serial_number"]
+    for serial in (revoked_old, revoked_live):
+        pki.secrets.pki.revoke_certificate(serial)
+    time.sleep(4)  # the short ones expire, and 1 s of safety buffer passes
+
+    # Vault's answers: 202 with a warning; nothing set; a zero buffer.
+    nothing = pki.adapter.post("/v1/pki/tidy", json={})
+    assert nothing.status_code == 202
+    assert "no tidy operations were set" in nothing.json()["warnings"][0]
+    with pytest.raises(exceptions.InvalidRequest, match="safety_buffer must be greater than zero"):
+        pki.secrets.pki.tidy(extra_params={"tidy_cert_store": True, "safety_buffer": "0s"})
+    with pytest.raises(exceptions.InvalidRequest, match="tidy_cert_store"):
+        pki.secrets.pki.tidy(extra_params={"tidy_cert_store": "yes"})
+
+    started = pki.adapter.post("/v1/pki/tidy", json={
+        "tidy_cert_store": True, "tidy_revoked_certs": True, "safety_buffer": "1s"})
+    assert started.status_code == 202 and "Tidy operation successfully started" in started.json()["warnings"][0]
+    status = pki.read("pki/tidy-status")["data"]
+    assert status["state"] == "Finished", status
+    assert status["cert_store_deleted_count"] == 1 and status["revoked_cert_deleted_count"] == 1, status
+    assert status["tidy_cert_store"] is True and status["safety_buffer"] == 1
+    assert status["time_finished"] >= status["time_started"]
+
+    stored = pki.list("pki/certs")["data"]["keys"]
+    assert kept in stored and revoked_live in stored and ca["serial_number"] in stored
+    assert expired not in stored and revoked_old not in stored
+    assert revoked(pki) == [revoked_live]
+    with tempfile.TemporaryDirectory() as directory:
+        text = crl_text(dev_server, write(directory, "ca.pem", ca["certificate"]))
+    assert revoked_live.replace(":", "").upper() in text
+    assert revoked_old.replace(":", "").upper() not in text, "the CRL was rebuilt without it"
+
+
+def test_private_keys_are_hashed_in_the_audit_log(dev_server, pki):
+    log = os.path.join(dev_server.workspace.name, "pki-audit.log")
+    pki.sys.enable_audit_device("file", path="pki-file", options={"file_path": log})
+    try:
+        pki.secrets.pki.generate_root("internal", "audited root", extra_params={"key_type": "ec"})
+        pki.secrets.pki.create_or_update_role("web", {"allow_any_name": True, "key_type": "ec"})
+        issued = pki.secrets.pki.generate_certificate("web", "audited.example.com")["data"]
+        key_body = "".join(issued["private_key"].strip().splitlines()[1:-1])
+        deadline = time.monotonic() + 5
+        while True:
+            with open(log) as handle:
+                text = handle.read()
+            entries = [json.loads(line) for line in text.splitlines()]
+            answers = [entry for entry in entries if entry["type"] == "response"
+                       and entry["request"]["path"] == "pki/issue/web"]
+            if answers or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert answers, "no response entry for the issue"
+        data = answers[0]["response"]["data"]
+        assert data["private_key"] == pki.sys.calculate_hash("pki-file", issued["private_key"])["data"]["hash"]
+        assert data["private_key"].startswith("hmac-sha256:")
+        assert key_body[:40] not in text and "PRIVATE KEY" not in text
+    finally:
+        pki.sys.disable_audit_device("pki-file")

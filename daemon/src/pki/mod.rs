@@ -11,7 +11,8 @@
 //! `intermediate/generate/{internal,exported}`, `root/sign-intermediate`,
 //! `intermediate/set-signed`, `config/ca` and `issuers/import/bundle`,
 //! `roles/<name>`, `issue/<role>`, `sign/<role>`,
-//! `sign-verbatim`, `revoke`, `crl/rotate`, `cert/<serial>`, `LIST certs`,
+//! `sign-verbatim`, `revoke`, `crl/rotate`, `tidy`, `tidy-status`,
+//! `cert/<serial>`, `LIST certs`,
 //! `LIST certs/revoked`, `config/urls`,
 //! `config/issuers`, `LIST issuers`, `issuer/<ref>`, and the unauthenticated
 //! `ca`, `ca/pem`, `ca_chain`, `crl`, `crl/pem`,
@@ -23,6 +24,7 @@ mod keys;
 mod revoke;
 mod roles;
 mod sign;
+mod tidy;
 
 pub use revoke::seed_revocations;
 
@@ -494,6 +496,7 @@ impl PkiEngine {
                     ),
                 })
             }
+            "tidy-status" => self.tidy_status(store),
             "crl" => self.read_crl(store, "default", "der"),
             "crl/pem" => self.read_crl(store, "default", "pem"),
             "cert/crl" => self.read_crl(store, "default", "json"),
@@ -632,6 +635,9 @@ impl PkiEngine {
         }
         if let Some(kind) = path.strip_prefix("intermediate/generate/") {
             return self.generate_intermediate(store, kind, data).await;
+        }
+        if path == "tidy" {
+            return self.tidy(store, data).await;
         }
         if path == "root/sign-intermediate" {
             return self.sign_intermediate(store, mount, data).await;

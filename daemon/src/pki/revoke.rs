@@ -167,6 +167,23 @@ fn write_crl<S: rcgen::SigningKey>(
     Ok(())
 }
 
+/// Adds `issuer`'s CRL rebuilt from the stored revocations to `batch`. An
+/// issuer imported without its key (a parent) signs no CRL here.
+fn rebuild_into(store: &Store<'_>, batch: &mut Batch, issuer: &Issuer) -> ApiResult<()> {
+    if issuer.key_id.is_empty() {
+        return Ok(());
+    }
+    let signing = store.signing_issuer(&issuer.id)?;
+    write_crl(
+        store,
+        batch,
+        &issuer.id,
+        &signing.signer,
+        crl_number(store, &issuer.id)? + 1,
+        &revoked_of(store, &issuer.id)?,
+    )
+}
+
 impl PkiEngine {
     /// `revoke`: by `serial_number`, or by `certificate` (which works for
     /// certificates the role did not store, as long as this mount signed
@@ -293,24 +310,25 @@ impl PkiEngine {
     pub(super) async fn rotate_crls(&self, store: &Store<'_>) -> ApiResult<Reply> {
         let _serialized = self.revocations.lock().await;
         let mut batch = store.barrier.batch();
-        // An issuer imported without its key (a parent) signs no CRL here.
-        for issuer in store
-            .issuers()?
-            .into_iter()
-            .filter(|issuer| !issuer.key_id.is_empty())
-        {
-            let signing = store.signing_issuer(&issuer.id)?;
-            write_crl(
-                store,
-                &mut batch,
-                &issuer.id,
-                &signing.signer,
-                crl_number(store, &issuer.id)? + 1,
-                &revoked_of(store, &issuer.id)?,
-            )?;
+        for issuer in store.issuers()? {
+            rebuild_into(store, &mut batch, &issuer)?;
         }
         store.barrier.commit(batch).await?;
         Ok(Reply::data(json!({"success": true})))
+    }
+
+    /// Rebuilds the CRL of `issuer_id` (if it still exists) from the stored
+    /// revocations. The caller holds `revocations`.
+    pub(super) async fn rebuild_crl(&self, store: &Store<'_>, issuer_id: &str) -> ApiResult<()> {
+        let Some(issuer) = store.get::<Issuer>(&format!("{}{issuer_id}", super::ISSUERS))? else {
+            return Ok(());
+        };
+        let mut batch = store.barrier.batch();
+        rebuild_into(store, &mut batch, &issuer)?;
+        if !batch.is_empty() {
+            store.barrier.commit(batch).await?;
+        }
+        Ok(())
     }
 
     /// The CRL of the issuer `reference` names, as DER, PEM or JSON.
