@@ -109,8 +109,11 @@ def test_a_root_ca_issues_leaf_certificates_openssl_verifies(dev_server, pki):
 
 
 def test_role_refusals_give_vaults_texts(pki):
-    pki.secrets.pki.generate_root("internal", "refusals root", extra_params={"key_type": "ec"})
+    pki.secrets.pki.generate_root("internal", "refusals root", extra_params={"key_type": "ec", "ttl": "8760h"})
     pki.secrets.pki.create_or_update_role("web", {"allowed_domains": ["example.com"], "allow_subdomains": True})
+    # A leaf may not outlive its CA (the issuer's leaf_not_after_behavior "err").
+    with pytest.raises(exceptions.InvalidRequest, match="that is beyond the expiration of the CA certificate at"):
+        pki.write_data("pki/issue/web", data={"common_name": "long.example.com", "ttl": "9000h"})
     for extra, error in (
         ({"common_name": "www.evil.com"}, "common name www.evil.com not allowed by this role"),
         ({"common_name": "example.com"}, "common name example.com not allowed by this role"),
@@ -130,7 +133,13 @@ def test_role_refusals_give_vaults_texts(pki):
         data={"common_name": "cm.example.com", "alt_names": "", "ip_sans": "", "uri_sans": "", "ttl": "2160h0m0s",
               "exclude_cn_from_sans": "false", "format": "pem_bundle"},
     )
-    assert issued["data"]["certificate"].count("BEGIN CERTIFICATE") == 2
+    # pem_bundle as Vault's: the key, the certificate and its issuer; keys
+    # are PKCS#1/SEC1 unless private_key_format asks for PKCS#8.
+    bundle = issued["data"]["certificate"]
+    assert bundle.startswith("-----BEGIN RSA PRIVATE KEY-----") and bundle.count("BEGIN CERTIFICATE") == 2
+    assert issued["data"]["private_key"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    pkcs8 = pki.write_data("pki/issue/web", data={"common_name": "p8.example.com", "private_key_format": "pkcs8"})
+    assert pkcs8["data"]["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
 
 
 def handshake(cert, key, ca, name, client_cert=None, client_key=None):
@@ -352,7 +361,13 @@ def test_an_imported_ca_bundle_issues_certificates(pki):
         assert len(imported["imported_issuers"]) == 1 and len(imported["imported_keys"]) == 1
         again = pki.write_data("pki/issuers/import/bundle", data={"pem_bundle": key_pem + cert_pem})["data"]
         assert again["existing_issuers"] == imported["imported_issuers"] and again["imported_issuers"] is None
-        pki.secrets.pki.create_or_update_role("any", {"allow_any_name": True, "key_type": "ec"})
+        # The same key as SEC1 (`EC PRIVATE KEY`, as Vault exports keys) is recognized as the same key.
+        code, sec1 = openssl("ec", "-in", key)
+        assert code == 0 and "BEGIN EC PRIVATE KEY" in sec1, sec1
+        sec1 = sec1[sec1.index("-----BEGIN EC PRIVATE KEY-----"):]
+        third = pki.write_data("pki/issuers/import/bundle", data={"pem_bundle": sec1 + cert_pem})["data"]
+        assert third["imported_keys"] is None and third["existing_keys"] == imported["imported_keys"], third
+        pki.secrets.pki.create_or_update_role("any", {"allow_any_name": True, "key_type": "ec", "ttl": "1h"})
         leaf = pki.secrets.pki.generate_certificate("any", "imported.example.com")["data"]
         leaf_path = write(directory, "leaf.pem", leaf["certificate"])
         code, out = openssl("verify", "-CAfile", cert, leaf_path)

@@ -152,10 +152,88 @@ impl StoredKey {
     }
 }
 
-/// A private key as Vault answers it: PKCS#8 PEM (`private_key_type` says
-/// which type).
-pub fn private_key_pem(key: &KeyPair) -> Zeroizing<String> {
-    Zeroizing::new(key.serialize_pem())
+/// A key as PKCS#8 DER, from PKCS#8, SEC1 (`EC PRIVATE KEY`, P-256 or
+/// P-384) or PKCS#1 (`RSA PRIVATE KEY`) DER: what an imported bundle may
+/// hold, and what Vault exports.
+pub fn to_pkcs8(der: &[u8]) -> ApiResult<KeyPair> {
+    use aws_lc_rs::encoding::AsDer as _;
+    let unreadable = || ApiError::invalid("a private key of the bundle could not be read");
+    if matches!(
+        rustls::pki_types::PrivateKeyDer::try_from(der),
+        Ok(rustls::pki_types::PrivateKeyDer::Pkcs8(_))
+    ) {
+        return KeyPair::try_from(der).map_err(|_| unreadable());
+    }
+    let pkcs8: Zeroizing<Vec<u8>> = if let Ok(rsa) = aws_lc_rs::rsa::KeyPair::from_der(der) {
+        let document = rsa.as_der().map_err(|_| unreadable())?;
+        Zeroizing::new(document.as_ref().to_vec())
+    } else {
+        let ec = [
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+        ]
+        .into_iter()
+        .find_map(|algorithm| {
+            aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(algorithm, der).ok()
+        })
+        .ok_or_else(unreadable)?;
+        let document = ec.to_pkcs8v1().map_err(|_| unreadable())?;
+        Zeroizing::new(document.as_ref().to_vec())
+    };
+    KeyPair::try_from(pkcs8.as_slice()).map_err(|_| unreadable())
+}
+
+/// A private key as Vault answers it: PKCS#1 (`RSA PRIVATE KEY`) or SEC1
+/// (`EC PRIVATE KEY`, with its curve) unless `pkcs8` is asked for; ed25519
+/// is PKCS#8 either way. PEM, or base64 DER when `der`.
+pub fn private_key_text(
+    key: &KeyPair,
+    spec: KeySpec,
+    der: bool,
+    pkcs8: bool,
+) -> ApiResult<Zeroizing<String>> {
+    let failed = |error: &dyn std::fmt::Debug| ApiError::internal(&format!("{error:?}"));
+    let pkcs8_der = key.serialized_der();
+    let (label, bytes): (&str, Zeroizing<Vec<u8>>) = match spec {
+        _ if pkcs8 => ("PRIVATE KEY", Zeroizing::new(pkcs8_der.to_vec())),
+        KeySpec::Ed25519 => ("PRIVATE KEY", Zeroizing::new(pkcs8_der.to_vec())),
+        KeySpec::Ec(bits) => {
+            use aws_lc_rs::encoding::AsDer as _;
+            let algorithm = if bits == 384 {
+                &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING
+            } else {
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING
+            };
+            let pair =
+                aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(algorithm, pkcs8_der)
+                    .map_err(|error| failed(&error))?;
+            let sec1 = pair
+                .private_key()
+                .as_der()
+                .map_err(|error| failed(&error))?;
+            ("EC PRIVATE KEY", Zeroizing::new(sec1.as_ref().to_vec()))
+        }
+        KeySpec::Rsa(_) => {
+            // PrivateKeyInfo { version, algorithm, privateKey OCTET STRING
+            // holding the RSAPrivateKey }.
+            let (_, info) =
+                x509_parser::der_parser::parse_der(pkcs8_der).map_err(|error| failed(&error))?;
+            let pkcs1 = info
+                .as_sequence()
+                .ok()
+                .and_then(|fields| fields.get(2))
+                .and_then(|field| field.as_slice().ok())
+                .ok_or_else(|| failed(&"a PKCS#8 key without its RSAPrivateKey"))?;
+            ("RSA PRIVATE KEY", Zeroizing::new(pkcs1.to_vec()))
+        }
+    };
+    Ok(Zeroizing::new(if der {
+        base64::engine::general_purpose::STANDARD.encode(bytes.as_slice())
+    } else {
+        super::revoke::pem_block(label, &bytes)
+            .trim_end()
+            .to_owned()
+    }))
 }
 
 #[cfg(test)]
@@ -177,6 +255,47 @@ mod tests {
                 KeySpec::parse(key_type, bits).unwrap_err().messages,
                 [error]
             );
+        }
+    }
+
+    #[test]
+    fn private_keys_come_back_in_vaults_formats() {
+        for (spec, label) in [
+            (KeySpec::Rsa(2048), "RSA PRIVATE KEY"),
+            (KeySpec::Ec(256), "EC PRIVATE KEY"),
+            (KeySpec::Ec(384), "EC PRIVATE KEY"),
+            (KeySpec::Ed25519, "PRIVATE KEY"),
+        ] {
+            let key = spec.generate().unwrap();
+            let pem = private_key_text(&key, spec, false, false).unwrap();
+            assert!(
+                pem.starts_with(&format!("-----BEGIN {label}-----\n")),
+                "{spec:?}"
+            );
+            assert!(pem.ends_with(&format!("-----END {label}-----")), "{spec:?}");
+            let pkcs8 = private_key_text(&key, spec, false, true).unwrap();
+            assert_eq!(pkcs8.as_str(), key.serialize_pem().trim_end());
+            // Read back (as an imported bundle's key is) to the same key.
+            let pem_der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+                .map(|der: rustls::pki_types::PrivateKeyDer<'static>| der.secret_der().to_vec())
+                .unwrap();
+            let back = to_pkcs8(&pem_der).unwrap();
+            assert_eq!(back.public_key_raw(), key.public_key_raw(), "{spec:?}");
+            assert_eq!(back.serialized_der(), key.serialized_der(), "{spec:?}");
+            // The type-specific DER is the inner key of the PKCS#8 one.
+            let der = private_key_text(&key, spec, true, false).unwrap();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(der.as_bytes())
+                .unwrap();
+            assert_eq!(der[0], 0x30, "a DER SEQUENCE");
+            if let KeySpec::Rsa(_) = spec {
+                let outer = key.serialized_der();
+                assert!(
+                    outer
+                        .windows(der.len())
+                        .any(|window| window == der.as_slice())
+                );
+            }
         }
     }
 

@@ -465,7 +465,15 @@ impl PkiEngine {
             "key_name": key_name,
         });
         if exported {
-            data["private_key"] = json!(keys::private_key_pem(&key).as_str());
+            data["private_key"] = json!(
+                keys::private_key_text(
+                    &key,
+                    spec,
+                    false,
+                    fields.string("private_key_format")?.as_deref() == Some("pkcs8"),
+                )?
+                .as_str()
+            );
             data["private_key_type"] = json!(spec.type_name());
         }
         Ok(envelope(data, warnings))

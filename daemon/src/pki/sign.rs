@@ -238,12 +238,21 @@ impl PkiEngine {
         let fields = Fields::new(data);
         let spec = role.key_spec()?;
         let leaf = Leaf::decide(&role, &fields, mount, None, false)?;
+        let format = leaf.format.clone();
+        let pkcs8 = fields.string("private_key_format")?.as_deref() == Some("pkcs8");
         let key = spec.generate()?;
         let (mut data, warnings) = self.sign_leaf(store, &role, leaf, &key, None).await?;
-        data.insert(
-            "private_key".into(),
-            json!(keys::private_key_pem(&key).trim_end()),
-        );
+        let private_key = keys::private_key_text(&key, spec, format == "der", pkcs8)?;
+        if format == "pem_bundle" {
+            // As Vault: the key first, then the certificate and its issuer.
+            let bundle = format!(
+                "{}\n{}",
+                private_key.as_str(),
+                data["certificate"].as_str().unwrap_or_default()
+            );
+            data.insert("certificate".into(), json!(bundle));
+        }
+        data.insert("private_key".into(), json!(private_key.as_str()));
         data.insert("private_key_type".into(), json!(spec.type_name()));
         self.answer(
             mount,
@@ -362,17 +371,21 @@ impl PkiEngine {
         &self,
         store: &Store<'_>,
         role: &Role,
-        mut leaf: Leaf,
+        leaf: Leaf,
         public_key: &impl PublicKeyData,
         verbatim: Option<rcgen::DistinguishedName>,
     ) -> ApiResult<(Map<String, Value>, Vec<String>)> {
         let signing = store.signing_issuer(&role.issuer_ref)?;
         let issuer = &signing.issuer;
         let now = crate::clock::now_seconds();
-        let not_after = (now + leaf.ttl).min(issuer.not_after);
-        if not_after < now + leaf.ttl {
-            leaf.warnings
-                .push("the certificate's TTL is cut to the issuer's expiry".to_owned());
+        let not_after = now + leaf.ttl;
+        // The issuer's `leaf_not_after_behavior` is Vault's default, `err`.
+        if not_after > issuer.not_after {
+            return Err(ApiError::invalid(format!(
+                "cannot satisfy request, as TTL would result in notAfter of {} that is beyond the expiration of the CA certificate at {}",
+                crate::tokens::rfc3339(not_after),
+                crate::tokens::rfc3339(issuer.not_after)
+            )));
         }
         let mut params = rcgen::CertificateParams::default();
         match verbatim {
@@ -491,7 +504,15 @@ impl PkiEngine {
             .await?;
         let mut data = json!({"csr": csr.trim_end(), "key_id": key_id});
         if exported {
-            data["private_key"] = json!(keys::private_key_pem(&key).trim_end());
+            data["private_key"] = json!(
+                keys::private_key_text(
+                    &key,
+                    spec,
+                    false,
+                    fields.string("private_key_format")?.as_deref() == Some("pkcs8"),
+                )?
+                .as_str()
+            );
             data["private_key_type"] = json!(spec.type_name());
         }
         Ok(envelope(data, Vec::new()))
@@ -684,17 +705,10 @@ impl PkiEngine {
                 item.map_err(|_| ApiError::invalid("the PEM bundle could not be parsed"))?;
             match kind {
                 rustls::pki_types::pem::SectionKind::Certificate => certificates.push(der),
-                rustls::pki_types::pem::SectionKind::PrivateKey => {
-                    let key = rcgen::KeyPair::try_from(der.as_slice()).map_err(|_| {
-                        ApiError::invalid("a private key of the bundle could not be read")
-                    })?;
-                    keys.push(key);
-                }
-                rustls::pki_types::pem::SectionKind::EcPrivateKey
+                rustls::pki_types::pem::SectionKind::PrivateKey
+                | rustls::pki_types::pem::SectionKind::EcPrivateKey
                 | rustls::pki_types::pem::SectionKind::RsaPrivateKey => {
-                    return Err(ApiError::invalid(
-                        "private keys must be PKCS#8 (BEGIN PRIVATE KEY): convert with `openssl pkcs8 -topk8 -nocrypt`",
-                    ));
+                    keys.push(keys::to_pkcs8(&der)?);
                 }
                 _ => {}
             }
