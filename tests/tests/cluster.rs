@@ -264,7 +264,7 @@ fn three_nodes_form_a_cluster_forward_writes_and_serve_reads_everywhere() {
     .expect(200);
     root.post(
         "pki/roles/web",
-        json!({"allow_any_name": true, "key_type": "ec"}),
+        json!({"allow_any_name": true, "key_type": "ec", "ttl": "1h"}),
     )
     .expect(200);
     let issued = cluster
