@@ -444,3 +444,59 @@ def test_private_keys_are_hashed_in_the_audit_log(dev_server, pki):
         assert key_body[:40] not in text and "PRIVATE KEY" not in text
     finally:
         pki.sys.disable_audit_device("pki-file")
+
+
+def as_json(answer):
+    """hvac's adapter answers a dict, or a Response for some statuses."""
+    return answer if isinstance(answer, dict) else answer.json()
+
+
+def test_issuers_are_renamed_tuned_and_deleted(pki):
+    root = pki.secrets.pki.generate_root("internal", "short root", extra_params={"key_type": "ec", "ttl": "2h"})["data"]
+    pki.secrets.pki.create_or_update_role("web", {"allow_any_name": True, "key_type": "ec", "ttl": "1h"})
+    with pytest.raises(exceptions.InvalidRequest, match="beyond the expiration of the CA certificate"):
+        pki.secrets.pki.generate_certificate("web", "a.example.com", extra_params={"ttl": "3h"})
+
+    updated = pki.write_data("pki/issuer/" + root["issuer_id"], data={
+        "issuer_name": "short", "leaf_not_after_behavior": "truncate",
+        "issuing_certificates": ["http://127.0.0.1:8200/v1/pki/issuer/short/der"]})["data"]
+    assert updated["issuer_name"] == "short" and updated["leaf_not_after_behavior"] == "truncate"
+    assert updated["issuing_certificates"] == ["http://127.0.0.1:8200/v1/pki/issuer/short/der"]
+    assert updated["ocsp_servers"] is None
+    assert pki.secrets.pki.read_issuer("short")["data"] == updated
+    cut = pki.secrets.pki.generate_certificate("web", "a.example.com", extra_params={"ttl": "3h"})["data"]
+    assert cut["expiration"] == root["expiration"], "truncated at the issuer's notAfter"
+    code, text = openssl("x509", "-noout", "-text", stdin=cut["certificate"])
+    assert code == 0 and "CA Issuers - URI:http://127.0.0.1:8200/v1/pki/issuer/short/der" in text, text
+
+    for body, error in (
+        ({"leaf_not_after_behavior": "bogus"}, "Possible values are `err`, `truncate`, and `permit`."),
+        ({"issuer_name": "bad name!"}, "issuer name contained invalid characters"),
+        ({"ocsp_servers": ["not a url"]},
+         "invalid URL found in Authority Information Access \\(AIA\\) parameter ocsp_servers: not a url"),
+    ):
+        with pytest.raises(exceptions.InvalidRequest, match=error):
+            pki.write_data("pki/issuer/short", data=body)
+    with pytest.raises(exceptions.InvalidPath, match="unable to find PKI issuer for reference: nope"):
+        pki.write_data("pki/issuer/nope", data={"issuer_name": "x"})
+    with pytest.raises(exceptions.InvalidRequest, match="parameter crl_distribution_points: ldap:foo"):
+        pki.secrets.pki.set_urls({"crl_distribution_points": ["ldap:foo"]})
+
+    pki.write_data("pki/issuer/short", data={"leaf_not_after_behavior": "permit"})
+    long = pki.secrets.pki.generate_certificate("web", "b.example.com", extra_params={"ttl": "3h"})["data"]
+    assert long["expiration"] > root["expiration"]
+
+    second = pki.secrets.pki.generate_root("internal", "second", extra_params={"key_type": "ec", "issuer_name": "second"})
+    deleted = as_json(pki.adapter.delete("/v1/pki/issuer/short"))
+    assert "this was configured as the default issuer" in deleted["warnings"][0], deleted
+    assert pki.read("pki/config/issuers")["data"]["default"] == ""
+    with pytest.raises(exceptions.InvalidPath):
+        pki.secrets.pki.read_issuer("short")
+    assert as_json(pki.adapter.delete("/v1/pki/issuer/short"))["warnings"] is None, "deleting again succeeds"
+    assert [key for key in pki.secrets.pki.list_issuers()["data"]["keys"]] == [second["data"]["issuer_id"]]
+
+    everything = as_json(pki.adapter.delete("/v1/pki/root"))
+    assert "DELETE /root deletes all keys and issuers" in everything["warnings"][0]
+    assert pki.list("pki/issuers") is None
+    with pytest.raises(exceptions.InvalidRequest, match="no default issuer currently configured"):
+        pki.secrets.pki.generate_certificate("web", "c.example.com")

@@ -38,6 +38,32 @@ impl Urls {
     }
 }
 
+/// `urls` for the AIA parameter `key`, each checked: `scheme://host...` in
+/// printable ASCII (an IA5String in the certificate), or Vault's 400.
+pub fn checked_urls(key: &str, urls: Vec<String>) -> ApiResult<Vec<String>> {
+    for url in &urls {
+        let valid = url.is_ascii()
+            && !url
+                .chars()
+                .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+            && url.split_once("://").is_some_and(|(scheme, rest)| {
+                scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                    && !rest.is_empty()
+                    && !rest.starts_with('/')
+            });
+        if !valid {
+            return Err(ApiError::invalid(format!(
+                "invalid URL found in Authority Information Access (AIA) parameter {key}: {}",
+                url.chars().take(256).collect::<String>()
+            )));
+        }
+    }
+    Ok(urls)
+}
+
 /// An issued certificate as stored under `certs/<serial>`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CertRecord {
@@ -149,6 +175,26 @@ fn authority_information_access(urls: &Urls) -> Option<CustomExtension> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aia_urls_are_checked_as_vault_does() {
+        assert!(checked_urls("ocsp_servers", vec!["http://ca.example.com/ocsp".into()]).is_ok());
+        for bad in [
+            "not a url",
+            "ldap:foo",
+            "http://",
+            "http://é.example.com/",
+            "http:///x",
+        ] {
+            let error = checked_urls("issuing_certificates", vec![bad.into()]).unwrap_err();
+            assert_eq!(
+                error.messages,
+                [format!(
+                    "invalid URL found in Authority Information Access (AIA) parameter issuing_certificates: {bad}"
+                )]
+            );
+        }
+    }
 
     #[test]
     fn serials_print_and_key_as_vault_does() {

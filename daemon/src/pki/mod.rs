@@ -14,12 +14,14 @@
 //! `sign-verbatim`, `revoke`, `crl/rotate`, `tidy`, `tidy-status`,
 //! `cert/<serial>`, `LIST certs`,
 //! `LIST certs/revoked`, `config/urls`,
-//! `config/issuers`, `LIST issuers`, `issuer/<ref>`, and the unauthenticated
+//! `config/issuers`, `LIST issuers`, `issuer/<ref>` (read, update, delete),
+//! `DELETE root`, and the unauthenticated
 //! `ca`, `ca/pem`, `ca_chain`, `crl`, `crl/pem`,
 //! `issuer/<ref>/{pem,der,json,crl,crl/pem}`.
 
 mod certs;
 mod files;
+mod issuers;
 mod keys;
 mod revoke;
 mod roles;
@@ -84,7 +86,7 @@ pub fn engine(environment: &Environment) -> Arc<dyn SecretEngine> {
 }
 
 /// A CA certificate this mount issues with.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Issuer {
     id: String,
     #[serde(default)]
@@ -97,6 +99,25 @@ struct Issuer {
     /// The PEMs above this issuer, nearest first (empty for a root).
     #[serde(default)]
     parents: Vec<String>,
+    /// What a leaf asking to outlive this issuer gets.
+    #[serde(default)]
+    leaf_not_after_behavior: LeafNotAfter,
+    /// This issuer's own AIA and CRL URLs; empty: the mount's `config/urls`.
+    #[serde(default)]
+    urls: Urls,
+}
+
+/// Vault's `leaf_not_after_behavior`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LeafNotAfter {
+    /// Refuse the request.
+    #[default]
+    Err,
+    /// Cut the leaf's validity at the issuer's.
+    Truncate,
+    /// Issue it as asked.
+    Permit,
 }
 
 impl Issuer {
@@ -209,8 +230,8 @@ impl Store<'_> {
     }
 
     /// The issuer a request signs with, or a clear 400 when there is none.
-    /// Parsed once: a cached signer serves while its certificate is still
-    /// the stored one.
+    /// Parsed once: a cached signer serves while its record is still the
+    /// stored one.
     fn signing_issuer(&self, reference: &str) -> ApiResult<Arc<Signer>> {
         let issuer = self.issuer(reference)?.ok_or_else(|| {
             if reference == "default" {
@@ -235,8 +256,7 @@ impl Store<'_> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(cached) = signers.get(&cache_key)
-            && cached.issuer.certificate == issuer.certificate
-            && cached.issuer.key_id == issuer.key_id
+            && cached.issuer == issuer
         {
             return Ok(cached.clone());
         }
@@ -426,6 +446,7 @@ impl PkiEngine {
             serial_number: serial_text.clone(),
             not_after: now + ttl,
             parents: Vec::new(),
+            ..Issuer::default()
         };
         let mut batch = store.barrier.batch();
         batch.put_json(
@@ -560,23 +581,7 @@ impl PkiEngine {
                             "application/pkix-cert",
                             certs::pem_to_der(&issuer.certificate)?,
                         ),
-                        "" | "json" => {
-                            let urls = store.urls()?;
-                            Reply::data(json!({
-                                "certificate": issuer.certificate,
-                                "ca_chain": issuer.ca_chain(),
-                                "issuer_id": issuer.id,
-                                "issuer_name": issuer.name,
-                                "key_id": issuer.key_id,
-                                "leaf_not_after_behavior": "err",
-                                "manual_chain": Value::Null,
-                                "usage": "crl-signing,issuing-certificates,ocsp-signing,read-only",
-                                "revoked": false,
-                                "issuing_certificates": urls.issuing_certificates,
-                                "crl_distribution_points": urls.crl_distribution_points,
-                                "ocsp_servers": urls.ocsp_servers,
-                            }))
-                        }
+                        "" | "json" => Reply::data(issuers::describe(&issuer)),
                         _ => return Err(ApiError::no_route(path)),
                     });
                 }
@@ -647,6 +652,11 @@ impl PkiEngine {
         if path == "tidy" {
             return self.tidy(store, data).await;
         }
+        if let Some(reference) = path.strip_prefix("issuer/")
+            && !reference.contains('/')
+        {
+            return self.update_issuer(store, reference, data).await;
+        }
         if path == "root/sign-intermediate" {
             return self.sign_intermediate(store, mount, data).await;
         }
@@ -672,16 +682,22 @@ impl PkiEngine {
             "config/urls" => {
                 let fields = Fields::new(data);
                 let current = store.urls()?;
+                let given = |key: &str, current: Vec<String>| -> ApiResult<Vec<String>> {
+                    match fields.string_list(key)? {
+                        Some(urls) => certs::checked_urls(key, urls),
+                        None => Ok(current),
+                    }
+                };
                 let urls = Urls {
-                    issuing_certificates: fields
-                        .string_list("issuing_certificates")?
-                        .unwrap_or(current.issuing_certificates),
-                    crl_distribution_points: fields
-                        .string_list("crl_distribution_points")?
-                        .unwrap_or(current.crl_distribution_points),
-                    ocsp_servers: fields
-                        .string_list("ocsp_servers")?
-                        .unwrap_or(current.ocsp_servers),
+                    issuing_certificates: given(
+                        "issuing_certificates",
+                        current.issuing_certificates,
+                    )?,
+                    crl_distribution_points: given(
+                        "crl_distribution_points",
+                        current.crl_distribution_points,
+                    )?,
+                    ocsp_servers: given("ocsp_servers", current.ocsp_servers)?,
                 };
                 store.put(URLS, &urls).await?;
                 self.read(store, "config/urls")
@@ -834,16 +850,26 @@ impl SecretEngine for PkiEngine {
                 Operation::Read => self.read(&store, path),
                 Operation::List => self.list(&store, path),
                 Operation::Write => self.write(&store, mount, path, data, requester).await,
-                Operation::Delete => match path.strip_prefix("roles/") {
-                    Some(name) if crate::policy::is_name(name, "-_.@") => {
-                        store
-                            .barrier
-                            .delete(&store.key(&format!("{ROLES}{name}")))
-                            .await?;
-                        Ok(Reply::NoContent)
+                Operation::Delete => {
+                    if path == "root" {
+                        return self.delete_root(&store).await;
                     }
-                    _ => Err(ApiError::unsupported(path, "delete")),
-                },
+                    if let Some(reference) = path.strip_prefix("issuer/")
+                        && !reference.contains('/')
+                    {
+                        return self.delete_issuer(&store, reference).await;
+                    }
+                    match path.strip_prefix("roles/") {
+                        Some(name) if crate::policy::is_name(name, "-_.@") => {
+                            store
+                                .barrier
+                                .delete(&store.key(&format!("{ROLES}{name}")))
+                                .await?;
+                            Ok(Reply::NoContent)
+                        }
+                        _ => Err(ApiError::unsupported(path, "delete")),
+                    }
+                }
                 Operation::Patch => Err(ApiError::unsupported(path, "patch")),
             }
         })

@@ -17,7 +17,7 @@ use crate::api::reply::Reply;
 use crate::barrier::Batch;
 
 pub(super) const REVOKED: &str = "revoked/";
-const CRLS: &str = "crl/";
+pub(super) const CRLS: &str = "crl/";
 /// How long a CRL is valid (`config/crl`'s `expiry`, Vault's default).
 const CRL_EXPIRY: u64 = 72 * 3600;
 

@@ -378,14 +378,19 @@ impl PkiEngine {
         let signing = store.signing_issuer(&role.issuer_ref)?;
         let issuer = &signing.issuer;
         let now = crate::clock::now_seconds();
-        let not_after = now + leaf.ttl;
-        // The issuer's `leaf_not_after_behavior` is Vault's default, `err`.
+        let mut not_after = now + leaf.ttl;
         if not_after > issuer.not_after {
-            return Err(ApiError::invalid(format!(
-                "cannot satisfy request, as TTL would result in notAfter of {} that is beyond the expiration of the CA certificate at {}",
-                crate::tokens::rfc3339(not_after),
-                crate::tokens::rfc3339(issuer.not_after)
-            )));
+            match issuer.leaf_not_after_behavior {
+                super::LeafNotAfter::Err => {
+                    return Err(ApiError::invalid(format!(
+                        "cannot satisfy request, as TTL would result in notAfter of {} that is beyond the expiration of the CA certificate at {}",
+                        crate::tokens::rfc3339(not_after),
+                        crate::tokens::rfc3339(issuer.not_after)
+                    )));
+                }
+                super::LeafNotAfter::Truncate => not_after = issuer.not_after,
+                super::LeafNotAfter::Permit => {}
+            }
         }
         let mut params = rcgen::CertificateParams::default();
         match verbatim {
@@ -436,7 +441,11 @@ impl PkiEngine {
         params.not_after = certs::at(not_after)?;
         let (serial, serial_text) = certs::new_serial()?;
         params.serial_number = Some(serial);
-        store.urls()?.apply(&mut params);
+        if issuer.urls.is_empty() {
+            store.urls()?.apply(&mut params);
+        } else {
+            issuer.urls.apply(&mut params);
+        }
         let pem = params
             .signed_by(public_key, &signing.signer)
             .map_err(|error| ApiError::internal(&error))?
@@ -644,6 +653,7 @@ impl PkiEngine {
             serial_number,
             not_after,
             parents: blocks[1..].iter().map(to_pem).collect(),
+            ..Issuer::default()
         };
         let mut batch = store.barrier.batch();
         batch.put_json(&store.key(&format!("{ISSUERS}{}", issuer.id)), &issuer)?;
@@ -782,6 +792,7 @@ impl PkiEngine {
                 serial_number: certs::colon_hex(parsed.raw_serial()),
                 not_after: u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(0),
                 parents: pems[index + 1..].to_vec(),
+                ..Issuer::default()
             };
             batch.put_json(&store.key(&format!("{ISSUERS}{}", issuer.id)), &issuer)?;
             if let Some(key) = stored.iter().find(|key| key.id == key_id) {
