@@ -183,6 +183,96 @@ pub fn to_pkcs8(der: &[u8]) -> ApiResult<KeyPair> {
     KeyPair::try_from(pkcs8.as_slice()).map_err(|_| unreadable())
 }
 
+/// The private key a PKCS#8 `PrivateKeyInfo { version, algorithm,
+/// privateKey OCTET STRING }` holds: an RSAPrivateKey or an ECPrivateKey.
+fn pkcs8_inner(pkcs8: &[u8]) -> ApiResult<&[u8]> {
+    let failed = || ApiError::internal(&"a PKCS#8 key without its private key");
+    let (_, info) = x509_parser::der_parser::parse_der(pkcs8).map_err(|_| failed())?;
+    info.as_sequence()
+        .ok()
+        .and_then(|fields| fields.get(2))
+        .and_then(|field| field.as_slice().ok())
+        .ok_or_else(failed)
+}
+
+/// An element's header length and value length, for the definite-length,
+/// single-byte-tag DER a PKCS#8 key is made of.
+fn header(element: &[u8]) -> Option<(usize, usize)> {
+    let first = *element.get(1)?;
+    if first < 0x80 {
+        return Some((2, usize::from(first)));
+    }
+    let count = usize::from(first & 0x7f);
+    if count == 0 || count > 4 {
+        return None;
+    }
+    let length = element
+        .get(2..2 + count)?
+        .iter()
+        .fold(0usize, |sum, byte| (sum << 8) | usize::from(*byte));
+    Some((2 + count, length))
+}
+
+/// The DER elements of `bytes`, each whole (tag, length and value).
+fn elements(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut elements = Vec::new();
+    while !bytes.is_empty() {
+        let (head, length) = header(bytes)?;
+        let end = head.checked_add(length)?;
+        elements.push(bytes.get(..end)?);
+        bytes = &bytes[end..];
+    }
+    Some(elements)
+}
+
+/// `tag`, the DER length of `content`, and `content`.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 6);
+    out.push(tag);
+    let length = content.len();
+    if length < 0x80 {
+        out.push(length as u8);
+    } else {
+        let bytes: Vec<u8> = length
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|byte| *byte == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// SEC1's `ECPrivateKey` with its curve (`[0] namedCurve`), from the one in
+/// a PKCS#8 key, which leaves the curve to the algorithm identifier: no
+/// arithmetic, only DER.
+fn sec1_of(inner: &[u8], bits: u32) -> Option<Zeroizing<Vec<u8>>> {
+    const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+    let sequence = elements(inner)?;
+    let [whole] = sequence.as_slice() else {
+        return None;
+    };
+    let (head, _) = header(whole)?;
+    let fields = elements(&whole[head..])?;
+    // Sized once, so no copy of the key is left behind by a reallocation.
+    let mut content = Zeroizing::new(Vec::with_capacity(inner.len() + 16));
+    for (index, field) in fields.iter().enumerate() {
+        if index == 2 && field.first() == Some(&0xa0) {
+            // The curve is there already.
+        } else if index == 2 {
+            content.extend_from_slice(&tlv(0xa0, if bits == 384 { P384 } else { P256 }));
+        }
+        content.extend_from_slice(field);
+    }
+    if fields.len() == 2 {
+        content.extend_from_slice(&tlv(0xa0, if bits == 384 { P384 } else { P256 }));
+    }
+    Some(Zeroizing::new(tlv(0x30, &content)))
+}
+
 /// A private key as Vault answers it: PKCS#1 (`RSA PRIVATE KEY`) or SEC1
 /// (`EC PRIVATE KEY`, with its curve) unless `pkcs8` is asked for; ed25519
 /// is PKCS#8 either way. PEM, or base64 DER when `der`.
@@ -197,35 +287,15 @@ pub fn private_key_text(
     let (label, bytes): (&str, Zeroizing<Vec<u8>>) = match spec {
         _ if pkcs8 => ("PRIVATE KEY", Zeroizing::new(pkcs8_der.to_vec())),
         KeySpec::Ed25519 => ("PRIVATE KEY", Zeroizing::new(pkcs8_der.to_vec())),
-        KeySpec::Ec(bits) => {
-            use aws_lc_rs::encoding::AsDer as _;
-            let algorithm = if bits == 384 {
-                &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING
-            } else {
-                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING
-            };
-            let pair =
-                aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(algorithm, pkcs8_der)
-                    .map_err(|error| failed(&error))?;
-            let sec1 = pair
-                .private_key()
-                .as_der()
-                .map_err(|error| failed(&error))?;
-            ("EC PRIVATE KEY", Zeroizing::new(sec1.as_ref().to_vec()))
-        }
-        KeySpec::Rsa(_) => {
-            // PrivateKeyInfo { version, algorithm, privateKey OCTET STRING
-            // holding the RSAPrivateKey }.
-            let (_, info) =
-                x509_parser::der_parser::parse_der(pkcs8_der).map_err(|error| failed(&error))?;
-            let pkcs1 = info
-                .as_sequence()
-                .ok()
-                .and_then(|fields| fields.get(2))
-                .and_then(|field| field.as_slice().ok())
-                .ok_or_else(|| failed(&"a PKCS#8 key without its RSAPrivateKey"))?;
-            ("RSA PRIVATE KEY", Zeroizing::new(pkcs1.to_vec()))
-        }
+        KeySpec::Ec(bits) => (
+            "EC PRIVATE KEY",
+            sec1_of(pkcs8_inner(pkcs8_der)?, bits)
+                .ok_or_else(|| failed(&"an EC key without its ECPrivateKey"))?,
+        ),
+        KeySpec::Rsa(_) => (
+            "RSA PRIVATE KEY",
+            Zeroizing::new(pkcs8_inner(pkcs8_der)?.to_vec()),
+        ),
     };
     Ok(Zeroizing::new(if der {
         base64::engine::general_purpose::STANDARD.encode(bytes.as_slice())

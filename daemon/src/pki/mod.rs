@@ -65,6 +65,35 @@ pub struct PkiEngine {
     /// Issuers parsed with their keys, by data prefix and issuer id, so a
     /// request does not parse the CA certificate and key again.
     signers: Signers,
+    /// Records every issue reads (roles, URLs, the default issuer and the
+    /// issuers), parsed, until a replicated write touches them. None is
+    /// secret; keys are not among them.
+    cached: Cached,
+}
+
+/// The parsed records of every mount, by storage key.
+#[derive(Default)]
+struct Cached {
+    roles: crate::cache::Parsed<Role>,
+    urls: crate::cache::Parsed<Urls>,
+    config: crate::cache::Parsed<IssuerConfig>,
+    issuers: crate::cache::Parsed<Issuer>,
+}
+
+impl Cached {
+    fn forget(&self, key: &str) {
+        self.roles.forget(key);
+        self.urls.forget(key);
+        self.config.forget(key);
+        self.issuers.forget(key);
+    }
+
+    fn clear(&self) {
+        self.roles.clear();
+        self.urls.clear();
+        self.config.clear();
+        self.issuers.clear();
+    }
 }
 
 type Signers = std::sync::Mutex<std::collections::HashMap<String, Arc<Signer>>>;
@@ -82,6 +111,7 @@ pub fn engine(environment: &Environment) -> Arc<dyn SecretEngine> {
         leases: environment.leases.clone(),
         revocations: tokio::sync::Mutex::new(()),
         signers: Signers::default(),
+        cached: Cached::default(),
     })
 }
 
@@ -139,6 +169,7 @@ struct Store<'a> {
     barrier: &'a Barrier,
     prefix: String,
     signers: &'a Signers,
+    cached: &'a Cached,
 }
 
 impl Store<'_> {
@@ -201,25 +232,51 @@ impl Store<'_> {
         if !crate::policy::is_name(name, "-_.@") {
             return Ok(None);
         }
-        self.get(&format!("{ROLES}{name}"))
+        let rest = format!("{ROLES}{name}");
+        Ok(self
+            .cached
+            .roles
+            .get_or_load(&self.key(&rest), || self.get(&rest))?
+            .map(|role| (*role).clone()))
     }
 
     fn urls(&self) -> ApiResult<Urls> {
-        Ok(self.get(URLS)?.unwrap_or_default())
+        Ok(self
+            .cached
+            .urls
+            .get_or_load(&self.key(URLS), || self.get(URLS))?
+            .map(|urls| (*urls).clone())
+            .unwrap_or_default())
+    }
+
+    /// The issuer with id `id`.
+    fn issuer_by_id(&self, id: &str) -> ApiResult<Option<Issuer>> {
+        let rest = format!("{ISSUERS}{id}");
+        Ok(self
+            .cached
+            .issuers
+            .get_or_load(&self.key(&rest), || self.get(&rest))?
+            .map(|issuer| (*issuer).clone()))
     }
 
     /// The issuer `reference` names: `default`, an id or a name.
     fn issuer(&self, reference: &str) -> ApiResult<Option<Issuer>> {
         let reference = reference.trim();
         if reference.is_empty() || reference == "default" {
-            let config: IssuerConfig = self.get(DEFAULT_ISSUER)?.unwrap_or_default();
+            let Some(config) = self
+                .cached
+                .config
+                .get_or_load(&self.key(DEFAULT_ISSUER), || self.get(DEFAULT_ISSUER))?
+            else {
+                return Ok(None);
+            };
             if config.default.is_empty() {
                 return Ok(None);
             }
-            return self.get(&format!("{ISSUERS}{}", config.default));
+            return self.issuer_by_id(&config.default);
         }
         if uuid::Uuid::parse_str(reference).is_ok()
-            && let Some(issuer) = self.get(&format!("{ISSUERS}{reference}"))?
+            && let Some(issuer) = self.issuer_by_id(reference)?
         {
             return Ok(Some(issuer));
         }
@@ -242,14 +299,6 @@ impl Store<'_> {
                 ApiError::invalid(format!("unable to find PKI issuer for reference: {reference}"))
             }
         })?;
-        let key: StoredKey = self
-            .get(&format!("{KEYS}{}", issuer.key_id))?
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "the issuer {} has no private key in this mount",
-                    issuer.id
-                ))
-            })?;
         let cache_key = format!("{}{}", self.prefix, issuer.id);
         let mut signers = self
             .signers
@@ -260,6 +309,14 @@ impl Store<'_> {
         {
             return Ok(cached.clone());
         }
+        let key: StoredKey = self
+            .get(&format!("{KEYS}{}", issuer.key_id))?
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "the issuer {} has no private key in this mount",
+                    issuer.id
+                ))
+            })?;
         let signer = rcgen::Issuer::from_ca_cert_pem(&issuer.certificate, key.load()?)
             .map_err(|error| ApiError::internal(&error))?;
         let ready = Arc::new(Signer { issuer, signer });
@@ -341,6 +398,7 @@ impl PkiEngine {
             barrier: &self.barrier,
             prefix: mount.entry.data_prefix(),
             signers: &self.signers,
+            cached: &self.cached,
         }
     }
 
@@ -827,8 +885,15 @@ impl SecretEngine for PkiEngine {
         Some(self)
     }
 
+    fn observe(&self, key: &str) {
+        if key.starts_with(crate::mounts::SECRETS.data_prefix) {
+            self.cached.forget(key);
+        }
+    }
+
     /// The data was replaced (a snapshot): parsed issuers may be stale.
     fn forget_all(&self) {
+        self.cached.clear();
         self.signers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -394,6 +394,7 @@ pub async fn seed_revocations(
         barrier,
         prefix: entry.data_prefix(),
         signers: &signers,
+        cached: &super::Cached::default(),
     };
     let issuer = store
         .issuer("default")?
