@@ -71,9 +71,32 @@ pub struct TokenEntry {
     pub period: u64,
     pub renewable: bool,
     pub path: String,
+    /// CIDR blocks the token may be used from (empty: anywhere); a caller
+    /// with no address (Unix socket, FUSE) is refused when there are any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound_cidrs: Vec<String>,
 }
 
 impl TokenEntry {
+    /// Whether `address` (a socket address or an IP; `None` for a caller
+    /// with none) may use this token.
+    pub fn allows_address(&self, address: Option<&str>) -> bool {
+        if self.bound_cidrs.is_empty() {
+            return true;
+        }
+        let Some(ip) = address.and_then(|text| {
+            text.parse::<std::net::SocketAddr>()
+                .map(|socket| socket.ip())
+                .or_else(|_| text.parse::<std::net::IpAddr>())
+                .ok()
+        }) else {
+            return false;
+        };
+        self.bound_cidrs
+            .iter()
+            .any(|block| crate::auth::token_fields::cidr_contains(block, ip))
+    }
+
     /// An entry made for one request and stored nowhere (no hash, no
     /// accessor, no expiry): a local caller's, or a login's before it has a
     /// token.
@@ -99,6 +122,7 @@ impl TokenEntry {
             period: 0,
             renewable: false,
             path,
+            bound_cidrs: Vec::new(),
         }
     }
 
@@ -140,6 +164,8 @@ pub struct NewToken {
     pub renewable: bool,
     pub parent: Option<String>,
     pub path: String,
+    /// CIDR blocks the token may be used from (empty: anywhere).
+    pub bound_cidrs: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +267,7 @@ impl TokenStore {
             period: new.period,
             renewable: new.renewable,
             path: new.path,
+            bound_cidrs: new.bound_cidrs,
         };
         self.add_records(&entry, batch)?;
         Ok((token, entry))

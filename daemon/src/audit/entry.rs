@@ -494,6 +494,7 @@ mod tests {
             period: 0,
             renewable: true,
             path: "auth/token/create".into(),
+            bound_cidrs: Vec::new(),
         }
     }
 

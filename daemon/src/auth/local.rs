@@ -71,6 +71,7 @@ impl AuthMethod for LocalMethod {
                 max_ttl: identity.token_max_ttl,
                 num_uses: 0,
                 renewable: true,
+                ..Login::default()
             })
         })
     }

@@ -10,6 +10,8 @@
 //! the core: it is the token store itself.
 
 pub mod local;
+pub mod token_fields;
+pub mod userpass;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use crate::mounts::{self, MountConfig, MountEntry, MountTable};
 
 /// The method types a node serves: enabled with `sys/auth`, or mounted at a
 /// fixed path on every node ([`AuthMethod::built_in_path`]).
-pub const BUILT_IN: &[Factory] = &[local::method];
+pub const BUILT_IN: &[Factory] = &[local::method, userpass::method];
 
 /// Makes a method for an unsealed node.
 pub type Factory = fn(&Environment) -> Arc<dyn AuthMethod>;
@@ -65,6 +67,13 @@ pub struct Login {
     pub max_ttl: u64,
     pub num_uses: u64,
     pub renewable: bool,
+    /// Seconds; 0 for none. Bounds the token's life, renewals included.
+    pub explicit_max_ttl: u64,
+    /// Seconds; a periodic token is renewed by its period, with no maximum
+    /// but its explicit one.
+    pub period: u64,
+    /// CIDR blocks the token may be used from.
+    pub bound_cidrs: Vec<String>,
 }
 
 /// An auth method type: serves every mount of its type under `auth/`. Its

@@ -311,6 +311,7 @@ impl Core {
         let tokens = TokenStore::new(barrier.clone(), salt);
         let (token, _) = tokens.prepare(
             NewToken {
+                bound_cidrs: Vec::new(),
                 policies: vec![ROOT_POLICY.into()],
                 display_name: "root".into(),
                 path: "auth/token/root".into(),

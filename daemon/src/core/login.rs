@@ -78,17 +78,30 @@ async fn issue(
         0 => mount.max_ttl,
         ttl => ttl.min(mount.max_ttl),
     };
-    let ttl = match login.ttl {
+    let mut ttl = match login.ttl {
         0 => mount.default_ttl,
         ttl => ttl,
     }
     .min(max_ttl);
     // A tuned mount's maximum bounds renewals too, like the login's own.
-    let explicit_max_ttl = if login.max_ttl == 0 && mount.entry.config.max_lease_ttl == 0 {
+    let mut explicit_max_ttl = if login.max_ttl == 0 && mount.entry.config.max_lease_ttl == 0 {
         0
     } else {
         max_ttl
     };
+    if login.period > 0 {
+        // A periodic token lives by its period, renewed without a maximum
+        // (but an explicit one).
+        ttl = login.period;
+        explicit_max_ttl = 0;
+    }
+    if login.explicit_max_ttl > 0 {
+        ttl = ttl.min(login.explicit_max_ttl);
+        explicit_max_ttl = match explicit_max_ttl {
+            0 => login.explicit_max_ttl,
+            current => current.min(login.explicit_max_ttl),
+        };
+    }
     let new = NewToken {
         policies: login.policies,
         meta: login.metadata,
@@ -96,10 +109,11 @@ async fn issue(
         num_uses: login.num_uses,
         ttl,
         explicit_max_ttl,
-        period: 0,
+        period: login.period,
         renewable: login.renewable,
         parent: None,
         path: path.to_owned(),
+        bound_cidrs: login.bound_cidrs,
     };
     let (token, entry) = unsealed.tokens.create(new).await?;
     Ok(with_auth(

@@ -448,6 +448,11 @@ impl Core {
                 .lookup(token.expose())?
                 .ok_or_else(ApiError::denied)?,
         };
+        // A CIDR-bound token, from anywhere else (or with no address: the
+        // Unix socket, FUSE), is refused before a use of it is spent.
+        if !entry.allows_address(request.remote_address.as_deref()) {
+            return Err(ApiError::denied());
+        }
         if entry.num_uses > 0 {
             entry = Box::pin(unsealed.tokens.take_use(&entry.hash))
                 .await?
@@ -609,8 +614,8 @@ impl Handler for Core {
             return refuse(ApiError::denied());
         };
         let entry = match unsealed.tokens.lookup(token.expose()) {
-            Ok(Some(entry)) => entry,
-            Ok(None) => return refuse(ApiError::denied()),
+            Ok(Some(entry)) if entry.allows_address(request.remote_address.as_deref()) => entry,
+            Ok(_) => return refuse(ApiError::denied()),
             Err(error) => return refuse(error.into()),
         };
         let acl = match unsealed.policies.acl(&entry.policies) {

@@ -574,6 +574,7 @@ impl crate::auth::AuthMethod for Named {
                 max_ttl: 120,
                 num_uses: 0,
                 renewable: true,
+                ..crate::auth::Login::default()
             })
         })
     }
@@ -751,7 +752,7 @@ async fn sys_auth_enables_tunes_and_disables_methods_and_disabling_revokes_their
         (
             "sys/auth/other",
             json!({"type": "nope"}),
-            "coffer enables named",
+            "coffer enables userpass, named",
         ),
         ("sys/auth/other", json!({}), "missing type"),
     ] {

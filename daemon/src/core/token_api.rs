@@ -419,6 +419,7 @@ async fn create(
         (requested, _) => requested,
     };
     let new = NewToken {
+        bound_cidrs: Vec::new(),
         policies,
         meta: fields.string_map("meta")?.unwrap_or_default(),
         display_name,

@@ -83,6 +83,7 @@ async fn store(
     let mut batch = unsealed.barrier.batch();
     let (token, entry) = unsealed.tokens.prepare(
         NewToken {
+            bound_cidrs: Vec::new(),
             policies: vec![WRAPPING_POLICY.into()],
             display_name: WRAPPING_POLICY.into(),
             num_uses: 1,

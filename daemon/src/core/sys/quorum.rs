@@ -232,6 +232,7 @@ async fn update_root(
     let (token, _) = unsealed
         .tokens
         .create(NewToken {
+            bound_cidrs: Vec::new(),
             policies: vec![ROOT_POLICY.into()],
             display_name: "root".into(),
             path: "auth/token/root".into(),
