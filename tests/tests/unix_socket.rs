@@ -568,3 +568,37 @@ print(response.read().decode(), flush=True)
     assert_eq!(status, "403", "{rest}");
     assert!(!rest.contains("alpha-secret"));
 }
+
+/// A token bound to CIDR blocks works from an address in them, and never on
+/// the socket, where a caller has no address (README says so).
+#[test]
+fn a_cidr_bound_token_is_refused_on_the_socket() {
+    let server = Server::dev_with_unix();
+    let api = server.root();
+    api.post("sys/auth/userpass", json!({"type": "userpass"}))
+        .expect(204);
+    api.post(
+        "auth/userpass/users/ci",
+        json!({"password": "pw", "token_bound_cidrs": ["127.0.0.0/8"]}),
+    )
+    .expect(204);
+    let login = server
+        .client(None)
+        .post("auth/userpass/login/ci", json!({"password": "pw"}))
+        .expect(200);
+    let token = login.body["auth"]["client_token"].as_str().unwrap();
+    server
+        .client(Some(token))
+        .get("auth/token/lookup-self")
+        .expect(200);
+    let (status, body) = curl_as(
+        0,
+        socket(&server),
+        &[
+            "-H",
+            &format!("X-Vault-Token: {token}"),
+            &url("auth/token/lookup-self"),
+        ],
+    );
+    assert_eq!(status, 403, "{body}");
+}
