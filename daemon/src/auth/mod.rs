@@ -9,6 +9,7 @@
 //! core with the caller's ACL like any request. `auth/token/` stays built into
 //! the core: it is the token store itself.
 
+pub mod approle;
 pub mod local;
 pub mod token_fields;
 pub mod userpass;
@@ -27,7 +28,7 @@ use crate::mounts::{self, MountConfig, MountEntry, MountTable};
 
 /// The method types a node serves: enabled with `sys/auth`, or mounted at a
 /// fixed path on every node ([`AuthMethod::built_in_path`]).
-pub const BUILT_IN: &[Factory] = &[local::method, userpass::method];
+pub const BUILT_IN: &[Factory] = &[local::method, userpass::method, approle::method];
 
 /// Makes a method for an unsealed node.
 pub type Factory = fn(&Environment) -> Arc<dyn AuthMethod>;
