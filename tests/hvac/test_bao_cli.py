@@ -308,3 +308,38 @@ def test_wrap_unwrap_and_cubbyhole_commands(cli):
     assert "Success! Data written to: cubbyhole/cli" in cli.run("write", "cubbyhole/cli", "k=v")
     assert cli.run("read", "-field=k", "cubbyhole/cli") == "v"
     assert cli.json("list", "cubbyhole") == ["cli"]
+
+
+def test_auth_enable_login_and_approle(dev_server):
+    cli = Cli(dev_server)
+    assert "Enabled userpass auth method at: bao-users/" in cli.run(
+        "auth", "enable", "-path=bao-users", "userpass")
+    methods = cli.json("auth list")
+    assert methods["bao-users/"]["type"] == "userpass"
+    cli.run("write", "auth/bao-users/users/dora", "password=pw-for-dora", "token_policies=default")
+    assert table(cli.run("read", "auth/bao-users/users/dora"))["token_policies"] == "[default]"
+
+    # `bao login` with no token of its own: the prompt-free form, the token
+    # it stores in its HOME is the one coffer issued.
+    user = Cli(dev_server, token=None)
+    out = user.run("login", "-method=userpass", "-path=bao-users", "username=dora", "password=pw-for-dora")
+    rows = table(out)
+    assert rows["token_meta_username"] == "dora" and rows["policies"] == '["default"]', out
+    with open(os.path.join(user.home.name, ".vault-token")) as handle:
+        assert handle.read().strip() == rows["token"]
+    assert table(user.run("token", "lookup"))["display_name"] == "userpass-dora"
+    out = Cli(dev_server, token=None).run(
+        "login", "-method=userpass", "-path=bao-users", "username=dora", "password=nope", expect=2)
+    assert "invalid username or password" in out
+
+    cli.run("auth", "enable", "approle")
+    cli.run("write", "auth/approle/role/deploy", "token_policies=default", "secret_id_num_uses=1")
+    role_id = cli.run("read", "-field=role_id", "auth/approle/role/deploy/role-id").strip()
+    secret_id = cli.run("write", "-f", "-field=secret_id", "auth/approle/role/deploy/secret-id").strip()
+    login = Cli(dev_server, token=None).json("write", "auth/approle/login", f"role_id={role_id}",
+                                               f"secret_id={secret_id}")
+    assert login["auth"]["metadata"] == {"role_name": "deploy"}
+    out = Cli(dev_server, token=None).run("write", "auth/approle/login", f"role_id={role_id}",
+                                          f"secret_id={secret_id}", expect=2)
+    assert "invalid role or secret ID" in out
+    assert "Disabled the auth method" in cli.run("auth", "disable", "approle")

@@ -544,3 +544,122 @@ fn pki_issue_prints_or_writes_files() {
         "{stderr}"
     );
 }
+
+/// `coffer auth enable|list|disable` and `coffer login` with userpass and
+/// approle: the token printed works, and disabling the method revokes it.
+#[test]
+fn auth_methods_and_login() {
+    let server = Server::dev();
+    let root = Some("root");
+    let out = ok(cli(
+        &server,
+        root,
+        &["auth", "enable", "-default-lease-ttl=1h", "userpass"],
+    ));
+    assert!(
+        out.contains("Enabled userpass auth method at: userpass/"),
+        "{out}"
+    );
+    ok(cli(&server, root, &["auth", "enable", "approle"]));
+    let listed = json_of(&ok(cli(&server, root, &["auth", "list", "-format=json"])));
+    assert_eq!(listed["userpass/"]["type"], "userpass");
+    assert_eq!(listed["approle/"]["type"], "approle");
+    assert!(ok(cli(&server, root, &["auth", "list"])).contains("approle/"));
+
+    ok(cli(
+        &server,
+        root,
+        &[
+            "write",
+            "auth/userpass/users/alice",
+            "password=s3cret",
+            "token_policies=default",
+        ],
+    ));
+    let directory = tempfile::tempdir().unwrap();
+    let password = directory.path().join("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let table = ok(cli(
+        &server,
+        None,
+        &[
+            "login",
+            "-method=userpass",
+            "username=alice",
+            &format!("password=@{}", password.display()),
+        ],
+    ));
+    assert!(
+        table.contains("token_meta_username") && table.contains("alice"),
+        "{table}"
+    );
+    assert!(
+        table.contains("token_duration") && table.contains("1h"),
+        "{table}"
+    );
+    let token = table
+        .lines()
+        .find_map(|line| line.strip_prefix("token "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    server
+        .client(Some(&token))
+        .get("auth/token/lookup-self")
+        .expect(200);
+    let (code, _, stderr) = cli(
+        &server,
+        None,
+        &[
+            "login",
+            "-method=userpass",
+            "username=alice",
+            "password=wrong",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("invalid username or password"), "{stderr}");
+
+    ok(cli(
+        &server,
+        root,
+        &["write", "auth/approle/role/ci", "token_policies=default"],
+    ));
+    let role_id = ok(cli(
+        &server,
+        root,
+        &["read", "-field=role_id", "auth/approle/role/ci/role-id"],
+    ));
+    let secret_id = ok(cli(
+        &server,
+        root,
+        &["write", "-format=json", "auth/approle/role/ci/secret-id"],
+    ));
+    let secret_id = json_of(&secret_id)["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = json_of(&ok(cli(
+        &server,
+        None,
+        &[
+            "login",
+            "-format=json",
+            "-method=approle",
+            &format!("role_id={role_id}"),
+            &format!("secret_id={secret_id}"),
+        ],
+    )));
+    assert_eq!(answer["auth"]["metadata"]["role_name"], "ci");
+
+    let out = ok(cli(&server, root, &["auth", "disable", "userpass"]));
+    assert!(out.contains("Disabled the auth method"), "{out}");
+    assert_eq!(
+        server
+            .client(Some(&token))
+            .get("auth/token/lookup-self")
+            .status,
+        403,
+        "the method's tokens are revoked with it"
+    );
+}

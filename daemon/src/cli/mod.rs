@@ -1,9 +1,10 @@
 //! The `coffer` command line: `coffer server`, and client subcommands in the
 //! vault CLI's shapes (`status`, `operator`, `kv`, `read`/`write`/`list`/`delete`,
-//! `token`, `policy`, `secrets`, `audit`, `lease`, `pki`). Like the vault CLI,
+//! `token`, `policy`, `secrets`, `audit`, `auth`, `login`, `lease`, `pki`). Like the vault CLI,
 //! long flags take one dash (`-format=json`); two dashes work too.
 
 mod audit;
+mod auth;
 mod client;
 mod kv;
 mod lease;
@@ -24,6 +25,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 
 use audit::{Audit, audit};
+use auth::{Auth, auth};
 pub use client::ApiFailure;
 use client::Client;
 use kv::{Kv, kv};
@@ -95,6 +97,21 @@ pub enum Command {
     /// Issue certificates from a pki mount.
     #[command(subcommand)]
     Pki(Pki),
+    /// Enable, disable and list auth methods.
+    #[command(subcommand)]
+    Auth(Auth),
+    /// Log in with an auth method and print the token.
+    Login {
+        /// The method: userpass, approle, or another whose login takes its
+        /// fields at auth/<path>/login.
+        #[arg(long, default_value = "userpass")]
+        method: String,
+        /// Where the method is mounted (below auth/); default: its name.
+        #[arg(long)]
+        path: Option<String>,
+        /// KEY=VALUE login fields (VALUE may be @file or - for stdin).
+        pairs: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +226,12 @@ pub async fn run_client(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(command) => audit(&client, format, command).await,
         Command::Lease(command) => lease(&client, format, command).await,
         Command::Pki(command) => pki(&client, format, command).await,
+        Command::Auth(command) => auth(&client, format, command).await,
+        Command::Login {
+            method,
+            path,
+            pairs,
+        } => auth::login(&client, format, &method, path.as_deref(), &pairs).await,
     }
 }
 

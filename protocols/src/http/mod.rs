@@ -202,6 +202,8 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
+        // The vault CLI's `write -f` sends `null`: Vault reads it as no data.
+        Ok(Value::Null) => Ok(Map::new()),
         Ok(_) => Err(Response::error(
             ErrorCode::InvalidRequest,
             "the request body must be a JSON object",
@@ -329,7 +331,15 @@ fn with_common_headers(builder: http::response::Builder) -> http::response::Buil
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::token_of;
+    use super::{parse_object, token_of};
+
+    #[test]
+    fn a_null_body_is_no_data_and_other_non_objects_are_refused() {
+        assert!(parse_object(b"null").unwrap().is_empty());
+        assert_eq!(parse_object(br#"{"a":1}"#).unwrap()["a"], 1);
+        assert!(parse_object(b"[1,2]").is_err());
+        assert!(parse_object(b"\"text\"").is_err());
+    }
 
     #[test]
     fn tokens_come_from_x_vault_token_first_then_bearer() {
