@@ -165,7 +165,7 @@ pub(super) async fn login(
             "token_duration".to_owned(),
             auth.get("lease_duration")
                 .and_then(Value::as_u64)
-                .map(|seconds| coffer_daemon::duration::format_go(seconds))
+                .map(coffer_daemon::duration::format_go)
                 .unwrap_or_default(),
         ),
         ("token_renewable".to_owned(), cell("renewable")),
