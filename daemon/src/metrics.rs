@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by transport, method, route and status, a latency
-//! histogram per route, and the seal state. Route labels come from the core's
+//! histogram per route, failed logins, and the seal state. Route labels come from the core's
 //! bounded route names (a mount path or a `sys/` endpoint), never from request
 //! paths, so the label set cannot grow with client input.
 
@@ -28,6 +28,21 @@ struct AuditLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoginLabels {
+    /// The auth method's type.
+    method: &'static str,
+    /// Its mount (`userpass/`): operators' names, bounded by the mount table.
+    mount: String,
+    /// The client's address, `local` for a caller on this host, or `other`
+    /// past [`LOGIN_SOURCES`] distinct ones.
+    source: String,
+}
+
+/// Distinct login failure sources labelled at most; later ones count as
+/// `other`, so a scan from many addresses cannot grow the label set.
+const LOGIN_SOURCES: usize = 1024;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LatencyLabels {
     transport: &'static str,
     route: String,
@@ -45,6 +60,8 @@ pub struct Metrics {
     sealed: Gauge,
     initialized: Gauge,
     audit_failures: Family<AuditLabels, Counter>,
+    login_failures: Family<LoginLabels, Counter>,
+    login_sources: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Default for Metrics {
@@ -62,6 +79,7 @@ impl Metrics {
         let sealed = Gauge::default();
         let initialized = Gauge::default();
         let audit_failures = Family::<AuditLabels, Counter>::default();
+        let login_failures = Family::<LoginLabels, Counter>::default();
         let mut registry = Registry::with_prefix("coffer");
         registry.register(
             "requests",
@@ -84,6 +102,11 @@ impl Metrics {
             "Audit entries no enabled device wrote (request entries refuse their request)",
             audit_failures.clone(),
         );
+        registry.register(
+            "login_failures",
+            "Failed logins, by auth method, mount and source address",
+            login_failures.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -91,6 +114,8 @@ impl Metrics {
             sealed,
             initialized,
             audit_failures,
+            login_failures,
+            login_sources: Mutex::default(),
         }
     }
 
@@ -111,6 +136,30 @@ impl Metrics {
                 route,
             })
             .observe(observation.elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed login on the mount `mount` of a `method`, from
+    /// `source` (an address, or `local`).
+    pub fn login_failed(&self, method: &'static str, mount: &str, source: &str) {
+        let source = {
+            let mut sources = self
+                .login_sources
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if sources.contains(source) || sources.len() < LOGIN_SOURCES {
+                sources.insert(source.to_owned());
+                source.to_owned()
+            } else {
+                "other".to_owned()
+            }
+        };
+        self.login_failures
+            .get_or_create(&LoginLabels {
+                method,
+                mount: mount.to_owned(),
+                source,
+            })
+            .inc();
     }
 
     /// Counts an audit entry (`request` or `response`) that no device wrote.

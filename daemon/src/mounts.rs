@@ -55,6 +55,9 @@ pub struct MountConfig {
     pub default_lease_ttl: u64,
     /// Seconds; 0 means the system default.
     pub max_lease_ttl: u64,
+    /// An auth method's `user_lockout_config`; `None`: Vault's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_lockout: Option<crate::auth::lockout::LockoutConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

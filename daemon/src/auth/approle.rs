@@ -542,6 +542,21 @@ impl AuthMethod for AppRoleMethod {
         Box::pin(self.check_login(request))
     }
 
+    /// By role ID, for logins that try a secret ID (a role without one is
+    /// bound by CIDR instead).
+    fn lockout_user(&self, request: &LoginRequest<'_>) -> Option<String> {
+        let fields = Fields::new(request.data);
+        let given = |key: &str| {
+            fields
+                .string(key)
+                .ok()
+                .flatten()
+                .filter(|value| !value.is_empty())
+        };
+        given("secret_id")?;
+        given("role_id")
+    }
+
     fn exists(&self, mount: &Mount<'_>, path: &str) -> ApiResult<bool> {
         match path.strip_prefix("role/") {
             Some(name) if !name.contains('/') => Ok(self.role(mount, name)?.is_some()),

@@ -11,6 +11,7 @@
 
 pub mod approle;
 pub mod local;
+pub mod lockout;
 pub mod token_fields;
 pub mod userpass;
 
@@ -103,6 +104,12 @@ pub trait AuthMethod: Send + Sync {
     /// rather than `create` in the ACL).
     fn exists(&self, mount: &Mount<'_>, path: &str) -> ApiResult<bool>;
 
+    /// Who a login is for, when the method locks users out after failed
+    /// logins (Vault's `user_lockout_config`): a user name, a role ID.
+    fn lockout_user(&self, _request: &LoginRequest<'_>) -> Option<String> {
+        None
+    }
+
     /// Serves one authorized request to a path other than a login.
     fn handle<'a>(
         &'a self,
@@ -125,6 +132,8 @@ pub struct Methods {
     /// The built-in mounts' entries, made up (they are not stored).
     built_in: Vec<MountEntry>,
     table: MountTable,
+    /// Failed logins by user, for the methods that lock users out.
+    pub lockouts: lockout::Lockouts,
 }
 
 impl Methods {
@@ -155,6 +164,7 @@ impl Methods {
             types,
             built_in,
             table,
+            lockouts: lockout::Lockouts::default(),
         }
     }
 

@@ -214,6 +214,21 @@ impl AuthMethod for UserpassMethod {
         })
     }
 
+    /// A login without a password tries no password: it does not count.
+    fn lockout_user(&self, request: &LoginRequest<'_>) -> Option<String> {
+        let tries = Fields::new(request.data)
+            .string("password")
+            .ok()
+            .flatten()
+            .is_some_and(|password| !password.is_empty());
+        tries.then(|| {
+            request
+                .path
+                .trim_start_matches("login/")
+                .to_ascii_lowercase()
+        })
+    }
+
     fn exists(&self, mount: &Mount<'_>, path: &str) -> ApiResult<bool> {
         match path.strip_prefix("users/") {
             Some(name) if !name.contains('/') => Ok(self.user(mount, name)?.is_some()),

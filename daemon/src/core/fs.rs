@@ -25,7 +25,7 @@ enum Place {
     /// The root, or a folder made by the first segments of nested mount paths.
     Above(String),
     /// Inside a mount the filesystem shows: the mount and the path in it.
-    Mount(MountEntry, String),
+    Mount(Box<MountEntry>, String),
 }
 
 pub(super) async fn route(
@@ -70,7 +70,7 @@ fn locate(unsealed: &Unsealed, path: &str) -> Place {
     }
     match unsealed.mounts.resolve(&format!("{path}/")) {
         Some((mount, rest)) if shown(unsealed, &mount).is_some() => {
-            Place::Mount(mount, rest.trim_end_matches('/').to_owned())
+            Place::Mount(Box::new(mount), rest.trim_end_matches('/').to_owned())
         }
         _ => Place::Above(path.to_owned()),
     }

@@ -30,15 +30,37 @@ pub(super) async fn route(
         if operation != Operation::Write {
             return Err(ApiError::unsupported(path, operation.as_str()));
         }
-        let login = method
-            .login(&LoginRequest {
-                mount: &mount,
-                path: rest,
-                data: &request.data,
-                peer: local_peer(request),
-                remote_address: request.remote_address.as_deref(),
-            })
-            .await?;
+        let login_request = LoginRequest {
+            mount: &mount,
+            path: rest,
+            data: &request.data,
+            peer: local_peer(request),
+            remote_address: request.remote_address.as_deref(),
+        };
+        let lockouts = &unsealed.auth_methods.lockouts;
+        let lockout = entry.config.user_lockout.unwrap_or_default();
+        let user = method.lockout_user(&login_request);
+        let now = crate::clock::now_seconds();
+        if let Some(user) = &user
+            && lockouts.locked(&entry.accessor, user, &lockout, now)
+        {
+            // As Vault: a locked-out user gets 403, whatever it sends.
+            return Err(ApiError::denied());
+        }
+        let login = match method.login(&login_request).await {
+            Ok(login) => login,
+            Err(error) => {
+                if let Some(user) = &user
+                    && error.code == coffer_protocols::ErrorCode::InvalidRequest
+                {
+                    lockouts.failed(&entry.accessor, user, &lockout, now);
+                }
+                return Err(error);
+            }
+        };
+        if let Some(user) = &user {
+            lockouts.succeeded(&entry.accessor, user);
+        }
         issue(unsealed, &mount, method, path, login).await?
     } else {
         let exists = operation != Operation::Write || method.exists(&mount, rest)?;

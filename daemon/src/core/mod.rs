@@ -493,10 +493,29 @@ impl Core {
         }
         if let Some((entry, method, rest)) = unsealed.auth_methods.resolve(path) {
             *route = Some(format!("auth/{}", entry.path));
-            return Box::pin(login::route(
+            let routed = Box::pin(login::route(
                 unsealed, request, path, &entry, method, rest, caller,
             ))
             .await;
+            if let Err(error) = &routed
+                && request.operation == Operation::Write
+                && method.is_login(rest)
+                && matches!(
+                    error.code,
+                    ErrorCode::InvalidRequest | ErrorCode::PermissionDenied
+                )
+            {
+                let source = match (&request.peer, request.remote_address.as_deref()) {
+                    (Some(_), _) | (None, None) => "local".to_owned(),
+                    (None, Some(address)) => address
+                        .parse::<std::net::SocketAddr>()
+                        .map(|socket| socket.ip().to_string())
+                        .unwrap_or_else(|_| address.to_owned()),
+                };
+                self.metrics
+                    .login_failed(method.type_name(), &entry.path, &source);
+            }
+            return routed;
         }
         let Some((mount, rest)) = unsealed.mounts.resolve(path) else {
             return Err(ApiError::no_route(path));

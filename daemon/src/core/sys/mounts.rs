@@ -2,6 +2,7 @@
 //! secrets engines and auth methods, enabled, disabled, tuned and listed as
 //! Vault does.
 
+use crate::auth::lockout::LockoutConfig;
 use std::collections::BTreeMap;
 
 use coffer_protocols::Operation;
@@ -95,7 +96,7 @@ fn auth_entries(unsealed: &Unsealed) -> ApiResult<Vec<MountEntry>> {
 
 /// Mount settings Vault has and coffer does not implement; clients send them with
 /// default values, which are accepted.
-const UNIMPLEMENTED_MOUNT_SETTINGS: [&str; 13] = [
+const UNIMPLEMENTED_MOUNT_SETTINGS: [&str; 12] = [
     "force_no_cache",
     "audit_non_hmac_request_keys",
     "audit_non_hmac_response_keys",
@@ -105,7 +106,6 @@ const UNIMPLEMENTED_MOUNT_SETTINGS: [&str; 13] = [
     "token_type",
     "allowed_managed_keys",
     "plugin_version",
-    "user_lockout_config",
     "delegated_auth_accessors",
     "identity_token_key",
     "plugin_name",
@@ -122,6 +122,33 @@ fn mount_settings(fields: &Fields<'_>) -> ApiResult<(Option<u64>, Option<u64>)> 
     );
     check_ttls(default_ttl.unwrap_or(0), max_ttl.unwrap_or(0))?;
     Ok((default_ttl, max_ttl))
+}
+
+/// `user_lockout_config` (`lockout_threshold`, `lockout_duration`,
+/// `lockout_counter_reset`, `disable_lockout`), over `current` (Vault's
+/// defaults when unset); `None` when the body has none.
+fn lockout_setting(
+    fields: &Fields<'_>,
+    current: Option<LockoutConfig>,
+) -> ApiResult<Option<LockoutConfig>> {
+    let Some(object) = fields.object("user_lockout_config")? else {
+        return Ok(None);
+    };
+    let given = Fields::new(object);
+    let mut config = current.unwrap_or_default();
+    if let Some(threshold) = given.u64("lockout_threshold")? {
+        config.threshold = threshold;
+    }
+    if let Some(duration) = given.duration("lockout_duration")? {
+        config.duration = duration;
+    }
+    if let Some(reset) = given.duration("lockout_counter_reset")? {
+        config.counter_reset = reset;
+    }
+    if let Some(disable) = given.bool("disable_lockout")? {
+        config.disable = disable;
+    }
+    Ok(Some(config))
 }
 
 /// A maximum below the default is refused (as Vault does) when both are set.
@@ -159,6 +186,7 @@ fn parse_enable(fields: &Fields<'_>) -> ApiResult<Enable> {
         let (default_ttl, max_ttl) = mount_settings(&Fields::new(object))?;
         config.default_lease_ttl = default_ttl.unwrap_or(0);
         config.max_lease_ttl = max_ttl.unwrap_or(0);
+        config.user_lockout = lockout_setting(&Fields::new(object), None)?;
     }
     Ok(Enable {
         kind,
@@ -189,6 +217,12 @@ fn tune_read(unsealed: &Unsealed, entry: &MountEntry, auth: bool) -> Routed {
     });
     if auth {
         reply["token_type"] = json!("default-service");
+        if let Some(lockout) = entry.config.user_lockout {
+            reply["user_lockout_threshold"] = json!(lockout.threshold);
+            reply["user_lockout_duration"] = json!(lockout.duration);
+            reply["user_lockout_counter_reset_duration"] = json!(lockout.counter_reset);
+            reply["user_lockout_disable"] = json!(lockout.disable);
+        }
     } else {
         reply["options"] = if entry.options.is_empty() {
             Value::Null
@@ -210,8 +244,12 @@ async fn tune_write(table: &MountTable, path: &str, fields: &Fields<'_>) -> ApiR
         default_ttl.unwrap_or(current.config.default_lease_ttl),
         max_ttl.unwrap_or(current.config.max_lease_ttl),
     )?;
+    let lockout = lockout_setting(fields, current.config.user_lockout)?;
     table
         .update(path, |entry| {
+            if lockout.is_some() {
+                entry.config.user_lockout = lockout;
+            }
             if let Some(ttl) = default_ttl {
                 entry.config.default_lease_ttl = ttl;
             }
