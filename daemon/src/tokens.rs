@@ -84,12 +84,7 @@ impl TokenEntry {
         if self.bound_cidrs.is_empty() {
             return true;
         }
-        let Some(ip) = address.and_then(|text| {
-            text.parse::<std::net::SocketAddr>()
-                .map(|socket| socket.ip())
-                .or_else(|_| text.parse::<std::net::IpAddr>())
-                .ok()
-        }) else {
+        let Some(ip) = address.and_then(crate::auth::token_fields::ip_of) else {
             return false;
         };
         self.bound_cidrs

@@ -271,8 +271,11 @@ def crl_text(dev_server, ca_path):
 
 def test_revocation_is_idempotent_and_lands_in_the_crl(dev_server, pki):
     ca = pki.secrets.pki.generate_root("internal", "revoking root", extra_params={"key_type": "ec"})["data"]
-    pki.secrets.pki.create_or_update_role("web", {"allow_any_name": True, "key_type": "ec"})
-    pki.secrets.pki.create_or_update_role("quiet", {"allow_any_name": True, "key_type": "ec", "no_store": True})
+    # Leaves get an hour: a role without a TTL would ask for the mount's default,
+    # as long as the root's own and so past it (Vault refuses that too).
+    pki.secrets.pki.create_or_update_role("web", {"allow_any_name": True, "key_type": "ec", "ttl": "1h"})
+    pki.secrets.pki.create_or_update_role("quiet", {"allow_any_name": True, "key_type": "ec", "no_store": True,
+                                                    "ttl": "1h"})
     with tempfile.TemporaryDirectory() as directory:
         ca_path = write(directory, "ca.pem", ca["certificate"])
         text = crl_text(dev_server, ca_path)
@@ -424,7 +427,7 @@ def test_private_keys_are_hashed_in_the_audit_log(dev_server, pki):
     pki.sys.enable_audit_device("file", path="pki-file", options={"file_path": log})
     try:
         pki.secrets.pki.generate_root("internal", "audited root", extra_params={"key_type": "ec"})
-        pki.secrets.pki.create_or_update_role("web", {"allow_any_name": True, "key_type": "ec"})
+        pki.secrets.pki.create_or_update_role("web", {"allow_any_name": True, "key_type": "ec", "ttl": "1h"})
         issued = pki.secrets.pki.generate_certificate("web", "audited.example.com")["data"]
         key_body = "".join(issued["private_key"].strip().splitlines()[1:-1])
         deadline = time.monotonic() + 5

@@ -460,7 +460,7 @@ fn pki_issue_prints_or_writes_files() {
     .expect(200);
     let role = api.post(
         "pki/roles/web",
-        json!({"allowed_domains": ["example.com"], "allow_subdomains": true, "key_type": "ec"}),
+        json!({"allowed_domains": ["example.com"], "allow_subdomains": true, "key_type": "ec", "ttl": "2h"}),
     );
     assert!(role.status == 200 || role.status == 204, "{role:?}");
 

@@ -98,15 +98,6 @@ fn valid_name(name: &str) -> ApiResult<()> {
     }
 }
 
-/// The client's IP, from a socket address or a bare address.
-fn ip_of(address: Option<&str>) -> Option<std::net::IpAddr> {
-    let text = address?;
-    text.parse::<std::net::SocketAddr>()
-        .map(|socket| socket.ip())
-        .or_else(|_| text.parse())
-        .ok()
-}
-
 fn cidrs(fields: &Fields<'_>, key: &str) -> ApiResult<Option<Vec<String>>> {
     fields
         .string_list(key)?
@@ -457,7 +448,7 @@ impl AppRoleMethod {
         let role = self
             .role(mount, &name)?
             .ok_or_else(|| ApiError::invalid(INVALID))?;
-        let address = ip_of(request.remote_address);
+        let address = request.remote_address.and_then(super::token_fields::ip_of);
         let refused_address = || {
             ApiError::invalid(format!(
                 "source address {:?} unauthorized by CIDR restrictions on the role",

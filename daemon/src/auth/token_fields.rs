@@ -73,6 +73,16 @@ pub fn parse_cidr(text: &str) -> ApiResult<String> {
     })
 }
 
+/// The IP of a client's address as the doors report it (`ip:port`, or a
+/// bare IP).
+pub fn ip_of(address: &str) -> Option<std::net::IpAddr> {
+    address
+        .parse::<std::net::SocketAddr>()
+        .map(|socket| socket.ip())
+        .or_else(|_| address.parse())
+        .ok()
+}
+
 /// Whether `address` lies in the block `cidr` (as [`parse_cidr`] wrote it).
 pub fn cidr_contains(cidr: &str, address: std::net::IpAddr) -> bool {
     let (network, prefix) = match cidr.split_once('/') {
@@ -235,6 +245,10 @@ mod tests {
             "::ffff:127.0.0.9".parse().unwrap()
         ));
         assert!(!cidr_contains("::1", local));
+        assert_eq!(ip_of("127.0.0.1:8200"), Some(local));
+        assert_eq!(ip_of("[::1]:8200"), "::1".parse().ok());
+        assert_eq!(ip_of("10.1.2.3"), "10.1.2.3".parse().ok());
+        assert_eq!(ip_of("a-socket"), None);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! every request passes first, and the lease count a lease-issuing read
 //! passes before its engine runs.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use coffer_protocols::{ErrorCode, Request, Response, ResponseBody};
@@ -122,13 +121,7 @@ fn client_of(request: &Request) -> Option<Client> {
     if let Some(peer) = &request.peer {
         return Some(Client::Uid(peer.uid));
     }
-    let address = request.remote_address.as_deref()?;
-    address
-        .parse::<SocketAddr>()
-        .map(|socket| socket.ip())
-        .or_else(|_| address.parse::<IpAddr>())
-        .ok()
-        .map(Client::Address)
+    crate::auth::token_fields::ip_of(request.remote_address.as_deref()?).map(Client::Address)
 }
 
 #[cfg(test)]

@@ -507,10 +507,8 @@ impl Core {
             {
                 let source = match (&request.peer, request.remote_address.as_deref()) {
                     (Some(_), _) | (None, None) => "local".to_owned(),
-                    (None, Some(address)) => address
-                        .parse::<std::net::SocketAddr>()
-                        .map(|socket| socket.ip().to_string())
-                        .unwrap_or_else(|_| address.to_owned()),
+                    (None, Some(address)) => crate::auth::token_fields::ip_of(address)
+                        .map_or_else(|| address.to_owned(), |ip| ip.to_string()),
                 };
                 self.metrics
                     .login_failed(method.type_name(), &entry.path, &source);
