@@ -128,9 +128,11 @@ pub fn pem_to_der(pem: &str) -> ApiResult<Vec<u8>> {
     )
 }
 
-/// DER: a tag and its length-prefixed contents.
-fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
+/// DER: a tag and its length-prefixed contents. Sized once, so a key
+/// passing through leaves no copy behind in a reallocation.
+pub(super) fn der(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(contents.len() + 6);
+    out.push(tag);
     let length = contents.len();
     if length < 0x80 {
         out.push(length as u8);

@@ -225,26 +225,6 @@ fn elements(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
     Some(elements)
 }
 
-/// `tag`, the DER length of `content`, and `content`.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    let length = content.len();
-    if length < 0x80 {
-        out.push(length as u8);
-    } else {
-        let bytes: Vec<u8> = length
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|byte| *byte == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend_from_slice(&bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
 /// SEC1's `ECPrivateKey` with its curve (`[0] namedCurve`), from the one in
 /// a PKCS#8 key, which leaves the curve to the algorithm identifier: no
 /// arithmetic, only DER.
@@ -259,18 +239,21 @@ fn sec1_of(inner: &[u8], bits: u32) -> Option<Zeroizing<Vec<u8>>> {
     let fields = elements(&whole[head..])?;
     // Sized once, so no copy of the key is left behind by a reallocation.
     let mut content = Zeroizing::new(Vec::with_capacity(inner.len() + 16));
+    // `[0] namedCurve` goes after the version and the key, unless there.
+    let curve = super::certs::der(0xa0, if bits == 384 { P384 } else { P256 });
+    let has_curve = fields
+        .get(2)
+        .is_some_and(|field| field.first() == Some(&0xa0));
     for (index, field) in fields.iter().enumerate() {
-        if index == 2 && field.first() == Some(&0xa0) {
-            // The curve is there already.
-        } else if index == 2 {
-            content.extend_from_slice(&tlv(0xa0, if bits == 384 { P384 } else { P256 }));
+        if index == 2 && !has_curve {
+            content.extend_from_slice(&curve);
         }
         content.extend_from_slice(field);
     }
     if fields.len() == 2 {
-        content.extend_from_slice(&tlv(0xa0, if bits == 384 { P384 } else { P256 }));
+        content.extend_from_slice(&curve);
     }
-    Some(Zeroizing::new(tlv(0x30, &content)))
+    Some(Zeroizing::new(super::certs::der(0x30, &content)))
 }
 
 /// A private key as Vault answers it: PKCS#1 (`RSA PRIVATE KEY`) or SEC1
