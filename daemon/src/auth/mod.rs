@@ -10,6 +10,9 @@
 //! the core: it is the token store itself.
 
 pub mod approle;
+pub mod jws;
+pub mod jwt;
+pub mod kubernetes;
 pub mod local;
 pub mod lockout;
 pub mod token_fields;
@@ -29,7 +32,13 @@ use crate::mounts::{self, MountConfig, MountEntry, MountTable};
 
 /// The method types a node serves: enabled with `sys/auth`, or mounted at a
 /// fixed path on every node ([`AuthMethod::built_in_path`]).
-pub const BUILT_IN: &[Factory] = &[local::method, userpass::method, approle::method];
+pub const BUILT_IN: &[Factory] = &[
+    local::method,
+    userpass::method,
+    approle::method,
+    jwt::method,
+    kubernetes::method,
+];
 
 /// Makes a method for an unsealed node.
 pub type Factory = fn(&Environment) -> Arc<dyn AuthMethod>;

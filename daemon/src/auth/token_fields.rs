@@ -27,6 +27,9 @@ pub const NAMES: &[&str] = &[
     "token_type",
     "token_bound_cidrs",
     "token_strictly_bind_ip",
+    "ttl",
+    "max_ttl",
+    "period",
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,13 +138,21 @@ impl TokenFields {
                 ));
             }
         }
-        for (key, slot) in [
-            ("token_ttl", &mut self.ttl),
-            ("token_max_ttl", &mut self.max_ttl),
-            ("token_explicit_max_ttl", &mut self.explicit_max_ttl),
-            ("token_period", &mut self.period),
+        // Vault's older names (`ttl`, `max_ttl`, `period`), which clients
+        // such as hvac's Kubernetes role call still send, count when the
+        // current one is absent.
+        for (key, legacy, slot) in [
+            ("token_ttl", "ttl", &mut self.ttl),
+            ("token_max_ttl", "max_ttl", &mut self.max_ttl),
+            ("token_explicit_max_ttl", "", &mut self.explicit_max_ttl),
+            ("token_period", "period", &mut self.period),
         ] {
-            if let Some(seconds) = fields.duration(key)? {
+            let given = match fields.duration(key)? {
+                Some(seconds) => Some(seconds),
+                None if !legacy.is_empty() => fields.duration(legacy)?,
+                None => None,
+            };
+            if let Some(seconds) = given {
                 *slot = seconds;
             }
         }

@@ -12,7 +12,7 @@ use super::output::{self, Format};
 
 #[derive(Debug, Subcommand)]
 pub enum Auth {
-    /// Enable an auth method: userpass, approle.
+    /// Enable an auth method: userpass, approle, jwt, kubernetes.
     Enable {
         method: String,
         /// Where (below auth/); default: the method's name.
@@ -109,7 +109,8 @@ pub(super) async fn auth(client: &Client, format: Format, command: Auth) -> anyh
 }
 
 /// `coffer login -method=<type> [-path=<mount>] KEY=VALUE...`: userpass
-/// (`username`, `password`), approle (`role_id`, `secret_id`), and any
+/// (`username`, `password`), approle (`role_id`, `secret_id`), jwt and
+/// kubernetes (`role`, `jwt=@FILE`), and any
 /// method whose login takes its fields at `auth/<path>/login`.
 pub(super) async fn login(
     client: &Client,

@@ -752,7 +752,7 @@ async fn sys_auth_enables_tunes_and_disables_methods_and_disabling_revokes_their
         (
             "sys/auth/other",
             json!({"type": "nope"}),
-            "coffer enables userpass, approle, named",
+            "coffer enables userpass, approle, jwt, kubernetes, named",
         ),
         ("sys/auth/other", json!({}), "missing type"),
     ] {
