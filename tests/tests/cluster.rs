@@ -1,5 +1,6 @@
 //! Raft clusters of real `coffer` processes on 127.0.x.y: forming through
-//! `retry_join`, forwarding, failover under load, quorum loss, a late joiner fed
+//! `retry_join`, forwarding (AppRole uses spent exactly under concurrent
+//! logins on every node), failover under load, quorum loss, a late joiner fed
 //! by a snapshot, operator snapshots, and refusals of bad input.
 //!
 //! The tests in this file run one at a time (a lock): each starts three or four
@@ -290,6 +291,64 @@ fn three_nodes_form_a_cluster_forward_writes_and_serve_reads_everywhere() {
             "node {}: {crl}",
             index + 1
         );
+    }
+
+    // AppRole: a secret ID with 5 uses, 16 logins at once spread over the
+    // three nodes: exactly 5 succeed (each use is a replicated write on the
+    // leader), the other 11 get the one answer for a bad secret ID (with the
+    // lockout off: 5 failures would lock the role ID out, 403).
+    root.post(
+        "sys/auth/approle",
+        json!({"type": "approle", "config": {"user_lockout_config": {"disable_lockout": true}}}),
+    )
+    .expect(204);
+    root.post(
+        "auth/approle/role/batch",
+        json!({"secret_id_num_uses": 5, "token_policies": ["default"]}),
+    )
+    .expect(204);
+    let role_id = root.get("auth/approle/role/batch/role-id").expect(200).body["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret_id = root
+        .post("auth/approle/role/batch/secret-id", json!({}))
+        .expect(200)
+        .body["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outcomes: Vec<(u16, Vec<String>)> = std::thread::scope(|scope| {
+        let logins: Vec<_> = (0..16)
+            .map(|attempt| {
+                let api = cluster.nodes[attempt % 3].api(None);
+                let body = json!({"role_id": role_id, "secret_id": secret_id});
+                scope.spawn(move || {
+                    let answer = api.post("auth/approle/login", body);
+                    (answer.status, answer.errors())
+                })
+            })
+            .collect();
+        logins
+            .into_iter()
+            .map(|login| login.join().unwrap())
+            .collect()
+    });
+    let succeeded = outcomes.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(succeeded, 5, "{outcomes:?}");
+    for (status, errors) in outcomes.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!(*status, 400, "{errors:?}");
+        assert_eq!(errors, &["invalid role or secret ID"]);
+    }
+    // Spent everywhere: the secret ID is gone on every node.
+    for index in 0..3 {
+        cluster.nodes[index]
+            .api(None)
+            .post(
+                "auth/approle/login",
+                json!({"role_id": role_id, "secret_id": secret_id}),
+            )
+            .expect(400);
     }
 }
 
