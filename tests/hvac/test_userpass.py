@@ -139,8 +139,23 @@ def test_users_are_locked_out_after_failed_logins(dev_server, userpass):
             client(dev_server).auth.userpass.login("nobody", "wrong")
     with pytest.raises(exceptions.Forbidden):
         client(dev_server).auth.userpass.login("nobody", "wrong")
-    time.sleep(3.5)
+    # sys/locked-users shows both, in Vault's shape; the sys/auth list shows the config.
+    accessor = userpass.sys.list_auth_methods()["data"]["userpass/"]["accessor"]
+    assert userpass.sys.list_auth_methods()["data"]["userpass/"]["config"]["user_lockout_config"][
+        "user_lockout_threshold"] == 3
+    locked = userpass.read("sys/locked-users")["data"]
+    assert locked["total"] == 2
+    assert locked["by_namespace"][0]["mount_accessors"] == [
+        {"mount_accessor": accessor, "counts": 2, "alias_identifiers": ["gina", "nobody"]}]
+    with pytest.raises(exceptions.Forbidden):
+        client(dev_server, "not-a-token").read("sys/locked-users")
+    # Unlocking one lets it in at once; the other stays out until the duration passes.
+    userpass.write_data(f"sys/locked-users/{accessor}/unlock/gina")
     assert client(dev_server).auth.userpass.login("gina", "right")["auth"]["client_token"]
+    assert userpass.read("sys/locked-users")["data"]["by_namespace"][0]["mount_accessors"][0][
+        "alias_identifiers"] == ["nobody"]
+    time.sleep(3.5)
+    assert userpass.read("sys/locked-users")["data"]["total"] == 0
 
     metrics = userpass.adapter.get("/v1/sys/metrics", params={"format": "prometheus"}).text
     failures = [line for line in metrics.splitlines()

@@ -350,6 +350,44 @@ fn three_nodes_form_a_cluster_forward_writes_and_serve_reads_everywhere() {
             )
             .expect(400);
     }
+
+    // Lockouts are counted where logins run (the leader); every node's
+    // sys/locked-users shows them, and an unlock through any node works.
+    root.post(
+        "sys/auth/userpass",
+        json!({"type": "userpass", "config": {"user_lockout_config": {"lockout_threshold": "2"}}}),
+    )
+    .expect(204);
+    root.post("auth/userpass/users/erin", json!({"password": "right"}))
+        .expect(204);
+    for index in 0..2 {
+        cluster.nodes[index]
+            .api(None)
+            .post("auth/userpass/login/erin", json!({"password": "wrong"}))
+            .expect(400);
+    }
+    cluster.nodes[2]
+        .api(None)
+        .post("auth/userpass/login/erin", json!({"password": "right"}))
+        .expect(403);
+    let follower = cluster.followers()[1];
+    let locked = cluster.root(follower).get("sys/locked-users").expect(200);
+    assert_eq!(locked.body["data"]["total"], 1, "{:?}", locked.body);
+    let accessor = locked.body["data"]["by_namespace"][0]["mount_accessors"][0]["mount_accessor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cluster
+        .root(follower)
+        .post(
+            &format!("sys/locked-users/{accessor}/unlock/erin"),
+            json!({}),
+        )
+        .expect(204);
+    cluster.nodes[follower]
+        .api(None)
+        .post("auth/userpass/login/erin", json!({"password": "right"}))
+        .expect(200);
 }
 
 /// `openssl crl -text` of a PEM CRL.

@@ -4,6 +4,7 @@
 //! even checked) for `duration`. Counted on the node that runs logins (the
 //! leader: a login is a write); a new leader starts with no failures.
 //! At most [`LIMIT`] users are tracked; past that the oldest are forgotten.
+//! `sys/locked-users` lists and unlocks them (on the leader, which counts).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -105,6 +106,40 @@ impl Lockouts {
     pub fn succeeded(&self, accessor: &str, user: &str) {
         self.users().remove(&(accessor.to_owned(), user.to_owned()));
     }
+
+    /// `sys/locked-users/<accessor>/unlock/<user>`: the user may log in again.
+    pub fn unlock(&self, accessor: &str, user: &str) {
+        self.succeeded(accessor, user);
+    }
+
+    /// The users locked out at `now`, by mount accessor (sorted), each
+    /// mount's config given by `config_of` (`None`: the mount is gone).
+    pub fn locked_users(
+        &self,
+        now: u64,
+        config_of: impl Fn(&str) -> Option<LockoutConfig>,
+    ) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut locked: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for ((accessor, user), failures) in self.users().iter() {
+            let Some(config) = config_of(accessor) else {
+                continue;
+            };
+            if !config.disable
+                && config.threshold > 0
+                && failures.count >= config.threshold
+                && now < failures.last + config.duration
+            {
+                locked
+                    .entry(accessor.clone())
+                    .or_default()
+                    .push(user.clone());
+            }
+        }
+        for users in locked.values_mut() {
+            users.sort();
+        }
+        locked
+    }
 }
 
 #[cfg(test)]
@@ -134,8 +169,12 @@ mod tests {
         lockouts.failed("m", "carol", &config, 10);
         lockouts.failed("m", "carol", &config, 40);
         assert!(!lockouts.locked("m", "carol", &config, 41));
-        lockouts.succeeded("m", "alice");
+        let listed = lockouts.locked_users(3, |_| Some(config));
+        assert_eq!(listed.get("m"), Some(&vec!["alice".to_owned()]));
+        assert!(lockouts.locked_users(3, |_| None).is_empty(), "gone mounts");
+        lockouts.unlock("m", "alice");
         assert!(!lockouts.locked("m", "alice", &config, 10));
+        assert!(lockouts.locked_users(3, |_| Some(config)).is_empty());
         let off = LockoutConfig {
             disable: true,
             ..config

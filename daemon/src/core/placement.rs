@@ -39,6 +39,12 @@ impl Core {
             // Reading dynamic credentials creates a user and a lease: the
             // leader does it (it owns leases), as in Vault.
             Operation::Read if self.issues_leases(&request.path) => Placement::Leader,
+            Operation::Read | Operation::List
+                if sys::Endpoint::parse(&request.path)
+                    .is_some_and(sys::Endpoint::on_the_leader) =>
+            {
+                Placement::Leader
+            }
             Operation::Read | Operation::List => {
                 let entry = (|| {
                     let token = request.token.as_ref()?;

@@ -378,6 +378,7 @@ pub(super) async fn handle(
         }
         Endpoint::Leases(rest) => leases::route(unsealed, request, rest).await,
         Endpoint::Quotas(rest) => quotas::route(unsealed, rest, operation, data).await,
+        Endpoint::LockedUsers(rest) => mounts::locked_users_route(unsealed, rest, operation, data),
         Endpoint::Raw | Endpoint::Unknown | Endpoint::UiMounts(_) | Endpoint::Files(_) => {
             Err(ApiError::no_route(path))
         }

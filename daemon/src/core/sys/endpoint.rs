@@ -48,6 +48,8 @@ pub(crate) enum Endpoint<'a> {
     Leases(&'a str),
     /// `sys/quotas/...`: the part after `sys/`.
     Quotas(&'a str),
+    /// `sys/locked-users[/<accessor>/unlock/<user>]`: the part after `sys/`.
+    LockedUsers(&'a str),
     /// `sys/raw`: not served, but refused only to callers with sudo.
     Raw,
     /// `sys/internal/ui/mounts/<path>`: the part after `ui/mounts/`.
@@ -128,6 +130,7 @@ impl<'a> Endpoint<'a> {
                 Endpoint::Leases(rest)
             }
             ("quotas", _) => Endpoint::Quotas(rest),
+            ("locked-users", _) => Endpoint::LockedUsers(rest),
             ("raw", _) => Endpoint::Raw,
             ("internal", Some(tail)) if tail.starts_with("ui/mounts") => {
                 Endpoint::UiMounts(tail["ui/mounts".len()..].trim_start_matches('/'))
@@ -204,6 +207,12 @@ impl<'a> Endpoint<'a> {
         )
     }
 
+    /// Whether even a read of the endpoint runs on the leader: what it shows
+    /// is kept only there (the lockout counters of the node that runs logins).
+    pub fn on_the_leader(self) -> bool {
+        matches!(self, Endpoint::LockedUsers(_))
+    }
+
     /// The route label metrics give the endpoint: one per endpoint, and one
     /// for every unknown path, so made-up paths make no new series.
     pub fn label(self) -> &'static str {
@@ -236,6 +245,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::AuditHash(_) => "sys/audit-hash",
             Endpoint::Leases(_) => "sys/leases",
             Endpoint::Quotas(_) => "sys/quotas",
+            Endpoint::LockedUsers(_) => "sys/locked-users",
             Endpoint::UiMounts(_) => "sys/internal",
             Endpoint::Files(_) => "sys/internal/fs",
             Endpoint::Raw | Endpoint::Unknown => "sys/other",
@@ -405,6 +415,16 @@ mod tests {
             token,
             false,
         );
+        check(
+            "sys/locked-users/auth_userpass_1/unlock/alice",
+            Some(Endpoint::LockedUsers(
+                "locked-users/auth_userpass_1/unlock/alice",
+            )),
+            token,
+            false,
+        );
+        assert!(Endpoint::LockedUsers("locked-users").on_the_leader());
+        assert!(!Endpoint::Quotas("quotas").on_the_leader());
         check(
             "sys/internal/ui/mounts/secret/x",
             Some(Endpoint::UiMounts("secret/x")),

@@ -17,7 +17,7 @@ use crate::mounts::{self, MountConfig, MountEntry, MountTable};
 
 /// A mount as `sys/mounts` and `sys/auth` list it.
 fn mount_json(entry: &MountEntry) -> Value {
-    json!({
+    let mut listed = json!({
         "type": entry.kind,
         "description": entry.description,
         "accessor": entry.accessor,
@@ -34,7 +34,16 @@ fn mount_json(entry: &MountEntry) -> Value {
         "plugin_version": "",
         "running_plugin_version": format!("v{VERSION}+builtin.coffer"),
         "running_sha256": "",
-    })
+    });
+    if let Some(lockout) = entry.config.user_lockout {
+        listed["config"]["user_lockout_config"] = json!({
+            "user_lockout_threshold": lockout.threshold,
+            "user_lockout_duration": lockout.duration,
+            "user_lockout_counter_reset_duration": lockout.counter_reset,
+            "user_lockout_disable": lockout.disable,
+        });
+    }
+    listed
 }
 
 /// The core's own entries, which no table stores.
@@ -618,4 +627,74 @@ pub(super) fn ui_mounts(unsealed: &Unsealed, caller: &Caller, path: &str) -> Api
         object.insert("path".into(), json!(entry.path));
     }
     Ok(system(Reply::data(info)))
+}
+
+/// `sys/locked-users` (the users locked out now, by mount, as Vault shapes
+/// it; `mount_accessor` narrows it to one mount) and
+/// `sys/locked-users/<accessor>/unlock/<user>`. Runs on the leader, which
+/// keeps the counters.
+pub(super) fn locked_users_route(
+    unsealed: &Unsealed,
+    rest: &str,
+    operation: Operation,
+    data: &Map<String, Value>,
+) -> ApiResult<Routed> {
+    let target = rest
+        .strip_prefix("locked-users")
+        .unwrap_or("")
+        .trim_matches('/');
+    let lockouts = &unsealed.auth_methods.lockouts;
+    if target.is_empty() {
+        if operation != Operation::Read {
+            return Err(ApiError::unsupported(
+                "sys/locked-users",
+                operation.as_str(),
+            ));
+        }
+        let only = Fields::new(data)
+            .string("mount_accessor")?
+            .filter(|accessor| !accessor.is_empty());
+        let entries = unsealed.auth_methods.entries();
+        let config_of = |accessor: &str| {
+            entries
+                .iter()
+                .find(|entry| entry.accessor == accessor)
+                .map(|entry| entry.config.user_lockout.unwrap_or_default())
+        };
+        let locked = lockouts.locked_users(crate::clock::now_seconds(), config_of);
+        let mut total = 0;
+        let mounts: Vec<Value> = locked
+            .into_iter()
+            .filter(|(accessor, _)| only.as_ref().is_none_or(|only| only == accessor))
+            .map(|(accessor, users)| {
+                total += users.len();
+                json!({"mount_accessor": accessor, "counts": users.len(), "alias_identifiers": users})
+            })
+            .collect();
+        return Ok(system(Reply::data(json!({
+            "by_namespace": [{
+                "namespace_id": "root",
+                "namespace_path": "",
+                "counts": total,
+                "mount_accessors": mounts,
+            }],
+            "total": total,
+        }))));
+    }
+    let Some((accessor, user)) = target
+        .split_once("/unlock/")
+        .filter(|(accessor, user)| !accessor.is_empty() && !user.is_empty() && !user.contains('/'))
+    else {
+        return Err(ApiError::no_route(&format!("sys/{rest}")));
+    };
+    if operation != Operation::Write {
+        return Err(ApiError::unsupported(
+            "sys/locked-users",
+            operation.as_str(),
+        ));
+    }
+    // As Vault: unlocking someone who is not locked out (or a mount that
+    // does not exist) succeeds and changes nothing.
+    lockouts.unlock(accessor, user);
+    Ok(system(Reply::NoContent))
 }
