@@ -91,7 +91,9 @@ def test_a_cidr_bound_token_is_refused_from_elsewhere(dev_server, userpass):
     userpass.write_data("auth/userpass/users/erin", data={"token_bound_cidrs": "127.0.0.1/32"})
     assert userpass.auth.userpass.read_user("erin")["data"]["token_bound_cidrs"] == ["127.0.0.1"]
     token = client(dev_server).auth.userpass.login("erin", "pw")["auth"]["client_token"]
-    assert client(dev_server, token).auth.token.lookup_self()["data"]["policies"] == ["app", "default"]
+    looked = client(dev_server, token).auth.token.lookup_self()["data"]
+    assert looked["policies"] == ["app", "default"] and looked["bound_cidrs"] == ["127.0.0.1"]
+    assert "bound_cidrs" not in userpass.auth.token.lookup_self()["data"]
 
 
 def test_logins_are_audited_with_the_password_hashed(dev_server, userpass):

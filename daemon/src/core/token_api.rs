@@ -43,10 +43,14 @@ fn lookup_data(entry: &TokenEntry, id: Option<&str>) -> Map<String, Value> {
         "ttl": entry.ttl_at(now),
         "type": "service",
     });
-    if entry.period > 0
-        && let Value::Object(object) = &mut data
-    {
-        object.insert("period".into(), json!(entry.period));
+    if let Value::Object(object) = &mut data {
+        if entry.period > 0 {
+            object.insert("period".into(), json!(entry.period));
+        }
+        // As Vault: only a CIDR-bound token shows its blocks.
+        if !entry.bound_cidrs.is_empty() {
+            object.insert("bound_cidrs".into(), json!(entry.bound_cidrs));
+        }
     }
     match data {
         Value::Object(object) => object,
