@@ -73,6 +73,10 @@ def test_github_actions_tokens_with_pem_keys(dev_server, jwt_mount):
         assert auth["metadata"] == {"role": "deploy", "repo": "acme/app", "env": "prod"}
         looked = dev_server.client(auth["client_token"]).auth.token.lookup_self()["data"]
         assert looked["display_name"] == "jwt-repo:acme/app:ref:refs/heads/main"
+    # A role change is seen by the next login (roles are kept parsed).
+    jwt_mount.write_data("auth/jwt/role/deploy", data={"token_policies": ["deployer", "auditor"]})
+    auth = dev_server.client().auth.jwt.jwt_login("deploy", tools.sign(github_claims(), rsa_key))["auth"]
+    assert auth["policies"] == ["auditor", "default", "deployer"]
     # A tag matches its glob; a list audience matches on any member; exp is optional.
     tag = github_claims(ref="refs/tags/v1.2", aud=["other", "coffer"], exp=None)
     assert dev_server.client().auth.jwt.jwt_login("deploy", tools.sign(tag, rsa_key))["auth"]["client_token"]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod bao;
 pub mod cluster;
 pub mod databases;
 pub mod load;

@@ -39,6 +39,10 @@ pub struct JwtMethod {
     barrier: Arc<Barrier>,
     /// Each mount's keys, by its data prefix.
     keys: Mutex<HashMap<String, Arc<KeySource>>>,
+    /// Configs and roles kept parsed (public keys and bindings: nothing
+    /// secret), by storage key.
+    configs: crate::cache::Parsed<Config>,
+    roles: crate::cache::Parsed<Role>,
 }
 
 /// The registry's factory.
@@ -46,6 +50,8 @@ pub fn method(environment: &Environment) -> Arc<dyn AuthMethod> {
     Arc::new(JwtMethod {
         barrier: environment.barrier.clone(),
         keys: Mutex::new(HashMap::new()),
+        configs: crate::cache::Parsed::default(),
+        roles: crate::cache::Parsed::default(),
     })
 }
 
@@ -295,17 +301,19 @@ fn check_bound_claims(role: &Role, claims: &Map<String, Value>) -> Result<(), St
 }
 
 impl JwtMethod {
-    fn config(&self, mount: &Mount<'_>) -> ApiResult<Option<Config>> {
+    fn config(&self, mount: &Mount<'_>) -> ApiResult<Option<Arc<Config>>> {
+        let key = format!("{}{CONFIG}", data_prefix(mount));
         Ok(self
-            .barrier
-            .get_json(&format!("{}{CONFIG}", data_prefix(mount)))?)
+            .configs
+            .get_or_load(&key, || self.barrier.get_json(&key))?)
     }
 
-    fn role(&self, mount: &Mount<'_>, name: &str) -> ApiResult<Option<Role>> {
+    fn role(&self, mount: &Mount<'_>, name: &str) -> ApiResult<Option<Arc<Role>>> {
         valid_name(name)?;
+        let key = format!("{}{ROLES}{name}", data_prefix(mount));
         Ok(self
-            .barrier
-            .get_json(&format!("{}{ROLES}{name}", data_prefix(mount)))?)
+            .roles
+            .get_or_load(&key, || self.barrier.get_json(&key))?)
     }
 
     /// This node's keys for `config`, loaded when the config changed.
@@ -392,7 +400,10 @@ impl JwtMethod {
         data: &Map<String, Value>,
     ) -> ApiResult<Reply> {
         let fields = Fields::new(data);
-        let mut role = self.role(mount, name)?.unwrap_or_default();
+        let mut role = self
+            .role(mount, name)?
+            .map(|role| role.as_ref().clone())
+            .unwrap_or_default();
         if let Some(kind) = fields.string("role_type")? {
             role.role_type = kind;
         }
@@ -699,6 +710,17 @@ impl JwtMethod {
 impl AuthMethod for JwtMethod {
     fn type_name(&self) -> &'static str {
         "jwt"
+    }
+
+    fn observe(&self, key: &str) {
+        self.configs.forget(key);
+        self.roles.forget(key);
+    }
+
+    fn forget_all(&self) {
+        self.configs.clear();
+        self.roles.clear();
+        jws::lock(&self.keys).clear();
     }
 
     fn description(&self) -> &'static str {

@@ -119,6 +119,13 @@ pub trait AuthMethod: Send + Sync {
         None
     }
 
+    /// A replicated write touched storage `key` on this node: a method that
+    /// keeps records parsed forgets them (see [`crate::cache`]).
+    fn observe(&self, _key: &str) {}
+
+    /// The data was replaced (a snapshot): forget every parsed record.
+    fn forget_all(&self) {}
+
     /// Serves one authorized request to a path other than a login.
     fn handle<'a>(
         &'a self,
@@ -174,6 +181,20 @@ impl Methods {
             built_in,
             table,
             lockouts: lockout::Lockouts::default(),
+        }
+    }
+
+    /// Tells every method type that a replicated write touched `key`.
+    pub fn observe(&self, key: &str) {
+        for method in &self.types {
+            method.observe(key);
+        }
+    }
+
+    /// Tells every method type that the data was replaced.
+    pub fn forget_all(&self) {
+        for method in &self.types {
+            method.forget_all();
         }
     }
 

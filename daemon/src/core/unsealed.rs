@@ -135,7 +135,7 @@ impl Unsealed {
 /// The keys whose writes this node's caches depend on: the keyring and tables
 /// under `core/`, policies, quotas, `auth/local` roles, tokens, leases, and the
 /// engines' data (KV metadata).
-const WATCHED: [&str; 7] = [
+const WATCHED: [&str; 8] = [
     "core/",
     "sys/policy/",
     crate::quotas::PREFIX,
@@ -143,6 +143,7 @@ const WATCHED: [&str; 7] = [
     "sys/expire/id/",
     crate::local_auth::PREFIX,
     crate::mounts::SECRETS.data_prefix,
+    crate::mounts::AUTH.data_prefix,
 ];
 
 impl ApplyObserver for Unsealed {
@@ -160,6 +161,7 @@ impl ApplyObserver for Unsealed {
             // A snapshot was installed or restored: the salt, the keys, even the
             // root key may be another's. The core reopens (or seals) itself.
             self.forget_engine_caches();
+            self.auth_methods.forget_all();
             self.tokens.forget_all();
             let _ = self.reopen_requests.send(());
             return;
@@ -195,6 +197,7 @@ impl ApplyObserver for Unsealed {
         for key in change.touched {
             self.leases.observe(key);
             self.tokens.forget(key);
+            self.auth_methods.observe(key);
             for engine in self.engines.iter() {
                 engine.observe(key);
             }

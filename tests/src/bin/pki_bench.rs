@@ -17,7 +17,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,67 +26,12 @@ use coffer_daemon::api::reply::Reply;
 use coffer_daemon::engine::{Environment, Mount, Requester};
 use coffer_daemon::mounts::{MountConfig, MountEntry};
 use coffer_protocols::Operation;
-use coffer_tests::cluster::{free_port, wait_for};
+use coffer_tests::bao::Bao;
 use coffer_tests::load::{self, Call, MakeCall, Outcome};
 use coffer_tests::{Api, Server, databases::runtime, store};
 use serde_json::json;
 
 const CONNECTIONS: usize = 16;
-
-/// OpenBao in dev mode, ended by pid when dropped.
-struct Bao {
-    child: Child,
-    address: String,
-    _home: tempfile::TempDir,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Bao {
-    fn start() -> Bao {
-        let binary = std::env::var("COFFER_BAO").unwrap_or_else(|_| {
-            let venv =
-                std::env::var("COFFER_VENV").unwrap_or_else(|_| "/var/tmp/coffer-venv".into());
-            format!("{venv}/bin/bao")
-        });
-        // Its own HOME: `bao server -dev` writes ~/.vault-token.
-        let home = tempfile::tempdir().unwrap();
-        let port = free_port("127.0.0.1");
-        let address = format!("127.0.0.1:{port}");
-        let child = Command::new(&binary)
-            .args([
-                "server",
-                "-dev",
-                "-dev-root-token-id=root",
-                "-log-level=error",
-            ])
-            .arg(format!("-dev-listen-address={address}"))
-            .env("HOME", home.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {binary} (scripts/setup installs it): {error}"));
-        let bao = Bao {
-            child,
-            address: format!("http://{address}"),
-            _home: home,
-        };
-        let api = Api::at(&bao.address, Some("root"));
-        wait_for(Duration::from_secs(30), "OpenBao to start", || {
-            api.try_call("GET", "sys/health", None)
-                .ok()
-                .filter(|answer| answer.status == 200)
-                .map(|_| ())
-        });
-        bao
-    }
-}
 
 /// A PKI mount with an EC root and two roles (`stored`, `unstored`).
 fn set_up(api: &Api) {
