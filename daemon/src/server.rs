@@ -92,6 +92,7 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
             let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             config::Fuse::at(absolute)
         }),
+        seals: Vec::new(),
     })
 }
 

@@ -10,6 +10,7 @@ use crate::hcl::{self, Kind};
 mod audit;
 mod fuse;
 mod listener;
+mod seal;
 mod storage;
 mod telemetry;
 
@@ -18,6 +19,7 @@ pub use fuse::Fuse;
 use fuse::parse_fuse;
 pub use listener::{Listener, UnixListener};
 use listener::{parse_listener, parse_unix_listener};
+pub use seal::{Seal, SealKind};
 use storage::parse_storage;
 pub use storage::{RetryJoin, Storage};
 pub use telemetry::Telemetry;
@@ -83,6 +85,17 @@ pub struct Config {
     pub audit: Vec<crate::audit::DeviceConfig>,
     /// `fuse { ... }`: serve secrets as files; absent: no filesystem.
     pub fuse: Option<Fuse>,
+    /// `seal "<type>" { ... }`: the auto seal this server unseals itself
+    /// with; absent: Shamir key shares typed by operators. At most one block
+    /// that is not `disabled`.
+    pub seals: Vec<Seal>,
+}
+
+impl Config {
+    /// The seal this server uses: the one block not `disabled`.
+    pub fn active_seal(&self) -> Option<&Seal> {
+        self.seals.iter().find(|seal| !seal.disabled)
+    }
 }
 
 impl Config {
@@ -121,6 +134,7 @@ impl Config {
             telemetry: Telemetry::default(),
             audit: Vec::new(),
             fuse: None,
+            seals: Vec::new(),
         };
         for attribute in &body.attributes {
             let value = &attribute.value;
@@ -208,6 +222,16 @@ impl Config {
                         ));
                     }
                     config.audit.push(device);
+                }
+                "seal" => {
+                    let seal = seal::parse_seal(block)?;
+                    if !seal.disabled && config.active_seal().is_some() {
+                        return Err(hcl::Error::new(
+                            block.line,
+                            "only one seal block may be active; mark the old one disabled = \"true\"",
+                        ));
+                    }
+                    config.seals.push(seal);
                 }
                 other => {
                     return Err(hcl::Error::new(
@@ -423,7 +447,39 @@ cluster_addr = "http://127.0.0.1:8201"
         error(
             &format!("{VAULT_SHAPED}\nseal \"awskms\" {{}}\n"),
             13,
-            "unknown block \"seal\"",
+            "unsupported seal type \"awskms\"",
+        );
+        error(
+            &format!("{VAULT_SHAPED}\nseal \"static\" {{\n current_key_id = \"k1\"\n}}\n"),
+            13,
+            "needs current_key",
+        );
+        error(
+            &format!(
+                "{VAULT_SHAPED}\nseal \"static\" {{\n current_key_id = \"k1\"\n current_key = \"/etc/k\"\n}}\n"
+            ),
+            13,
+            "file:///path or env://VARIABLE",
+        );
+        let two = "seal \"static\" {\n current_key_id = \"a\"\n current_key = \"env://A\"\n}\n";
+        error(
+            &format!("{VAULT_SHAPED}\n{two}{two}"),
+            17,
+            "only one seal block may be active",
+        );
+        let parsed = Config::parse(&format!(
+            "{VAULT_SHAPED}\n{two}seal \"static\" {{\n current_key_id = \"b\"\n current_key = \"file:///k\"\n disabled = \"true\"\n}}\n"
+        ))
+        .unwrap();
+        assert_eq!(parsed.seals.len(), 2);
+        assert_eq!(
+            parsed.active_seal().map(|seal| seal.kind.clone()),
+            Some(SealKind::Static {
+                current_key_id: "a".into(),
+                current_key: "env://A".into(),
+                previous_key_id: None,
+                previous_key: None,
+            })
         );
         error(
             &VAULT_SHAPED.replace(
