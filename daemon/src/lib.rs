@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod autoseal;
 pub mod barrier;
 pub mod cache;
 pub mod changes;

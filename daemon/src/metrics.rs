@@ -48,6 +48,62 @@ struct LatencyLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SealCallLabels {
+    /// The auto seal's type.
+    seal: &'static str,
+    /// `check`, `wrap` or `unwrap`.
+    call: &'static str,
+    /// `ok` or `error`.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SealErrorLabels {
+    seal: &'static str,
+    /// The last failure's text (names the key, never a value), bounded.
+    error: String,
+}
+
+/// The auto seal's calls to its KMS: counts, the last call's latency, and
+/// the last error (one series, gone once a call succeeds).
+#[derive(Clone, Default)]
+pub struct SealMetrics {
+    calls: Family<SealCallLabels, Counter>,
+    last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_error: Family<SealErrorLabels, Gauge>,
+}
+
+/// The longest error text kept as a label.
+const SEAL_ERROR_LABEL_LEN: usize = 240;
+
+impl SealMetrics {
+    /// Records one call to the seal's KMS.
+    pub fn record(
+        &self,
+        seal: &'static str,
+        call: &'static str,
+        elapsed: std::time::Duration,
+        error: Option<&str>,
+    ) {
+        self.calls
+            .get_or_create(&SealCallLabels {
+                seal,
+                call,
+                outcome: if error.is_some() { "error" } else { "ok" },
+            })
+            .inc();
+        self.last_duration.set(elapsed.as_secs_f64());
+        self.last_error.clear();
+        if let Some(error) = error {
+            let error: String = error.chars().take(SEAL_ERROR_LABEL_LEN).collect();
+            self.last_error
+                .get_or_create(&SealErrorLabels { seal, error })
+                .set(1);
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs to ~1.6 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 15))
@@ -62,6 +118,7 @@ pub struct Metrics {
     audit_failures: Family<AuditLabels, Counter>,
     login_failures: Family<LoginLabels, Counter>,
     login_sources: Mutex<std::collections::HashSet<String>>,
+    seal: SealMetrics,
 }
 
 impl Default for Metrics {
@@ -107,7 +164,24 @@ impl Metrics {
             "Failed logins, by auth method, mount and source address",
             login_failures.clone(),
         );
+        let seal = SealMetrics::default();
+        registry.register(
+            "seal_kms_calls",
+            "Calls to the auto seal's KMS, by seal type, call and outcome",
+            seal.calls.clone(),
+        );
+        registry.register(
+            "seal_kms_last_call_seconds",
+            "How long the last call to the auto seal's KMS took",
+            seal.last_duration.clone(),
+        );
+        registry.register(
+            "seal_kms_last_error",
+            "1, labelled with the error, when the last call to the auto seal's KMS failed",
+            seal.last_error.clone(),
+        );
         Metrics {
+            seal,
             registry: Mutex::new(registry),
             requests,
             latency,
@@ -160,6 +234,11 @@ impl Metrics {
                 source,
             })
             .inc();
+    }
+
+    /// The auto seal's metrics, for the wrapper that records its calls.
+    pub fn seal(&self) -> SealMetrics {
+        self.seal.clone()
     }
 
     /// Counts an audit entry (`request` or `response`) that no device wrote.
