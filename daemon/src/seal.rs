@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::autoseal::{self, RECOVERY_KEY_PATH, UNSEAL_KEY_PATH, Wrapper};
 use crate::barrier::{self, KEY_LEN, KEYRING_PATH, Keyring};
 use crate::crypto;
 use crate::shamir;
@@ -33,15 +34,65 @@ pub enum Error {
     Storage(#[from] crate::storage::Error),
     #[error(transparent)]
     Random(#[from] crypto::RandomError),
+    #[error(transparent)]
+    AutoSeal(#[from] autoseal::Error),
+    #[error("{0}")]
+    Recovery(String),
+    #[error("the recovery key shares do not match this server's recovery key")]
+    InvalidRecoveryKey,
+    #[error(
+        "this server has no recovery key (it was initialized with recovery_shares 0): restart it to unseal"
+    )]
+    NoRecoveryKey,
 }
 
-/// How the unseal key is split. Stored in plaintext: it holds no secret.
+/// How the unseal key is kept: split into shares (`shamir`) or wrapped by an
+/// auto seal (its type: `static`, ...), with the recovery key split into
+/// shares. Stored in plaintext: it holds no secret.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SealConfig {
     #[serde(rename = "type")]
     pub kind: String,
     pub secret_shares: u8,
     pub secret_threshold: u8,
+    /// Under an auto seal: how the recovery key is split (0: no recovery key).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recovery_shares: u8,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recovery_threshold: u8,
+}
+
+fn is_zero(value: &u8) -> bool {
+    *value == 0
+}
+
+pub const SHAMIR: &str = "shamir";
+
+impl SealConfig {
+    pub fn shamir(shares: u8, threshold: u8) -> SealConfig {
+        SealConfig {
+            kind: SHAMIR.into(),
+            secret_shares: shares,
+            secret_threshold: threshold,
+            recovery_shares: 0,
+            recovery_threshold: 0,
+        }
+    }
+
+    /// Whether an auto seal keeps the unseal key (operators hold recovery keys).
+    pub fn is_auto(&self) -> bool {
+        self.kind != SHAMIR
+    }
+
+    /// The shares operators type (`t`, `n` in `sys/seal-status`): unseal key
+    /// shares, or recovery key shares under an auto seal.
+    pub fn key_shares(&self) -> (u8, u8) {
+        if self.is_auto() {
+            (self.recovery_shares, self.recovery_threshold)
+        } else {
+            (self.secret_shares, self.secret_threshold)
+        }
+    }
 }
 
 /// The seal configuration, or `None` when the server is not initialized.
@@ -58,9 +109,12 @@ pub fn read_config(backend: &dyn Backend) -> Result<Option<SealConfig>, Error> {
 /// the seal's own records (stored below the barrier, in the same atomic command as
 /// the rest of the initial state).
 pub struct Initialized {
+    /// The operators' shares: of the unseal key, or of the recovery key under
+    /// an auto seal.
     pub shares: Vec<Zeroizing<Vec<u8>>>,
     pub keyring: Keyring,
     pub records: Vec<(String, Vec<u8>)>,
+    pub unseal_key: Zeroizing<[u8; KEY_LEN]>,
 }
 
 /// Generates the unseal key, root key and keyring.
@@ -71,11 +125,7 @@ pub fn initialize(shares: u8, threshold: u8) -> Result<Initialized, Error> {
     let sealed_root =
         barrier::seal_with_key(unseal_key.as_ref(), 0, ROOT_KEY_PATH, root_key.as_ref())?;
     let keyring = Keyring::generate(root_key)?;
-    let config = SealConfig {
-        kind: "shamir".into(),
-        secret_shares: shares,
-        secret_threshold: threshold,
-    };
+    let config = SealConfig::shamir(shares, threshold);
     let config_bytes = serde_json::to_vec(&config).map_err(|_| Error::MalformedConfig)?;
     let records = vec![
         (CONFIG_PATH.to_owned(), config_bytes),
@@ -87,7 +137,148 @@ pub fn initialize(shares: u8, threshold: u8) -> Result<Initialized, Error> {
         shares,
         keyring,
         records,
+        unseal_key,
     })
+}
+
+/// Generates the keys under an auto seal: the unseal key, wrapped by
+/// `wrapper`, and (with `recovery_shares` > 0) a recovery key, wrapped too and
+/// split into the operators' shares. Two KMS calls (one per record).
+pub async fn initialize_auto(
+    wrapper: &dyn Wrapper,
+    recovery_shares: u8,
+    recovery_threshold: u8,
+) -> Result<Initialized, Error> {
+    if recovery_shares > 0 || recovery_threshold > 0 {
+        shamir::validate(recovery_shares, recovery_threshold).map_err(recovery_wording)?;
+    }
+    let mut initialized = initialize(1, 1)?;
+    let config = SealConfig {
+        kind: wrapper.kind().into(),
+        secret_shares: 1,
+        secret_threshold: 1,
+        recovery_shares,
+        recovery_threshold,
+    };
+    let config_bytes = serde_json::to_vec(&config).map_err(|_| Error::MalformedConfig)?;
+    let wrapped_unseal_key =
+        autoseal::seal_record(wrapper, UNSEAL_KEY_PATH, initialized.unseal_key.as_ref()).await?;
+    initialized.records.retain(|(path, _)| path != CONFIG_PATH);
+    initialized
+        .records
+        .push((CONFIG_PATH.to_owned(), config_bytes));
+    initialized
+        .records
+        .push((UNSEAL_KEY_PATH.to_owned(), wrapped_unseal_key));
+    initialized.shares = Vec::new();
+    if recovery_shares > 0 {
+        let recovery_key = crypto::random_key::<KEY_LEN>()?;
+        let wrapped =
+            autoseal::seal_record(wrapper, RECOVERY_KEY_PATH, recovery_key.as_ref()).await?;
+        initialized
+            .records
+            .push((RECOVERY_KEY_PATH.to_owned(), wrapped));
+        initialized.shares =
+            shamir::split(recovery_key.as_ref(), recovery_shares, recovery_threshold)?;
+    }
+    Ok(initialized)
+}
+
+/// What a seal migration writes, made on the node where the operators' keys
+/// were checked and written by whichever node leads (see `core`).
+pub struct Migration {
+    pub config: SealConfig,
+    pub records: Vec<(String, Vec<u8>)>,
+    pub removed: Vec<&'static str>,
+}
+
+/// Prepares a migration of the data sealed as `from` to the seal `to` (`None`:
+/// Shamir). `unseal_key` is the current unseal key; `operator_key` the key the
+/// operators' shares combined to (the unseal key itself under Shamir, the
+/// recovery key under an auto seal). As in Vault, unseal keys become
+/// recovery keys and back: the operators keep the shares they have.
+pub async fn migration(
+    backend: &dyn Backend,
+    from: &SealConfig,
+    unseal_key: &[u8],
+    operator_key: &[u8],
+    to: Option<&dyn Wrapper>,
+) -> Result<Migration, Error> {
+    let sealed_root = backend.get(ROOT_KEY_PATH)?.ok_or(Error::MissingRootKey)?;
+    let root = barrier::open_with_key(unseal_key, ROOT_KEY_PATH, &sealed_root)
+        .map_err(|_| Error::InvalidKey)?;
+    let (shares, threshold) = from.key_shares();
+    match to {
+        Some(wrapper) => {
+            // A fresh unseal key only the new seal can give back; the
+            // operators' key becomes (or stays) the recovery key.
+            let new_key = crypto::random_key::<KEY_LEN>()?;
+            let sealed_root = barrier::seal_with_key(new_key.as_ref(), 0, ROOT_KEY_PATH, &root)?;
+            let wrapped_unseal_key =
+                autoseal::seal_record(wrapper, UNSEAL_KEY_PATH, new_key.as_ref()).await?;
+            let wrapped_recovery_key =
+                autoseal::seal_record(wrapper, RECOVERY_KEY_PATH, operator_key).await?;
+            Ok(Migration {
+                config: SealConfig {
+                    kind: wrapper.kind().into(),
+                    secret_shares: 1,
+                    secret_threshold: 1,
+                    recovery_shares: shares,
+                    recovery_threshold: threshold,
+                },
+                records: vec![
+                    (ROOT_KEY_PATH.to_owned(), sealed_root),
+                    (UNSEAL_KEY_PATH.to_owned(), wrapped_unseal_key),
+                    (RECOVERY_KEY_PATH.to_owned(), wrapped_recovery_key),
+                ],
+                removed: Vec::new(),
+            })
+        }
+        None => {
+            // The recovery key becomes the unseal key.
+            if operator_key.len() != KEY_LEN {
+                return Err(Error::InvalidRecoveryKey);
+            }
+            let sealed_root = barrier::seal_with_key(operator_key, 0, ROOT_KEY_PATH, &root)?;
+            Ok(Migration {
+                config: SealConfig::shamir(shares, threshold),
+                records: vec![(ROOT_KEY_PATH.to_owned(), sealed_root)],
+                removed: vec![UNSEAL_KEY_PATH, RECOVERY_KEY_PATH],
+            })
+        }
+    }
+}
+
+/// `secret_*` in shamir's texts become `recovery_*`.
+fn recovery_wording(error: shamir::Error) -> Error {
+    Error::Recovery(error.to_string().replace("secret_", "recovery_"))
+}
+
+/// Under an auto seal: the unseal key, read from storage and unwrapped by the
+/// seal (one KMS call).
+pub async fn unwrap_unseal_key(
+    backend: &dyn Backend,
+    wrapper: &dyn Wrapper,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    Ok(autoseal::read_record(backend, wrapper, UNSEAL_KEY_PATH).await?)
+}
+
+/// Under an auto seal: checks combined recovery key shares against the stored
+/// recovery key (one KMS call), in constant time.
+pub async fn check_recovery_key(
+    backend: &dyn Backend,
+    wrapper: &dyn Wrapper,
+    candidate: &[u8],
+) -> Result<(), Error> {
+    if backend.get(RECOVERY_KEY_PATH)?.is_none() {
+        return Err(Error::NoRecoveryKey);
+    }
+    let recovery_key = autoseal::read_record(backend, wrapper, RECOVERY_KEY_PATH).await?;
+    if crypto::constant_time_eq(&recovery_key, candidate) {
+        Ok(())
+    } else {
+        Err(Error::InvalidRecoveryKey)
+    }
 }
 
 /// A new unseal key for the same root key, split anew: what a rekey makes.
@@ -113,11 +304,7 @@ pub fn rekey(
         .map_err(|_| Error::InvalidKey)?;
     let new_key = crypto::random_key::<KEY_LEN>()?;
     let sealed_root = barrier::seal_with_key(new_key.as_ref(), 0, ROOT_KEY_PATH, &root)?;
-    let config = SealConfig {
-        kind: "shamir".into(),
-        secret_shares: shares,
-        secret_threshold: threshold,
-    };
+    let config = SealConfig::shamir(shares, threshold);
     let config_bytes = serde_json::to_vec(&config).map_err(|_| Error::MalformedConfig)?;
     Ok(Rekeyed {
         shares: shamir::split(new_key.as_ref(), shares, threshold)?,
@@ -199,11 +386,8 @@ impl Progress {
         config: &SealConfig,
         share: Zeroizing<Vec<u8>>,
     ) -> Result<Submitted, SubmitError> {
-        let expected_len = if config.secret_shares == 1 {
-            KEY_LEN
-        } else {
-            KEY_LEN + 1
-        };
+        let (shares, threshold) = config.key_shares();
+        let expected_len = if shares == 1 { KEY_LEN } else { KEY_LEN + 1 };
         if share.len() != expected_len {
             return Err(SubmitError::WrongLength);
         }
@@ -218,10 +402,10 @@ impl Progress {
             self.nonce = coffer_protocols::request::new_request_id();
         }
         self.shares.push(share);
-        if self.shares.len() < usize::from(config.secret_threshold) {
+        if self.shares.len() < usize::from(threshold) {
             return Ok(Submitted::Pending);
         }
-        let combined = shamir::combine(&self.shares, config.secret_threshold);
+        let combined = shamir::combine(&self.shares, threshold);
         self.reset();
         match combined {
             Ok(key) => Ok(Submitted::Complete(key)),
@@ -258,11 +442,7 @@ mod tests {
     }
 
     fn config(shares: u8, threshold: u8) -> SealConfig {
-        SealConfig {
-            kind: "shamir".into(),
-            secret_shares: shares,
-            secret_threshold: threshold,
-        }
+        SealConfig::shamir(shares, threshold)
     }
 
     #[tokio::test]
@@ -311,6 +491,135 @@ mod tests {
             open(backend.as_ref(), &[7u8; 32]),
             Err(Error::InvalidKey)
         ));
+    }
+
+    fn static_wrapper(dir: &tempfile::TempDir, byte: u8) -> autoseal::StaticWrapper {
+        let path = dir.path().join(format!("key-{byte}"));
+        std::fs::write(&path, [byte; 32]).unwrap();
+        autoseal::StaticWrapper::new(("k".into(), format!("file://{}", path.display())), None)
+    }
+
+    async fn apply(backend: &Arc<dyn Backend>, migration: Migration) {
+        let mut ops: Vec<Op> = migration
+            .records
+            .into_iter()
+            .map(|(key, value)| Op::Put { key, value })
+            .collect();
+        ops.push(Op::Put {
+            key: CONFIG_PATH.into(),
+            value: serde_json::to_vec(&migration.config).unwrap(),
+        });
+        for key in migration.removed {
+            ops.push(Op::Delete { key: key.into() });
+        }
+        backend
+            .apply(Command {
+                ops,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_auto_seal_opens_with_its_key_and_recovery_keys_only_authorize() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = static_wrapper(&dir, 1);
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let initialized = store(&backend, initialize_auto(&wrapper, 3, 2).await.unwrap()).await;
+        let config = read_config(backend.as_ref()).unwrap().unwrap();
+        assert_eq!(
+            (config.kind.as_str(), config.key_shares()),
+            ("static", (3, 2))
+        );
+        let unseal_key = unwrap_unseal_key(backend.as_ref(), &wrapper).await.unwrap();
+        assert_eq!(unseal_key.as_slice(), initialized.unseal_key.as_ref());
+        let keyring = open(backend.as_ref(), &unseal_key).unwrap();
+        assert_eq!(keyring.active_term(), initialized.keyring.active_term());
+
+        let recovery_key = shamir::combine(&initialized.shares[1..], 2).unwrap();
+        check_recovery_key(backend.as_ref(), &wrapper, &recovery_key)
+            .await
+            .unwrap();
+        assert!(matches!(
+            check_recovery_key(backend.as_ref(), &wrapper, &[0u8; 32]).await,
+            Err(Error::InvalidRecoveryKey)
+        ));
+        // The recovery key opens nothing by itself.
+        assert!(matches!(
+            open(backend.as_ref(), &recovery_key),
+            Err(Error::InvalidKey)
+        ));
+        // Another key: nothing opens.
+        let other = static_wrapper(&dir, 2);
+        assert!(unwrap_unseal_key(backend.as_ref(), &other).await.is_err());
+        assert!(
+            check_recovery_key(backend.as_ref(), &other, &recovery_key)
+                .await
+                .is_err()
+        );
+        // Without recovery shares there is no recovery key.
+        let bare: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        store(&bare, initialize_auto(&wrapper, 0, 0).await.unwrap()).await;
+        assert!(matches!(
+            check_recovery_key(bare.as_ref(), &wrapper, &recovery_key).await,
+            Err(Error::NoRecoveryKey)
+        ));
+        assert!(matches!(
+            initialize_auto(&wrapper, 3, 1).await.err(),
+            Some(Error::Recovery(text)) if text.contains("recovery_threshold")
+        ));
+    }
+
+    #[tokio::test]
+    async fn migration_to_a_seal_and_back_keeps_the_keyring_and_the_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = static_wrapper(&dir, 3);
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::default());
+        let initialized = store(&backend, initialize(3, 2).unwrap()).await;
+        let term = initialized.keyring.active_term();
+        let shamir_config = config(3, 2);
+        let unseal_key = shamir::combine(&initialized.shares[..2], 2).unwrap();
+
+        let to_auto = migration(
+            backend.as_ref(),
+            &shamir_config,
+            &unseal_key,
+            &unseal_key,
+            Some(&wrapper),
+        )
+        .await
+        .unwrap();
+        apply(&backend, to_auto).await;
+        let auto_config = read_config(backend.as_ref()).unwrap().unwrap();
+        assert_eq!(
+            (auto_config.kind.as_str(), auto_config.key_shares()),
+            ("static", (3, 2))
+        );
+        // The old unseal key opens nothing now; it is the recovery key.
+        assert!(open(backend.as_ref(), &unseal_key).is_err());
+        check_recovery_key(backend.as_ref(), &wrapper, &unseal_key)
+            .await
+            .unwrap();
+        let new_key = unwrap_unseal_key(backend.as_ref(), &wrapper).await.unwrap();
+        assert_eq!(
+            open(backend.as_ref(), &new_key).unwrap().active_term(),
+            term
+        );
+
+        let recovery = shamir::combine(&initialized.shares[1..], 2).unwrap();
+        let back = migration(backend.as_ref(), &auto_config, &new_key, &recovery, None)
+            .await
+            .unwrap();
+        apply(&backend, back).await;
+        assert_eq!(read_config(backend.as_ref()).unwrap(), Some(config(3, 2)));
+        assert!(backend.get(UNSEAL_KEY_PATH).unwrap().is_none());
+        assert!(backend.get(RECOVERY_KEY_PATH).unwrap().is_none());
+        // The operators' original shares unseal again.
+        assert_eq!(
+            open(backend.as_ref(), &unseal_key).unwrap().active_term(),
+            term
+        );
     }
 
     #[test]

@@ -321,6 +321,12 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
             .ok()
             .and_then(|text| text.parse().ok())
             .unwrap_or(crate::core::MIN_ROTATION_OPERATIONS),
+        seal: config.active_seal().map(crate::autoseal::from_config),
+        disabled_seal: config
+            .seals
+            .iter()
+            .find(|seal| seal.disabled)
+            .map(crate::autoseal::from_config),
         ..Settings::default()
     };
     let core = Arc::new(Core::new(cluster.clone(), settings)?);
@@ -369,6 +375,11 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
                     "The server is not initialized: it joins a cluster through retry_join (or run `coffer operator init`)."
                 );
             }
+        } else if status.recovery_seal {
+            say!(
+                "The server is sealed: its {} seal unseals it (during a seal migration: `coffer operator unseal -migrate`).",
+                status.seal_type
+            );
         } else {
             say!("The server is sealed: run `coffer operator unseal`.");
         }
@@ -394,6 +405,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         .map(|fuse| tokio::spawn(mount_when_unsealed(core.clone(), fuse, filesystem.clone())));
     let joiner = (!config.storage.retry_join.is_empty())
         .then(|| tokio::spawn(retry_join(core.clone(), config.storage.retry_join.clone())));
+    let auto_unsealer = tokio::spawn(core.clone().run_auto_unseal());
 
     wait_for_shutdown_signal(&core).await?;
     tracing::info!("shutting down: draining in-flight requests");
@@ -429,6 +441,8 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
         joiner.abort();
         let _ = joiner.await;
     }
+    auto_unsealer.abort();
+    let _ = auto_unsealer.await;
     // Sealing stops Raft; the last references then close RocksDB.
     core.seal().await;
     cluster.stop().await;
@@ -507,6 +521,13 @@ async fn retry_join(core: Arc<Core>, leaders: Vec<config::RetryJoin>) {
                 .join(&leader.leader_api_addr, ca_pem.as_deref(), false)
                 .await
             {
+                Ok(()) if core.settings().seal.is_some() => {
+                    say!(
+                        "Joining the cluster through {}: it unseals itself with its seal.",
+                        leader.leader_api_addr
+                    );
+                    break;
+                }
                 Ok(()) => {
                     say!(
                         "Joining the cluster through {}: unseal this node with the cluster's key shares (coffer operator unseal).",
@@ -561,7 +582,7 @@ async fn bootstrap_dev(core: &Core, options: &Options) -> anyhow::Result<()> {
         bail!("dev init returned no key share");
     };
     let unseal_key = base64::engine::general_purpose::STANDARD.encode(share.as_slice());
-    core.submit_unseal_share(share)
+    core.submit_unseal_share(share, false)
         .await
         .map_err(|error| anyhow::anyhow!("dev unseal failed: {}", error.messages.join("; ")))?;
     let mount = Request::new(Operation::Write, "sys/mounts/secret", Transport::Http)

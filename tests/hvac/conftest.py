@@ -36,7 +36,7 @@ cluster_addr = "http://127.0.0.1:0"
 
 
 class Server:
-    def __init__(self, dev):
+    def __init__(self, dev, extra_config=""):
         self.workspace = tempfile.TemporaryDirectory(prefix="coffer-hvac-")
         data = os.path.join(self.workspace.name, "data")
         self.socket = os.path.join(self.workspace.name, "coffer.sock")
@@ -46,7 +46,7 @@ class Server:
         else:
             config = os.path.join(self.workspace.name, "coffer.hcl")
             with open(config, "w") as handle:
-                handle.write(CONFIG % {"data": data, "socket": self.socket})
+                handle.write(CONFIG % {"data": data, "socket": self.socket} + extra_config)
             args = ["server", "--config", config]
         self.log = open(os.path.join(self.workspace.name, "server.log"), "w")
         self.process = subprocess.Popen(

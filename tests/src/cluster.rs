@@ -2,7 +2,8 @@
 //! (`127.0.<net>.<n>`) with its client API and cluster listener on fixed ports, so
 //! a node restarted on the same data directory comes back where its peers expect
 //! it. The first node initializes; the others join through `retry_join` and are
-//! unsealed with the first node's key shares, as an operator would.
+//! unsealed with the first node's key shares, as an operator would (or, with a
+//! `seal` block, unseal themselves).
 
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,9 @@ pub struct Cluster {
     pub keys: Keys,
     /// Where the nodes' data directories go (the system's temp dir if `None`).
     parent: Option<std::path::PathBuf>,
+    /// A `seal` block every node has: nodes unseal themselves, and `keys`
+    /// are recovery keys.
+    seal: Option<String>,
 }
 
 /// Polls `check` every 100 ms until it is `Some`, or panics after `timeout` with
@@ -71,7 +75,12 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
 }
 
 /// The configuration of node `index` (1-based) on `127.0.<net>.<index>`.
-fn node_config(net: u8, index: usize, retry_join: &[String]) -> (String, String, String) {
+fn node_config(
+    net: u8,
+    index: usize,
+    retry_join: &[String],
+    seal: Option<&str>,
+) -> (String, String, String) {
     let ip = format!("127.0.{net}.{index}");
     let api_port = free_port(&ip);
     let cluster_port = free_port(&ip);
@@ -96,7 +105,9 @@ listener "grpc" {{
 }}
 api_addr     = "{api_addr}"
 cluster_addr = "https://{cluster_address}"
-"#
+{seal}
+"#,
+        seal = seal.unwrap_or("")
     );
     (config, api_addr, cluster_address)
 }
@@ -109,18 +120,37 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with the data directories under `parent`.
     pub fn start_in(net: u8, size: usize, parent: Option<&std::path::Path>) -> Cluster {
-        let (config, api_addr, cluster_address) = node_config(net, 1, &[]);
+        Cluster::start_with(net, size, parent, None)
+    }
+
+    /// `size` nodes that all have the `seal` block: the first is initialized
+    /// with 3 recovery shares (threshold 2), the others join and unseal
+    /// themselves.
+    pub fn start_sealed_by(net: u8, size: usize, seal: &str) -> Cluster {
+        Cluster::start_with(net, size, None, Some(seal))
+    }
+
+    fn start_with(
+        net: u8,
+        size: usize,
+        parent: Option<&std::path::Path>,
+        seal: Option<&str>,
+    ) -> Cluster {
+        let (config, api_addr, cluster_address) = node_config(net, 1, &[], seal);
         let server = Server::with_config_in(&config, parent);
+        let (request, field) = match seal {
+            None => (json!({"secret_shares": 3, "secret_threshold": 2}), "keys"),
+            Some(_) => (
+                json!({"recovery_shares": 3, "recovery_threshold": 2}),
+                "recovery_keys",
+            ),
+        };
         let init = server
             .client(None)
-            .call(
-                "PUT",
-                "sys/init",
-                Some(json!({"secret_shares": 3, "secret_threshold": 2})),
-            )
+            .call("PUT", "sys/init", Some(request))
             .expect(200);
         let keys = Keys {
-            shares: init.body["keys"]
+            shares: init.body[field]
                 .as_array()
                 .expect("keys")
                 .iter()
@@ -142,8 +172,9 @@ impl Cluster {
             }],
             keys,
             parent: parent.map(std::path::Path::to_path_buf),
+            seal: seal.map(str::to_owned),
         };
-        cluster.unseal(0);
+        cluster.unseal_or_wait(0);
         for _ in 1..size {
             cluster.add_node();
         }
@@ -160,7 +191,8 @@ impl Cluster {
             .iter()
             .map(|node| node.api_addr.clone())
             .collect();
-        let (config, api_addr, cluster_address) = node_config(self.net, index, &leaders);
+        let (config, api_addr, cluster_address) =
+            node_config(self.net, index, &leaders, self.seal.as_deref());
         let server = Server::with_config_in(&config, self.parent.as_deref());
         self.nodes.push(Node {
             name: format!("n{index}"),
@@ -179,8 +211,21 @@ impl Cluster {
                 (status.body["initialized"] == true).then_some(())
             },
         );
-        self.unseal(position);
+        self.unseal_or_wait(position);
         position
+    }
+
+    /// Unseals node `index` with the key shares, or under a seal waits for it
+    /// to unseal itself.
+    pub fn unseal_or_wait(&self, index: usize) {
+        if self.seal.is_none() {
+            return self.unseal(index);
+        }
+        let api = self.nodes[index].api(None);
+        wait_for(Duration::from_secs(60), "the node to unseal itself", || {
+            let status = api.get("sys/seal-status");
+            (status.body["sealed"] == false).then_some(())
+        });
     }
 
     pub fn root(&self, index: usize) -> Api {

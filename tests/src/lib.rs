@@ -340,6 +340,20 @@ impl Server {
             .collect();
     }
 
+    /// Replaces the configuration file (`{data_dir}` replaced as at start),
+    /// for the next [`Server::restart`].
+    pub fn set_config(&mut self, config: &str) {
+        let path = self
+            .config_path
+            .as_ref()
+            .expect("a server with a config file");
+        std::fs::write(
+            path,
+            config.replace("{data_dir}", &self.data_dir.display().to_string()),
+        )
+        .expect("write config");
+    }
+
     /// Drops the extra environment, for the next [`Server::restart`].
     pub fn clear_environment(&mut self) {
         self.environment.clear();

@@ -32,7 +32,7 @@ async fn node() -> Node {
         .initialize(1, 1, Some("root".into()))
         .await
         .unwrap_or_else(|error| panic!("init: {:?}", error.messages));
-    core.submit_unseal_share(output.shares[0].clone())
+    core.submit_unseal_share(output.shares[0].clone(), false)
         .await
         .unwrap_or_else(|error| panic!("unseal: {:?}", error.messages));
     Node {

@@ -39,7 +39,7 @@ fn node() -> &'static Node {
             let cluster = Cluster::open(directory.path(), settings, None).unwrap();
             let core = Arc::new(Core::new(cluster, Settings::default()).unwrap());
             let output = core.initialize(1, 1, Some("root".into())).await.unwrap();
-            core.submit_unseal_share(output.shares[0].clone())
+            core.submit_unseal_share(output.shares[0].clone(), false)
                 .await
                 .unwrap();
             for (path, body) in [

@@ -104,7 +104,12 @@ impl From<seal::Error> for ApiError {
     fn from(error: seal::Error) -> Self {
         match error {
             seal::Error::Shares(shares) => ApiError::invalid(shares.to_string()),
-            seal::Error::InvalidKey => ApiError::invalid(error.to_string()),
+            seal::Error::InvalidKey
+            | seal::Error::InvalidRecoveryKey
+            | seal::Error::NoRecoveryKey
+            | seal::Error::Recovery(_) => ApiError::invalid(error.to_string()),
+            // The KMS's own words name the key and the failure, never a value.
+            seal::Error::AutoSeal(inner) => ApiError::new(ErrorCode::Upstream, inner.to_string()),
             seal::Error::Storage(inner) => inner.into(),
             other => ApiError::internal(&other),
         }

@@ -321,6 +321,16 @@ async fn status(client: &Client, format: Format) -> anyhow::Result<i32> {
                 ("Total Shares".to_owned(), field("n")),
                 ("Threshold".to_owned(), field("t")),
             ];
+            if status.get("recovery_seal").and_then(Value::as_bool) == Some(true) {
+                rows.insert(
+                    1,
+                    ("Recovery Seal Type".to_owned(), field("recovery_seal_type")),
+                );
+                rows[4].0 = "Total Recovery Shares".to_owned();
+            }
+            if status.get("migration").and_then(Value::as_bool) == Some(true) {
+                rows.push(("Seal Migration in Progress".to_owned(), "true".to_owned()));
+            }
             if sealed {
                 rows.push((
                     "Unseal Progress".to_owned(),

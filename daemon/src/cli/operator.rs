@@ -13,12 +13,18 @@ use serde_json::json;
 
 #[derive(Debug, Subcommand)]
 pub enum Operator {
-    /// Initialize a new server and print its unseal keys and root token.
+    /// Initialize a new server and print its unseal keys (or, under an auto
+    /// seal, its recovery keys) and root token.
     Init {
         #[arg(long, default_value_t = 5)]
         key_shares: u8,
         #[arg(long, default_value_t = 3)]
         key_threshold: u8,
+        /// Under an auto seal: recovery key shares (0: none).
+        #[arg(long, default_value_t = 5)]
+        recovery_shares: u8,
+        #[arg(long, default_value_t = 3)]
+        recovery_threshold: u8,
     },
     /// Submit one unseal key share (read from stdin when not given).
     Unseal {
@@ -26,6 +32,9 @@ pub enum Operator {
         /// Discard the shares submitted so far.
         #[arg(long)]
         reset: bool,
+        /// The shares also authorize a pending seal migration.
+        #[arg(long)]
+        migrate: bool,
     },
     /// Seal the server.
     Seal,
@@ -49,17 +58,53 @@ pub(super) async fn operator(
         Operator::Init {
             key_shares,
             key_threshold,
+            recovery_shares,
+            recovery_threshold,
         } => {
+            // As Vault's CLI: under an auto seal, the shares asked for are
+            // recovery key shares.
+            let recovery_seal = client
+                .call("GET", "sys/seal-status", None)
+                .await?
+                .and_then(|status| status.get("recovery_seal").and_then(Value::as_bool))
+                .unwrap_or(false);
+            let request = if recovery_seal {
+                let threshold = if recovery_shares == 0 {
+                    0
+                } else {
+                    recovery_threshold
+                };
+                json!({"recovery_shares": recovery_shares, "recovery_threshold": threshold})
+            } else {
+                json!({"secret_shares": key_shares, "secret_threshold": key_threshold})
+            };
             let answer = client
-                .call(
-                    "PUT",
-                    "sys/init",
-                    Some(&json!({"secret_shares": key_shares, "secret_threshold": key_threshold})),
-                )
+                .call("PUT", "sys/init", Some(&request))
                 .await?
                 .unwrap_or(Value::Null);
             if format == Format::Json {
                 output::json(&answer);
+                return Ok(0);
+            }
+            if recovery_seal {
+                output::shares_of(&answer, "recovery_keys_base64", "Recovery Key");
+                println!();
+                println!(
+                    "Initial Root Token: {}",
+                    answer
+                        .get("root_token")
+                        .map(output::cell)
+                        .unwrap_or_default()
+                );
+                println!();
+                println!(
+                    "coffer initialized with its auto seal: it is unsealed, and unseals itself at start."
+                );
+                if recovery_shares > 0 {
+                    println!(
+                        "{recovery_shares} recovery key shares, threshold {recovery_threshold}: they authorize operations (unseal after a seal, root generation); without the seal's key they decrypt nothing."
+                    );
+                }
                 return Ok(0);
             }
             output::key_shares(&answer, "Unseal Key");
@@ -79,7 +124,11 @@ pub(super) async fn operator(
             println!("unseal it with `coffer operator unseal` and {key_threshold} of the keys.");
             Ok(0)
         }
-        Operator::Unseal { key, reset } => {
+        Operator::Unseal {
+            key,
+            reset,
+            migrate,
+        } => {
             let current = client.call("GET", "sys/seal-status", None).await?;
             let already_unsealed = current
                 .as_ref()
@@ -93,7 +142,7 @@ pub(super) async fn operator(
             let body = if reset {
                 json!({"reset": true})
             } else {
-                json!({"key": key_or_stdin(key)?})
+                json!({"key": key_or_stdin(key)?, "migrate": migrate})
             };
             client.call("PUT", "sys/unseal", Some(&body)).await?;
             status(client, format).await

@@ -64,8 +64,13 @@ pub fn header(title: &str) {
 /// The new key shares of an answer (`keys_base64`), one numbered line each:
 /// `Unseal Key 1: ...`.
 pub fn key_shares(answer: &Value, label: &str) {
+    shares_of(answer, "keys_base64", label);
+}
+
+/// The shares in the answer's `field`, one numbered line each.
+pub fn shares_of(answer: &Value, field: &str, label: &str) {
     let shares = answer
-        .get("keys_base64")
+        .get(field)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();

@@ -136,6 +136,7 @@ impl Core {
             }
             return;
         }
+        self.finish_migration().await;
         if !unsealed.leases.is_loaded() {
             // Off the async workers: requests go on being served meanwhile.
             let loading = unsealed.clone();

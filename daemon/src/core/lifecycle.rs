@@ -25,7 +25,9 @@ use crate::{engine, seal};
 /// A node that has a challenge from a member and waits for the operator's key
 /// shares to answer it.
 pub(crate) struct Joining {
-    config: SealConfig,
+    pub(super) config: SealConfig,
+    /// Under an auto seal: the cluster's unseal key as the seal wrapped it.
+    pub(super) sealed_unseal_key: Option<Vec<u8>>,
     leader: LeaderClient,
     challenge: Vec<u8>,
     sealed_root_key: Vec<u8>,
@@ -46,8 +48,16 @@ pub(super) enum State {
 pub struct Status {
     pub initialized: bool,
     pub sealed: bool,
+    /// `shamir`, or the auto seal's type.
+    pub seal_type: String,
+    /// Under an auto seal, operators hold recovery keys: `shares` and
+    /// `threshold` are theirs.
+    pub recovery_seal: bool,
     pub shares: u8,
     pub threshold: u8,
+    /// The stored seal is not the configured one: the operators' keys with
+    /// `migrate` move the data to the configured seal.
+    pub migration: bool,
     pub progress: usize,
     pub nonce: String,
     pub cluster: Option<ClusterInfo>,
@@ -229,11 +239,24 @@ impl Core {
             config => config,
         };
         let progress = self.lock_progress();
+        let (shares, threshold) = config.as_ref().map_or((0, 0), SealConfig::key_shares);
+        let migration = config
+            .as_ref()
+            .is_some_and(|config| self.migration_pending(config));
+        // During a migration, the type is the seal being migrated to (as
+        // Vault), and t/n the keys that authorize it.
+        let seal_type = match &config {
+            Some(config) if !migration => config.kind.clone(),
+            _ => self.target_seal().to_owned(),
+        };
         Status {
             initialized,
             sealed,
-            shares: config.as_ref().map_or(0, |config| config.secret_shares),
-            threshold: config.as_ref().map_or(0, |config| config.secret_threshold),
+            recovery_seal: seal_type != seal::SHAMIR,
+            seal_type,
+            shares,
+            threshold,
+            migration,
             progress: if sealed { progress.count() } else { 0 },
             nonce: if sealed {
                 progress.nonce().to_owned()
@@ -245,9 +268,11 @@ impl Core {
     }
 
     /// Initializes a new server: seal keys, keyring, the built-in policy, an empty
-    /// mount table and a root token, all in one atomic write. The server stays
-    /// sealed, as Vault's does. `root_token` chooses the root token's value (the dev
-    /// server's `--dev-root-token`).
+    /// mount table and a root token, all in one atomic write. `shares` and
+    /// `threshold` are the operators' shares: of the unseal key (the server
+    /// stays sealed, as Vault's does), or under an auto seal of the recovery key
+    /// (the server unseals itself at once). `root_token` chooses the root
+    /// token's value (the dev server's `--dev-root-token`).
     pub async fn initialize(
         &self,
         shares: u8,
@@ -262,14 +287,21 @@ impl Core {
         ) {
             return Err(ApiError::invalid("coffer is already initialized"));
         }
-        let initialized = seal::initialize(shares, threshold)?;
+        let initialized = match &self.settings.seal {
+            None => seal::initialize(shares, threshold)?,
+            Some(wrapper) => seal::initialize_auto(wrapper.as_ref(), shares, threshold).await?,
+        };
+        let unseal_key = initialized.unseal_key.clone();
         self.replica.clone().bootstrap().await?;
         let result = self.write_initial_state(initialized, root_token).await;
         self.replica.stop().await;
         let (shares, token) = result?;
         let config = seal::read_config(self.backend.as_ref())?
             .ok_or_else(|| ApiError::internal(&"seal configuration missing after init"))?;
-        self.set_state(State::Sealed(config));
+        self.set_state(State::Sealed(config.clone()));
+        if config.is_auto() {
+            self.unseal_member(config, unseal_key.as_ref()).await?;
+        }
         Ok(InitOutput {
             shares,
             root_token: token,
@@ -324,8 +356,14 @@ impl Core {
         Ok((initialized.shares, token))
     }
 
-    /// Adds one key share; unseals once the threshold is reached.
-    pub async fn submit_unseal_share(&self, share: Zeroizing<Vec<u8>>) -> ApiResult<()> {
+    /// Adds one key share; unseals once the threshold is reached. With
+    /// `migrate`, the shares also authorize moving the data to the configured
+    /// seal (see [`Core::migrate_seal`]).
+    pub async fn submit_unseal_share(
+        &self,
+        share: Zeroizing<Vec<u8>>,
+        migrate: bool,
+    ) -> ApiResult<()> {
         let _transition = self.transitions.lock().await;
         let (config, joining) = match &*self.read_state() {
             State::Uninitialized => return Err(ApiError::invalid("coffer is not initialized")),
@@ -335,12 +373,43 @@ impl Core {
             State::Sealed(config) => (config.clone(), None),
             State::Joining(joining) => (joining.config.clone(), Some(joining.clone())),
         };
+        if config.is_auto() && config.recovery_shares == 0 {
+            return Err(seal::Error::NoRecoveryKey.into());
+        }
+        let pending = self.migration_pending(&config);
+        if pending && !migrate {
+            return Err(ApiError::invalid(
+                "migrate option not provided and seal migration is pending",
+            ));
+        }
+        if migrate && !pending {
+            return Err(ApiError::invalid(
+                "migrate option provided, but no seal migration is pending",
+            ));
+        }
+        if pending && joining.is_some() {
+            return Err(ApiError::invalid(
+                "a node joining a cluster cannot migrate its seal: join with the cluster's seal",
+            ));
+        }
         let submitted = self
             .lock_progress()
             .submit(&config, share)
             .map_err(|error| ApiError::invalid(error.to_string()))?;
         let Submitted::Complete(key) = submitted else {
             return Ok(());
+        };
+        if pending {
+            return self.migrate_seal(config, &key).await;
+        }
+        // Under an auto seal, the shares are the recovery key's: it proves
+        // the operators' quorum, and the seal gives the unseal key.
+        let key = if config.is_auto() {
+            let wrapper = self.wrapper_for(&config)?;
+            seal::check_recovery_key(self.backend.as_ref(), wrapper.as_ref(), &key).await?;
+            self.unwrap_unseal_key(&config, joining.as_deref()).await?
+        } else {
+            key
         };
         match joining {
             None => self.unseal_member(config, &key).await,
@@ -405,6 +474,10 @@ impl Core {
         };
         let joining = Joining {
             config: answer.seal_config,
+            sealed_unseal_key: match answer.sealed_unseal_key.as_deref() {
+                Some(encoded) => Some(join::decode(encoded).ok_or_else(malformed)?),
+                None => None,
+            },
             challenge: join::decode(&answer.challenge).ok_or_else(malformed)?,
             sealed_root_key: join::decode(&answer.sealed_root_key).ok_or_else(malformed)?,
             sealed_keyring: join::decode(&answer.sealed_keyring).ok_or_else(malformed)?,

@@ -9,6 +9,7 @@
 //! request and response records around the authorize-and-route step.
 
 mod audited;
+mod autounseal;
 mod cubbyhole;
 mod envelope;
 mod fs;
@@ -88,6 +89,10 @@ pub struct Settings {
     pub engines: Vec<engine::Factory>,
     /// The auth method types served under `auth/` ([`crate::auth::BUILT_IN`]).
     pub auth_methods: Vec<crate::auth::Factory>,
+    /// The configured auto seal (the `seal` block that is not disabled), if any.
+    pub seal: Option<Arc<dyn crate::autoseal::Wrapper>>,
+    /// The seal being migrated away from (`disabled = "true"`), if any.
+    pub disabled_seal: Option<Arc<dyn crate::autoseal::Wrapper>>,
 }
 
 impl Default for Settings {
@@ -104,6 +109,8 @@ impl Default for Settings {
             min_rotation_operations: MIN_ROTATION_OPERATIONS,
             engines: engine::BUILT_IN.to_vec(),
             auth_methods: crate::auth::BUILT_IN.to_vec(),
+            seal: None,
+            disabled_seal: None,
         }
     }
 }
@@ -191,12 +198,22 @@ pub struct Core {
     attempts: Mutex<sys::quorum::Attempts>,
     /// The quotas (loaded while unsealed) and their clients' state on this node.
     quotas: Arc<crate::quotas::Quotas>,
+    /// A seal migration the operators' keys authorized on this node, written
+    /// once this node leads (unless another node wrote one first).
+    migration: Mutex<Option<seal::Migration>>,
 }
 
 impl Core {
     /// A core over `cluster`'s replica, sealed (or uninitialized).
-    pub fn new(replica: Arc<dyn Replica>, settings: Settings) -> Result<Core, seal::Error> {
+    pub fn new(replica: Arc<dyn Replica>, mut settings: Settings) -> Result<Core, seal::Error> {
         let backend: Arc<dyn Backend> = replica.clone();
+        let metrics = Metrics::new();
+        let observed = |wrapper| {
+            Arc::new(crate::autoseal::Observed::new(wrapper, metrics.seal()))
+                as Arc<dyn crate::autoseal::Wrapper>
+        };
+        settings.seal = settings.seal.map(observed);
+        settings.disabled_seal = settings.disabled_seal.map(observed);
         let state = match seal::read_config(backend.as_ref())? {
             Some(config) => State::Sealed(config),
             None => State::Uninitialized,
@@ -209,7 +226,7 @@ impl Core {
             state: RwLock::new(state),
             progress: Mutex::new(seal::Progress::default()),
             transitions: tokio::sync::Mutex::new(()),
-            metrics: Metrics::new(),
+            metrics,
             challenges: Challenges::default(),
             reopen_requests,
             reopen_requested: Mutex::new(Some(reopen_requested)),
@@ -217,6 +234,7 @@ impl Core {
             active_since: std::sync::atomic::AtomicU64::new(0),
             attempts: Mutex::new(Default::default()),
             quotas: Arc::new(crate::quotas::Quotas::default()),
+            migration: Mutex::new(None),
         })
     }
 

@@ -25,7 +25,7 @@ async fn unsealed_core(replica: Arc<MemoryReplica>, settings: Settings) -> Core 
     let output = core.initialize(1, 1, Some(ROOT.into())).await.unwrap();
     assert!(core.is_sealed(), "a new core stays sealed, as Vault's does");
     let share = Zeroizing::new(output.shares[0].to_vec());
-    core.submit_unseal_share(share).await.unwrap();
+    core.submit_unseal_share(share, false).await.unwrap();
     assert!(!core.is_sealed());
     core
 }
@@ -129,7 +129,7 @@ async fn a_sealed_core_refuses_requests_and_unsealing_brings_the_data_back() {
     let restarted = Core::new(replica, Settings::default()).unwrap();
     assert!(restarted.is_sealed());
     let wrong = restarted
-        .submit_unseal_share(Zeroizing::new(vec![7; 33]))
+        .submit_unseal_share(Zeroizing::new(vec![7; 33]), false)
         .await;
     assert!(wrong.is_err(), "a wrong share does not unseal");
     assert!(restarted.is_sealed());

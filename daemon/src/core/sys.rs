@@ -116,7 +116,7 @@ fn health(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
 fn seal_status(core: &Core) -> Value {
     let status = core.status();
     let mut body = json!({
-        "type": "shamir",
+        "type": status.seal_type,
         "initialized": status.initialized,
         "sealed": status.sealed,
         "t": status.threshold,
@@ -125,13 +125,18 @@ fn seal_status(core: &Core) -> Value {
         "nonce": status.nonce,
         "version": VERSION,
         "build_date": "",
-        "migration": false,
-        "recovery_seal": false,
+        "migration": status.migration,
+        "recovery_seal": status.recovery_seal,
         "storage_type": "raft",
     });
-    if let (Some(cluster), Value::Object(object)) = (&status.cluster, &mut body) {
-        object.insert("cluster_name".into(), json!(cluster.name));
-        object.insert("cluster_id".into(), json!(cluster.id));
+    if let Value::Object(object) = &mut body {
+        if status.recovery_seal {
+            object.insert("recovery_seal_type".into(), json!("shamir"));
+        }
+        if let Some(cluster) = &status.cluster {
+            object.insert("cluster_name".into(), json!(cluster.name));
+            object.insert("cluster_id".into(), json!(cluster.id));
+        }
     }
     body
 }
@@ -140,30 +145,71 @@ async fn init(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
     let fields = Fields::new(data);
     // The CLI always sends these, empty.
     fields.refuse_unless_empty(&["pgp_keys", "root_token_pgp_key", "recovery_pgp_keys"])?;
-    for unsupported in ["recovery_shares", "recovery_threshold", "stored_shares"] {
-        if fields.u64(unsupported)?.unwrap_or(0) > 0 {
-            return Err(ApiError::invalid(format!(
-                "{unsupported} applies to auto-unseal, which this server is not configured for"
-            )));
+    // As Vault: the parameters of the other kind of key are refused by name.
+    let given = |keys: &[&'static str]| -> ApiResult<Vec<&'static str>> {
+        let mut given = Vec::new();
+        for key in keys {
+            if fields.u64(key)?.unwrap_or(0) > 0 {
+                given.push(*key);
+            }
         }
+        Ok(given)
+    };
+    let secret = given(&["secret_shares", "secret_threshold", "stored_shares"])?;
+    let recovery = given(&["recovery_shares", "recovery_threshold"])?;
+    let seal_type = core.status().seal_type;
+    let auto = core.settings().seal.is_some();
+    let refused = if auto { &secret } else { &recovery };
+    if !refused.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "parameters {} not applicable to seal type {seal_type}",
+            refused.join(",")
+        )));
     }
-    let shares = share_count(&fields, "secret_shares")?;
-    let threshold = share_count(&fields, "secret_threshold")?;
+    let (shares, threshold) = if auto {
+        (
+            optional_share_count(&fields, "recovery_shares")?,
+            optional_share_count(&fields, "recovery_threshold")?,
+        )
+    } else {
+        (
+            share_count(&fields, "secret_shares")?,
+            share_count(&fields, "secret_threshold")?,
+        )
+    };
     let output = core.initialize(shares, threshold, None).await?;
-    let keys: Vec<String> = output.shares.iter().map(hex::encode).collect();
-    let keys_base64: Vec<String> = output
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let hex_keys: Vec<String> = output.shares.iter().map(hex::encode).collect();
+    let base64_keys: Vec<String> = output
         .shares
         .iter()
-        .map(|share| base64::engine::general_purpose::STANDARD.encode(share.as_slice()))
+        .map(|share| base64.encode(share.as_slice()))
         .collect();
-    Ok(raw(
-        200,
-        json!({
-            "keys": keys,
-            "keys_base64": keys_base64,
+    let body = if auto {
+        let mut body = json!({
+            "keys": [],
+            "keys_base64": [],
             "root_token": output.root_token.as_str(),
-        }),
-    ))
+        });
+        if !hex_keys.is_empty() {
+            body["recovery_keys"] = json!(hex_keys);
+            body["recovery_keys_base64"] = json!(base64_keys);
+        }
+        body
+    } else {
+        json!({
+            "keys": hex_keys,
+            "keys_base64": base64_keys,
+            "root_token": output.root_token.as_str(),
+        })
+    };
+    Ok(raw(200, body))
+}
+
+/// A recovery share count or threshold: 0 when absent, at most 255.
+fn optional_share_count(fields: &Fields<'_>, key: &str) -> ApiResult<u8> {
+    let value = fields.u64(key)?.unwrap_or(0);
+    u8::try_from(value).map_err(|_| ApiError::invalid(format!("{key} must be at most 255")))
 }
 
 /// A share count or threshold (`secret_shares`, `secret_threshold`): required,
@@ -189,11 +235,7 @@ fn decode_share(text: &str) -> Option<Zeroizing<Vec<u8>>> {
 
 async fn unseal(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
     let fields = Fields::new(data);
-    if fields.bool("migrate")?.unwrap_or(false) {
-        return Err(ApiError::invalid(
-            "seal migration is not supported by coffer",
-        ));
-    }
+    let migrate = fields.bool("migrate")?.unwrap_or(false);
     if fields.bool("reset")?.unwrap_or(false) {
         core.reset_unseal();
     } else {
@@ -204,7 +246,7 @@ async fn unseal(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
         })?;
         let share = decode_share(&key)
             .ok_or_else(|| ApiError::invalid("'key' must be a valid hex or base64 string"))?;
-        core.submit_unseal_share(share).await?;
+        core.submit_unseal_share(share, migrate).await?;
     }
     Ok(raw(200, seal_status(core)))
 }

@@ -146,6 +146,10 @@ pub struct ChallengeResponse {
     pub sealed_root_key: String,
     /// The keyring sealed by the root key, as stored (base64).
     pub sealed_keyring: String,
+    /// Under an auto seal: the unseal key as the seal wrapped it (base64); a
+    /// joining node with access to the same KMS key unseals with no operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_unseal_key: Option<String>,
 }
 
 /// What the joining node sends to `sys/storage/raft/bootstrap/answer`.

@@ -159,7 +159,7 @@ fn root_status(core: &Core, config: &SealConfig, otp: Option<&str>) -> Value {
         "started": attempt.is_some(),
         "nonce": attempt.map(|attempt| attempt.nonce.as_str()).unwrap_or(""),
         "progress": attempt.map_or(0, |attempt| attempt.shares.count()),
-        "required": config.secret_threshold,
+        "required": config.key_shares().1,
         "complete": false,
         "encoded_token": "",
         "encoded_root_token": "",
@@ -173,6 +173,9 @@ fn root_status(core: &Core, config: &SealConfig, otp: Option<&str>) -> Value {
 }
 
 fn start_root(core: &Core, config: &SealConfig, data: &Map<String, Value>) -> ApiResult<Routed> {
+    if config.is_auto() && config.recovery_shares == 0 {
+        return Err(seal::Error::NoRecoveryKey.into());
+    }
     let fields = Fields::new(data);
     fields.refuse_unless_empty(&["pgp_key"])?;
     // A client may bring its own OTP (`-generate-otp`); it must be as long as
@@ -223,7 +226,11 @@ async fn update_root(
     let Submitted::Complete(key) = submitted else {
         return Ok(answer(root_status(core, config, None)));
     };
-    if seal::open(core.backend.as_ref(), &key).is_err() {
+    if config.is_auto() {
+        // Under an auto seal the quorum is of recovery key holders.
+        let wrapper = core.wrapper_for(config)?;
+        seal::check_recovery_key(core.backend.as_ref(), wrapper.as_ref(), &key).await?;
+    } else if seal::open(core.backend.as_ref(), &key).is_err() {
         return Err(ApiError::invalid(
             "the key shares do not open this server's root key; submit them again",
         ));
@@ -250,8 +257,8 @@ async fn update_root(
     Ok(answer(json!({
         "started": true,
         "nonce": nonce,
-        "progress": config.secret_threshold,
-        "required": config.secret_threshold,
+        "progress": config.key_shares().1,
+        "required": config.key_shares().1,
         "complete": true,
         "encoded_token": encoded,
         "encoded_root_token": encoded,
@@ -277,6 +284,12 @@ fn rekey_status(core: &Core, config: &SealConfig) -> Value {
 }
 
 fn start_rekey(core: &Core, config: &SealConfig, data: &Map<String, Value>) -> ApiResult<Routed> {
+    if config.is_auto() {
+        return Err(ApiError::invalid(format!(
+            "rekey applies to Shamir unseal keys; this server's {} seal keeps its unseal key",
+            config.kind
+        )));
+    }
     let fields = Fields::new(data);
     fields.refuse_unless_empty(&["pgp_keys", "backup"])?;
     let shares = share_count(&fields, "secret_shares")?;

@@ -10,6 +10,7 @@ use super::system;
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
+use crate::autoseal::UNSEAL_KEY_PATH;
 use crate::barrier::KEYRING_PATH;
 use crate::raft::tls::{self, ClusterCa, RawPublicKey};
 use crate::raft::{NodeInfo, archive, join, network, node_id, snapshot};
@@ -67,11 +68,16 @@ pub(super) fn challenge(core: &Core, data: &Map<String, Value>) -> ApiResult<Rou
         .encrypt_blob(join::CHALLENGE_LABEL, &nonce)?;
     let seal_config = seal::read_config(core.backend.as_ref())?
         .ok_or_else(|| ApiError::internal(&"the seal configuration is missing"))?;
+    let sealed_unseal_key = match seal_config.is_auto() {
+        true => Some(join::encode(&stored(core, UNSEAL_KEY_PATH)?)),
+        false => None,
+    };
     let answer = join::ChallengeResponse {
         challenge: join::encode(&challenge),
         seal_config,
         sealed_root_key: join::encode(&stored(core, ROOT_KEY_PATH)?),
         sealed_keyring: join::encode(&stored(core, KEYRING_PATH)?),
+        sealed_unseal_key,
     };
     let value = serde_json::to_value(&answer).map_err(|error| ApiError::internal(&error))?;
     Ok(system(Reply::data(value)))
