@@ -95,3 +95,19 @@ def configured_server():
     server = Server(dev=False)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def server_with_config():
+    """Starts configured servers with extra configuration text (a `seal`
+    block); stops them at the end of the test."""
+    servers = []
+
+    def start(extra_config):
+        server = Server(dev=False, extra_config=extra_config)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -13,7 +13,6 @@ import sys
 import tempfile
 
 import pytest
-from conftest import Server
 
 BAO = os.path.join(os.path.dirname(sys.executable), "bao")
 
@@ -223,33 +222,30 @@ def test_init_unseal_status_and_seal(configured_server):
     assert "Vault is sealed" in out
 
 
-def test_init_status_unseal_and_generate_root_under_a_static_seal(tmp_path):
+def test_init_status_unseal_and_generate_root_under_a_static_seal(tmp_path, server_with_config):
     key = tmp_path / "seal.key"
     key.write_bytes(os.urandom(32))
     seal = f'seal "static" {{\n  current_key_id = "k1"\n  current_key = "file://{key}"\n}}\n'
-    server = Server(dev=False, extra_config=seal)
-    try:
-        cli = Cli(server, token=None)
-        rows = table(cli.run("status", expect=2))
-        assert (rows["Seal Type"], rows["Recovery Seal Type"], rows["Initialized"]) == ("static", "shamir", "false")
-        # The CLI sees the recovery seal and asks for recovery shares.
-        init = cli.json("operator init", "-recovery-shares=3", "-recovery-threshold=2")
-        assert init["unseal_keys_b64"] == [] and len(init["recovery_keys_b64"]) == 3
-        recovery = init["recovery_keys_b64"]
-        rows = table(cli.run("status"))
-        assert (rows["Sealed"], rows["Total Recovery Shares"], rows["Threshold"]) == ("false", "3", "2")
-        cli.env["VAULT_TOKEN"] = init["root_token"]
-        # Recovery keys authorize a root token.
-        token = generate_root(cli, recovery)
-        assert token.startswith("hvs.") and token != init["root_token"]
-        # Sealed by hand, the recovery keys unseal it.
-        cli.run("operator", "seal")
-        assert table(cli.run("operator", "unseal", recovery[1]))["Unseal Progress"] == "1/2"
-        assert table(cli.run("operator", "unseal", recovery[0]))["Sealed"] == "false"
-        out = cli.run("operator", "rekey", "-init", "-key-shares=1", "-key-threshold=1", expect=2)
-        assert "rekey applies to Shamir unseal keys" in out
-    finally:
-        server.stop()
+    server = server_with_config(seal)
+    cli = Cli(server, token=None)
+    rows = table(cli.run("status", expect=2))
+    assert (rows["Seal Type"], rows["Recovery Seal Type"], rows["Initialized"]) == ("static", "shamir", "false")
+    # The CLI sees the recovery seal and asks for recovery shares.
+    init = cli.json("operator init", "-recovery-shares=3", "-recovery-threshold=2")
+    assert init["unseal_keys_b64"] == [] and len(init["recovery_keys_b64"]) == 3
+    recovery = init["recovery_keys_b64"]
+    rows = table(cli.run("status"))
+    assert (rows["Sealed"], rows["Total Recovery Shares"], rows["Threshold"]) == ("false", "3", "2")
+    cli.env["VAULT_TOKEN"] = init["root_token"]
+    # Recovery keys authorize a root token.
+    token = generate_root(cli, recovery)
+    assert token.startswith("hvs.") and token != init["root_token"]
+    # Sealed by hand, the recovery keys unseal it.
+    cli.run("operator", "seal")
+    assert table(cli.run("operator", "unseal", recovery[1]))["Unseal Progress"] == "1/2"
+    assert table(cli.run("operator", "unseal", recovery[0]))["Sealed"] == "false"
+    out = cli.run("operator", "rekey", "-init", "-key-shares=1", "-key-threshold=1", expect=2)
+    assert "rekey applies to Shamir unseal keys" in out
 
 
 def initialized(server):
