@@ -13,6 +13,7 @@
 //! which is only ever compared, never used to decrypt: without the KMS key,
 //! recovery keys open nothing.
 
+mod aws_kms;
 mod static_key;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::config::{Seal, SealKind};
 use crate::crypto;
 use crate::leases::BoxFuture;
 
+pub use aws_kms::AwsKmsWrapper;
 pub use static_key::StaticWrapper;
 
 /// The unseal key, wrapped by the seal (plaintext-readable while sealed).
@@ -97,6 +99,7 @@ pub fn from_config(seal: &Seal) -> Arc<dyn Wrapper> {
             (current_key_id.clone(), current_key.clone()),
             previous_key_id.clone().zip(previous_key.clone()),
         )),
+        SealKind::AwsKms(aws) => Arc::new(AwsKmsWrapper::new(aws.clone())),
     }
 }
 

@@ -1,8 +1,9 @@
 //! `seal "<type>" { ... }` blocks: how the root key is protected when no
-//! operator types key shares. `static` (OpenBao's shape: a 32-byte key from a
-//! file or an environment variable, with a previous one for rotation) is
-//! built; a block may say `disabled = "true"` (the seal being migrated away
-//! from).
+//! operator types key shares. `awskms` (AWS KMS, Vault's keys and
+//! environment variables, which win over the file) and `static` (OpenBao's
+//! shape: a 32-byte key from a file or an environment variable, with a
+//! previous one for rotation); a block may say `disabled = "true"` (the seal
+//! being migrated away from).
 
 use super::{boolean, string, unknown};
 use crate::hcl;
@@ -25,18 +26,75 @@ pub enum SealKind {
         previous_key_id: Option<String>,
         previous_key: Option<String>,
     },
+    /// `seal "awskms"`, with the environment already applied.
+    AwsKms(AwsKms),
 }
+
+/// `seal "awskms"`: which KMS key, where, and as whom.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsKms {
+    pub region: String,
+    /// A key id, an ARN, or `alias/<name>`.
+    pub kms_key_id: String,
+    /// Static credentials; `None`: the SDK's default chain (environment,
+    /// profile, web identity, instance metadata).
+    pub credentials: Option<AwsCredentials>,
+    /// Another KMS address (a VPC endpoint; a local KMS in tests).
+    pub endpoint: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub access_key: String,
+    pub secret_key: String,
+    pub session_token: Option<String>,
+}
+
+// The secret key never reaches a log line through Debug.
+impl std::fmt::Debug for AwsKms {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AwsKms")
+            .field("region", &self.region)
+            .field("kms_key_id", &self.kms_key_id)
+            .field("static_credentials", &self.credentials.is_some())
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+/// Vault's environment variables for `awskms`, in order of precedence.
+const AWS_ENVIRONMENT: &[(&str, &[&str])] = &[
+    ("region", &["AWS_REGION", "AWS_DEFAULT_REGION"]),
+    ("access_key", &["AWS_ACCESS_KEY_ID"]),
+    ("secret_key", &["AWS_SECRET_ACCESS_KEY"]),
+    ("session_token", &["AWS_SESSION_TOKEN"]),
+    (
+        "kms_key_id",
+        &["VAULT_AWSKMS_SEAL_KEY_ID", "AWSKMS_WRAPPER_KEY_ID"],
+    ),
+    ("endpoint", &["AWS_KMS_ENDPOINT"]),
+];
 
 impl Seal {
     /// The type `sys/seal-status` reports.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             SealKind::Static { .. } => "static",
+            SealKind::AwsKms(_) => "awskms",
         }
     }
 }
 
 pub(super) fn parse_seal(block: &hcl::Block) -> Result<Seal, hcl::Error> {
+    parse_seal_with(block, &|name| std::env::var(name).ok())
+}
+
+/// Parses with `environment` as the process environment (tests pass a table).
+pub(super) fn parse_seal_with(
+    block: &hcl::Block,
+    environment: &dyn Fn(&str) -> Option<String>,
+) -> Result<Seal, hcl::Error> {
     let kind = match block.labels.as_slice() {
         [kind] => kind.as_str(),
         _ => {
@@ -54,6 +112,12 @@ pub(super) fn parse_seal(block: &hcl::Block) -> Result<Seal, hcl::Error> {
             "disabled" => disabled = boolean(&attribute.value, "disabled")?,
             "current_key_id" | "current_key" | "previous_key_id" | "previous_key"
                 if kind == "static" =>
+            {
+                fields.insert(key, string(&attribute.value, key)?);
+            }
+            "region" | "access_key" | "secret_key" | "session_token" | "kms_key_id"
+            | "endpoint"
+                if kind == "awskms" =>
             {
                 fields.insert(key, string(&attribute.value, key)?);
             }
@@ -108,12 +172,157 @@ pub(super) fn parse_seal(block: &hcl::Block) -> Result<Seal, hcl::Error> {
                 previous_key: previous_key.cloned(),
             }
         }
+        "awskms" => {
+            // As Vault: the environment wins over the file.
+            let mut value = |key: &'static str| -> Option<String> {
+                let names = AWS_ENVIRONMENT
+                    .iter()
+                    .find(|(field, _)| *field == key)
+                    .map_or(&[][..], |(_, names)| *names);
+                names
+                    .iter()
+                    .find_map(|name| environment(name))
+                    .or_else(|| fields.remove(key))
+                    .filter(|value| !value.is_empty())
+            };
+            let region = value("region").unwrap_or_else(|| "us-east-1".into());
+            let kms_key_id = value("kms_key_id").ok_or_else(|| {
+                hcl::Error::new(
+                    block.line,
+                    "seal \"awskms\" needs kms_key_id (or VAULT_AWSKMS_SEAL_KEY_ID)",
+                )
+            })?;
+            let access_key = value("access_key");
+            let secret_key = value("secret_key");
+            let session_token = value("session_token");
+            let credentials = match (access_key, secret_key) {
+                (Some(access_key), Some(secret_key)) => Some(AwsCredentials {
+                    access_key,
+                    secret_key,
+                    session_token,
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(hcl::Error::new(
+                        block.line,
+                        "seal \"awskms\": access_key and secret_key go together",
+                    ));
+                }
+            };
+            let endpoint = value("endpoint");
+            if let Some(endpoint) = &endpoint
+                && !endpoint.starts_with("https://")
+                && !endpoint.starts_with("http://")
+            {
+                return Err(hcl::Error::new(
+                    block.line,
+                    "seal \"awskms\": endpoint is an http:// or https:// URL",
+                ));
+            }
+            SealKind::AwsKms(AwsKms {
+                region,
+                kms_key_id,
+                credentials,
+                endpoint,
+            })
+        }
         other => {
             return Err(hcl::Error::new(
                 block.line,
-                format!("unsupported seal type {other:?}: coffer builds \"static\""),
+                format!("unsupported seal type {other:?}: coffer builds \"awskms\" and \"static\""),
             ));
         }
     };
     Ok(Seal { kind, disabled })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, environment: &[(&str, &str)]) -> Result<Seal, String> {
+        let body = hcl::parse(text).map_err(|error| error.to_string())?;
+        let block = body.blocks.first().expect("a block");
+        parse_seal_with(block, &|name| {
+            environment
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+        .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn awskms_takes_vaults_keys_and_the_environment_wins() {
+        let text = "seal \"awskms\" {\n region = \"eu-west-1\"\n kms_key_id = \"alias/file\"\n access_key = \"AKIAFILE\"\n secret_key = \"file-secret\"\n endpoint = \"http://127.0.0.1:5000\"\n}\n";
+        let Seal {
+            kind: SealKind::AwsKms(aws),
+            disabled,
+        } = parse(text, &[]).unwrap()
+        else {
+            panic!("not awskms");
+        };
+        assert!(!disabled);
+        assert_eq!(
+            (
+                aws.region.as_str(),
+                aws.kms_key_id.as_str(),
+                aws.endpoint.as_deref()
+            ),
+            ("eu-west-1", "alias/file", Some("http://127.0.0.1:5000"))
+        );
+        assert_eq!(aws.credentials.as_ref().unwrap().access_key, "AKIAFILE");
+        assert!(!format!("{aws:?}").contains("file-secret"));
+
+        let environment = [
+            ("AWS_REGION", "us-west-2"),
+            ("VAULT_AWSKMS_SEAL_KEY_ID", "alias/env"),
+            ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ];
+        let Seal {
+            kind: SealKind::AwsKms(aws),
+            ..
+        } = parse(text, &environment).unwrap()
+        else {
+            panic!("not awskms");
+        };
+        assert_eq!(
+            (aws.region.as_str(), aws.kms_key_id.as_str()),
+            ("us-west-2", "alias/env")
+        );
+        let credentials = aws.credentials.unwrap();
+        assert_eq!(
+            (
+                credentials.access_key.as_str(),
+                credentials.secret_key.as_str()
+            ),
+            ("AKIAENV", "env-secret")
+        );
+
+        // No keys: the default chain; no key id: an error that says which.
+        let Seal {
+            kind: SealKind::AwsKms(aws),
+            ..
+        } = parse("seal \"awskms\" {\n kms_key_id = \"k\"\n}\n", &[]).unwrap()
+        else {
+            panic!("not awskms");
+        };
+        assert_eq!(aws.region, "us-east-1");
+        assert!(aws.credentials.is_none());
+        let error = parse("seal \"awskms\" {\n region = \"us-east-1\"\n}\n", &[]).unwrap_err();
+        assert!(error.contains("needs kms_key_id"), "{error}");
+        let error = parse(
+            "seal \"awskms\" {\n kms_key_id = \"k\"\n access_key = \"a\"\n}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.contains("go together"), "{error}");
+        let error = parse(
+            "seal \"awskms\" {\n kms_key_id = \"k\"\n current_key = \"a\"\n}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.contains("current_key"), "{error}");
+    }
 }
