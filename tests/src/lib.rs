@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 pub mod bao;
 pub mod cluster;
 pub mod databases;
+pub mod kms;
 pub mod load;
 pub mod store;
 

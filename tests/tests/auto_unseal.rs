@@ -1,4 +1,5 @@
-//! Auto-unseal with `seal "static"`: init with recovery keys, a restart that
+//! Auto-unseal with `seal "static"` and `seal "awskms"` (against moto's KMS
+//! on loopback): init with recovery keys, a restart that
 //! unseals with no operator, seal-then-unseal with recovery keys, a wrong or
 //! missing key that keeps the node sealed until the key is right again, and a
 //! 3-node cluster whose nodes all come back by themselves after `kill -9`
@@ -13,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use coffer_tests::cluster::{Cluster, kv_read, wait_for};
+use coffer_tests::kms::Moto;
 use coffer_tests::{Api, Server, cli};
 use serde_json::{Value, json};
 
@@ -376,7 +378,7 @@ fn wait_migrated(api: &Api, seal_type: &str) {
 }
 
 #[test]
-fn shamir_to_static_and_back_keeps_the_data_and_the_operators_keys() {
+fn shamir_to_static_to_awskms_to_shamir_keeps_the_data_and_the_operators_keys() {
     let _serial = serial();
     let keys = tempfile::tempdir().unwrap();
     let key = write_key(keys.path(), "seal.key", 0x55);
@@ -452,9 +454,36 @@ fn shamir_to_static_and_back_keeps_the_data_and_the_operators_keys() {
     let done = unseal_with(&api, &unseal_keys[1..], false);
     assert_eq!(done["sealed"], false, "{done}");
 
-    // static -> Shamir: the block disabled, the recovery keys with migrate.
-    let disabled = static_seal(&key).replace("}\n", "  disabled = \"true\"\n}\n");
-    server.set_config(&single_node_config(&disabled));
+    // static -> awskms: the static block disabled, the KMS block added, the
+    // recovery keys with migrate.
+    let moto = Moto::start();
+    let kms_key = moto.create_key();
+    let disabled_static = static_seal(&key).replace("}\n", "  disabled = \"true\"\n}\n");
+    server.set_config(&single_node_config(&format!(
+        "{disabled_static}{}",
+        moto.seal_block(&kms_key, false)
+    )));
+    server.restart();
+    let api = server.client(None);
+    let status = api.get("sys/seal-status").body;
+    assert_eq!(
+        (&status["type"], &status["migration"], &status["sealed"]),
+        (&json!("awskms"), &json!(true), &json!(true)),
+        "{status}"
+    );
+    let done = unseal_with(&api, &unseal_keys[..2], true);
+    assert_eq!(done["sealed"], false, "{done}");
+    wait_migrated(&api, "awskms");
+    let root = server.client(Some(&root_token));
+    root.kv_put("step/awskms", json!({"v": "3"}));
+    // The static key is no longer needed.
+    std::fs::remove_file(&key).unwrap();
+    server.set_config(&single_node_config(&moto.seal_block(&kms_key, false)));
+    server.restart();
+    wait_unsealed(&server.client(None), Duration::from_secs(30));
+
+    // awskms -> Shamir: the block disabled, the recovery keys with migrate.
+    server.set_config(&single_node_config(&moto.seal_block(&kms_key, true)));
     server.restart();
     let api = server.client(None);
     let status = api.get("sys/seal-status").body;
@@ -471,7 +500,7 @@ fn shamir_to_static_and_back_keeps_the_data_and_the_operators_keys() {
     assert_eq!(done["sealed"], false, "{done}");
     wait_migrated(&api, "shamir");
     let root = server.client(Some(&root_token));
-    root.kv_put("step/back", json!({"v": "3"}));
+    root.kv_put("step/back", json!({"v": "4"}));
 
     // The block gone: Shamir keys as at the start, and all the data.
     server.set_config(&shamir);
@@ -487,10 +516,134 @@ fn shamir_to_static_and_back_keeps_the_data_and_the_operators_keys() {
     for (path, value) in [
         ("step/shamir", "1"),
         ("step/static", "2"),
-        ("step/back", "3"),
+        ("step/awskms", "3"),
+        ("step/back", "4"),
     ] {
         assert_eq!(kv_read(&root, path).unwrap()["v"], value, "{path}");
     }
+}
+
+#[test]
+fn an_awskms_seal_unseals_itself_and_waits_out_a_kms_that_does_not_answer() {
+    let _serial = serial();
+    let moto = Moto::start();
+    let key_id = moto.create_key();
+    let mut server = Server::with_config(&single_node_config(&moto.seal_block(&key_id, false)));
+    let api = server.client(None);
+    assert_eq!(api.get("sys/seal-status").body["type"], "awskms");
+    let init = api
+        .call(
+            "PUT",
+            "sys/init",
+            Some(json!({"recovery_shares": 1, "recovery_threshold": 1})),
+        )
+        .expect(200);
+    let root_token = init.body["root_token"].as_str().unwrap().to_owned();
+    let recovery = strings(&init.body["recovery_keys"]);
+    let root = server.client(Some(&root_token));
+    root.post(
+        "sys/mounts/secret",
+        json!({"type": "kv", "options": {"version": "2"}}),
+    )
+    .expect(204);
+    root.kv_put("app/db", json!({"password": "kms"}));
+
+    // A restart: unsealed by one Decrypt.
+    server.restart();
+    let api = server.client(None);
+    wait_unsealed(&api, Duration::from_secs(30));
+    let root = server.client(Some(&root_token));
+    assert_eq!(kv_read(&root, "app/db").unwrap()["password"], "kms");
+    let metrics = root.get("sys/metrics?format=prometheus").expect(200).body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    let calls: u64 = ["check", "wrap", "unwrap"]
+        .iter()
+        .flat_map(|call| {
+            ["ok", "error"].map(|outcome| {
+                counter(
+                    metrics,
+                    &format!(
+                        "coffer_seal_kms_calls_total{{seal=\"awskms\",call=\"{call}\",outcome=\"{outcome}\"}}"
+                    ),
+                )
+            })
+        })
+        .sum();
+    assert_eq!(calls, 1, "KMS calls in this start: {metrics}");
+    // Recovery keys after a manual seal: one more Decrypt.
+    root.call("PUT", "sys/seal", None).expect(204);
+    let done = unseal_with(&api, &recovery, false);
+    assert_eq!(done["sealed"], false, "{done}");
+
+    // The KMS stops answering: the node runs sealed, logs, retries, and
+    // unseals by itself once the KMS answers again.
+    moto.pause();
+    let before = server.log().len();
+    server.restart();
+    let api = server.client(None);
+    wait_for(
+        Duration::from_secs(40),
+        "a failed attempt in the log",
+        || {
+            server.log()[before..]
+                .contains("failed to unseal with the seal")
+                .then_some(())
+        },
+    );
+    assert_eq!(api.get("sys/health").status, 503);
+    assert!(server.log().contains(&key_id), "the log names the key");
+    moto.resume();
+    wait_unsealed(&api, Duration::from_secs(60));
+
+    // The key gone (a KMS that does not hold it): sealed with the KMS's
+    // reason, and the recovery keys cannot unseal without it.
+    let empty = Moto::start();
+    server.set_config(&single_node_config(&empty.seal_block(&key_id, false)));
+    let before = server.log().len();
+    server.restart();
+    let api = server.client(None);
+    wait_for(
+        Duration::from_secs(30),
+        "the KMS's refusal in the log",
+        || {
+            let log = server.log();
+            let log = &log[before..];
+            (log.contains("failed to unseal with the seal") && log.contains("Decrypt"))
+                .then_some(())
+        },
+    );
+    assert_eq!(api.get("sys/seal-status").body["sealed"], true);
+    let refused = api.post("sys/unseal", json!({"key": recovery[0]}));
+    assert_eq!(refused.status, 502, "{:?}", refused.body);
+    assert_eq!(api.get("sys/seal-status").body["sealed"], true);
+    // The right KMS again: unsealed, nothing lost.
+    server.set_config(&single_node_config(&moto.seal_block(&key_id, false)));
+    server.restart();
+    let api = server.client(None);
+    wait_unsealed(&api, Duration::from_secs(30));
+    let root = server.client(Some(&root_token));
+    assert_eq!(kv_read(&root, "app/db").unwrap()["password"], "kms");
+
+    // A key that does not exist: named at start, and init fails with it.
+    let fresh = Server::with_config(&single_node_config(&moto.seal_block("alias/nope", false)));
+    wait_for(
+        Duration::from_secs(30),
+        "the failed key check in the log",
+        || fresh.log().contains("NotFoundException").then_some(()),
+    );
+    let refused = fresh.client(None).call(
+        "PUT",
+        "sys/init",
+        Some(json!({"recovery_shares": 1, "recovery_threshold": 1})),
+    );
+    assert_eq!(refused.status, 502, "{:?}", refused.body);
+    assert!(
+        refused.errors()[0].contains("alias/nope"),
+        "{:?}",
+        refused.body
+    );
+    let status = fresh.client(None).get("sys/seal-status").body;
+    assert_eq!(status["initialized"], false, "a failed init writes nothing");
 }
 
 /// Whether any file under `directory` holds `needle`.
