@@ -14,6 +14,7 @@
 //! recovery keys open nothing.
 
 mod aws_kms;
+mod gcp_kms;
 mod static_key;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::crypto;
 use crate::leases::BoxFuture;
 
 pub use aws_kms::AwsKmsWrapper;
+pub use gcp_kms::GcpKmsWrapper;
 pub use static_key::StaticWrapper;
 
 /// The unseal key, wrapped by the seal (plaintext-readable while sealed).
@@ -100,6 +102,7 @@ pub fn from_config(seal: &Seal) -> Arc<dyn Wrapper> {
             previous_key_id.clone().zip(previous_key.clone()),
         )),
         SealKind::AwsKms(aws) => Arc::new(AwsKmsWrapper::new(aws.clone())),
+        SealKind::GcpCkms(gcp) => Arc::new(GcpKmsWrapper::new(gcp.clone())),
     }
 }
 

@@ -19,7 +19,7 @@ pub use fuse::Fuse;
 use fuse::parse_fuse;
 pub use listener::{Listener, UnixListener};
 use listener::{parse_listener, parse_unix_listener};
-pub use seal::{AwsCredentials, AwsKms, Seal, SealKind};
+pub use seal::{AwsCredentials, AwsKms, GcpCkms, Seal, SealKind};
 use storage::parse_storage;
 pub use storage::{RetryJoin, Storage};
 pub use telemetry::Telemetry;
@@ -445,9 +445,9 @@ cluster_addr = "http://127.0.0.1:8201"
         );
         error("listener \"tcp\" {\n tls_disable = true\n}\n", 1, "storage");
         error(
-            &format!("{VAULT_SHAPED}\nseal \"gcpckms\" {{}}\n"),
+            &format!("{VAULT_SHAPED}\nseal \"pkcs11\" {{}}\n"),
             13,
-            "unsupported seal type \"gcpckms\"",
+            "unsupported seal type \"pkcs11\"",
         );
         error(
             &format!("{VAULT_SHAPED}\nseal \"static\" {{\n current_key_id = \"k1\"\n}}\n"),

@@ -28,6 +28,80 @@ pub enum SealKind {
     },
     /// `seal "awskms"`, with the environment already applied.
     AwsKms(AwsKms),
+    /// `seal "gcpckms"`, with the environment already applied.
+    GcpCkms(GcpCkms),
+}
+
+/// `seal "gcpckms"`: which Cloud KMS key, and as whom.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GcpCkms {
+    /// `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
+    pub key_name: String,
+    /// A service account's JSON key: a file's path, or the JSON itself (as
+    /// `GOOGLE_CREDENTIALS` may hold it); `None`: the instance's account from
+    /// the metadata server.
+    pub credentials: Option<String>,
+    /// Cloud KMS's address (`https://cloudkms.googleapis.com`); coffer's own
+    /// key, for private endpoints and tests.
+    pub endpoint: String,
+}
+
+// Inline credentials (a private key) never reach a log line through Debug.
+impl std::fmt::Debug for GcpCkms {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let credentials = match &self.credentials {
+            Some(text) if text.trim_start().starts_with('{') => "inline",
+            Some(path) => path.as_str(),
+            None => "metadata server",
+        };
+        formatter
+            .debug_struct("GcpCkms")
+            .field("key_name", &self.key_name)
+            .field("credentials", &credentials)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+/// Vault's environment variables for `gcpckms`, in order of precedence.
+const GCP_ENVIRONMENT: &[(&str, &[&str])] = &[
+    (
+        "credentials",
+        &["GOOGLE_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS"],
+    ),
+    ("project", &["GOOGLE_PROJECT"]),
+    ("region", &["GOOGLE_REGION"]),
+    (
+        "key_ring",
+        &["VAULT_GCPCKMS_SEAL_KEY_RING", "GCPCKMS_WRAPPER_KEY_RING"],
+    ),
+    (
+        "crypto_key",
+        &[
+            "VAULT_GCPCKMS_SEAL_CRYPTO_KEY",
+            "GCPCKMS_WRAPPER_CRYPTO_KEY",
+        ],
+    ),
+    ("endpoint", &[]),
+];
+
+/// A field's value: the first environment variable set in `table`, else the
+/// block's, as Vault reads them.
+fn setting(
+    table: &[(&str, &[&str])],
+    environment: &dyn Fn(&str) -> Option<String>,
+    fields: &mut std::collections::BTreeMap<&str, String>,
+    key: &'static str,
+) -> Option<String> {
+    let names = table
+        .iter()
+        .find(|(field, _)| *field == key)
+        .map_or(&[][..], |(_, names)| *names);
+    names
+        .iter()
+        .find_map(|name| environment(name))
+        .or_else(|| fields.remove(key))
+        .filter(|value| !value.is_empty())
 }
 
 /// `seal "awskms"`: which KMS key, where, and as whom.
@@ -82,6 +156,7 @@ impl Seal {
         match self.kind {
             SealKind::Static { .. } => "static",
             SealKind::AwsKms(_) => "awskms",
+            SealKind::GcpCkms(_) => "gcpckms",
         }
     }
 }
@@ -118,6 +193,11 @@ pub(super) fn parse_seal_with(
             "region" | "access_key" | "secret_key" | "session_token" | "kms_key_id"
             | "endpoint"
                 if kind == "awskms" =>
+            {
+                fields.insert(key, string(&attribute.value, key)?);
+            }
+            "credentials" | "project" | "region" | "key_ring" | "crypto_key" | "endpoint"
+                if kind == "gcpckms" =>
             {
                 fields.insert(key, string(&attribute.value, key)?);
             }
@@ -174,17 +254,8 @@ pub(super) fn parse_seal_with(
         }
         "awskms" => {
             // As Vault: the environment wins over the file.
-            let mut value = |key: &'static str| -> Option<String> {
-                let names = AWS_ENVIRONMENT
-                    .iter()
-                    .find(|(field, _)| *field == key)
-                    .map_or(&[][..], |(_, names)| *names);
-                names
-                    .iter()
-                    .find_map(|name| environment(name))
-                    .or_else(|| fields.remove(key))
-                    .filter(|value| !value.is_empty())
-            };
+            let mut value =
+                |key: &'static str| setting(AWS_ENVIRONMENT, environment, &mut fields, key);
             let region = value("region").unwrap_or_else(|| "us-east-1".into());
             let kms_key_id = value("kms_key_id").ok_or_else(|| {
                 hcl::Error::new(
@@ -226,10 +297,59 @@ pub(super) fn parse_seal_with(
                 endpoint,
             })
         }
+        "gcpckms" => {
+            let mut value =
+                |key: &'static str| setting(GCP_ENVIRONMENT, environment, &mut fields, key);
+            let mut required = |key: &'static str, variable: &str| {
+                value(key).ok_or_else(|| {
+                    hcl::Error::new(
+                        block.line,
+                        format!("seal \"gcpckms\" needs {key} (or {variable})"),
+                    )
+                })
+            };
+            let project = required("project", "GOOGLE_PROJECT")?;
+            let key_ring = required("key_ring", "VAULT_GCPCKMS_SEAL_KEY_RING")?;
+            let crypto_key = required("crypto_key", "VAULT_GCPCKMS_SEAL_CRYPTO_KEY")?;
+            let region = value("region").unwrap_or_else(|| "global".into());
+            let credentials = value("credentials");
+            let endpoint = value("endpoint")
+                .unwrap_or_else(|| "https://cloudkms.googleapis.com".into())
+                .trim_end_matches('/')
+                .to_owned();
+            if !endpoint.starts_with("https://") && !endpoint.starts_with("http://") {
+                return Err(hcl::Error::new(
+                    block.line,
+                    "seal \"gcpckms\": endpoint is an http:// or https:// URL",
+                ));
+            }
+            for (key, part) in [
+                ("project", &project),
+                ("region", &region),
+                ("key_ring", &key_ring),
+                ("crypto_key", &crypto_key),
+            ] {
+                if part.contains('/') || part.contains('?') || part.contains('#') {
+                    return Err(hcl::Error::new(
+                        block.line,
+                        format!("seal \"gcpckms\": {key} is a name, without '/'"),
+                    ));
+                }
+            }
+            SealKind::GcpCkms(GcpCkms {
+                key_name: format!(
+                    "projects/{project}/locations/{region}/keyRings/{key_ring}/cryptoKeys/{crypto_key}"
+                ),
+                credentials,
+                endpoint,
+            })
+        }
         other => {
             return Err(hcl::Error::new(
                 block.line,
-                format!("unsupported seal type {other:?}: coffer builds \"awskms\" and \"static\""),
+                format!(
+                    "unsupported seal type {other:?}: coffer builds \"awskms\", \"gcpckms\" and \"static\""
+                ),
             ));
         }
     };
@@ -250,6 +370,47 @@ mod tests {
                 .map(|(_, value)| (*value).to_owned())
         })
         .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn gcpckms_names_the_key_and_the_environment_wins() {
+        let text = "seal \"gcpckms\" {\n project = \"p\"\n key_ring = \"ring\"\n crypto_key = \"key\"\n endpoint = \"http://127.0.0.1:9/\"\n credentials = \"/etc/coffer/sa.json\"\n}\n";
+        let Seal {
+            kind: SealKind::GcpCkms(gcp),
+            ..
+        } = parse(text, &[]).unwrap()
+        else {
+            panic!("not gcpckms");
+        };
+        assert_eq!(
+            gcp.key_name,
+            "projects/p/locations/global/keyRings/ring/cryptoKeys/key"
+        );
+        assert_eq!(gcp.endpoint, "http://127.0.0.1:9");
+        assert_eq!(gcp.credentials.as_deref(), Some("/etc/coffer/sa.json"));
+        let environment = [
+            ("GOOGLE_REGION", "europe-west1"),
+            ("VAULT_GCPCKMS_SEAL_CRYPTO_KEY", "env-key"),
+        ];
+        let Seal {
+            kind: SealKind::GcpCkms(gcp),
+            ..
+        } = parse(text, &environment).unwrap()
+        else {
+            panic!("not gcpckms");
+        };
+        assert_eq!(
+            gcp.key_name,
+            "projects/p/locations/europe-west1/keyRings/ring/cryptoKeys/env-key"
+        );
+        let error = parse("seal \"gcpckms\" {\n project = \"p\"\n}\n", &[]).unwrap_err();
+        assert!(error.contains("needs key_ring"), "{error}");
+        let error = parse(
+            "seal \"gcpckms\" {\n project = \"p/x\"\n key_ring = \"r\"\n crypto_key = \"k\"\n}\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.contains("without '/'"), "{error}");
     }
 
     #[test]
