@@ -48,9 +48,14 @@ class Server:
             with open(config, "w") as handle:
                 handle.write(CONFIG % {"data": data, "socket": self.socket} + extra_config)
             args = ["server", "--config", config]
-        self.log = open(os.path.join(self.workspace.name, "server.log"), "w")
+        self.args = args
+        self.log_path = os.path.join(self.workspace.name, "server.log")
+        self.log = open(self.log_path, "a")
+        self._spawn()
+
+    def _spawn(self):
         self.process = subprocess.Popen(
-            [BINARY, *args], stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True
+            [BINARY, *self.args], stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True
         )
         self.address = None
         self.unseal_key = None
@@ -60,7 +65,8 @@ class Server:
                 self.address = line.split(": ", 1)[1]
             elif line.startswith("Unseal Key: "):
                 self.unseal_key = line.split(": ", 1)[1]
-            if self.address and (line.startswith("Root Token: ") or "operator init" in line):
+            if self.address and (line.startswith("Root Token: ") or "operator init" in line
+                                 or "operator unseal" in line):
                 break
         assert self.address, "the server did not print its address"
         # Keep draining stdout so the server never writes into a full pipe.
@@ -70,6 +76,16 @@ class Server:
         # "" rather than None: hvac would otherwise take VAULT_TOKEN or
         # ~/.vault-token (which `bao server -dev` writes) for a tokenless client.
         return hvac.Client(url=self.address, token=token or "", timeout=30)
+
+    def restart(self):
+        """Kills the process and starts it again on the same data."""
+        self.process.kill()
+        self.process.wait()
+        self._spawn()
+
+    def log_text(self):
+        with open(self.log_path) as handle:
+            return handle.read()
 
     def stop(self):
         self.process.kill()

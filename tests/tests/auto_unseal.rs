@@ -549,9 +549,14 @@ fn an_awskms_seal_unseals_itself_and_waits_out_a_kms_that_does_not_answer() {
     root.kv_put("app/db", json!({"password": "kms"}));
 
     // A restart: unsealed by one Decrypt.
+    let started = Instant::now();
     server.restart();
     let api = server.client(None);
     wait_unsealed(&api, Duration::from_secs(30));
+    eprintln!(
+        "awskms (moto): restart to unsealed in {:?}",
+        started.elapsed()
+    );
     let root = server.client(Some(&root_token));
     assert_eq!(kv_read(&root, "app/db").unwrap()["password"], "kms");
     let metrics = root.get("sys/metrics?format=prometheus").expect(200).body;
