@@ -221,6 +221,12 @@ impl Cluster {
         if self.seal.is_none() {
             return self.unseal(index);
         }
+        self.wait_self_unsealed(index);
+    }
+
+    /// Waits for node `index` to unseal itself (a node whose configuration
+    /// gained a seal after the cluster started).
+    pub fn wait_self_unsealed(&self, index: usize) {
         let api = self.nodes[index].api(None);
         wait_for(Duration::from_secs(60), "the node to unseal itself", || {
             let status = api.get("sys/seal-status");

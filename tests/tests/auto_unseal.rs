@@ -651,6 +651,71 @@ fn an_awskms_seal_unseals_itself_and_waits_out_a_kms_that_does_not_answer() {
     assert_eq!(status["initialized"], false, "a failed init writes nothing");
 }
 
+#[test]
+fn a_cluster_migrates_from_shamir_to_a_static_seal_one_node_at_a_time() {
+    let _serial = serial();
+    let keys = tempfile::tempdir().unwrap();
+    let key = write_key(keys.path(), "seal.key", 0x66);
+    let mut cluster = Cluster::start(25, 3);
+    cluster.mount_kv();
+    cluster
+        .root(cluster.leader())
+        .kv_put("rolling/0", json!({"v": "0"}));
+    let shares = cluster.keys.shares.clone();
+    let leader = cluster.leader();
+    let mut order = cluster.followers();
+    order.push(leader);
+    for (step, index) in order.into_iter().enumerate() {
+        // The seal block added to this node's configuration, then a restart.
+        let server = &mut cluster.nodes[index].server;
+        let config = std::fs::read_to_string(server.workspace().join("coffer.hcl")).unwrap();
+        server.set_config(&format!("{config}\n{}", static_seal(&key)));
+        server.restart();
+        let api = cluster.nodes[index].api(None);
+        let status = api.get("sys/seal-status").body;
+        assert_eq!(
+            (&status["migration"], &status["sealed"]),
+            (&json!(true), &json!(true)),
+            "node {}: {status}",
+            index + 1
+        );
+        let done = unseal_with(&api, &shares[..2], true);
+        assert_eq!(done["sealed"], false, "node {}: {done}", index + 1);
+        // The cluster serves writes all along, from whichever node leads.
+        let writer = cluster.leader();
+        cluster
+            .root(writer)
+            .kv_put(&format!("rolling/{}", step + 1), json!({"v": step + 1}));
+    }
+    // Once a migrated node leads, the migration is written, everywhere.
+    for index in 0..3 {
+        wait_migrated(&cluster.nodes[index].api(None), "static");
+    }
+    // From now on the cluster comes back with no operator.
+    for node in &mut cluster.nodes {
+        node.server.kill9();
+    }
+    for node in &mut cluster.nodes {
+        node.server.restart();
+    }
+    for index in 0..3 {
+        cluster.wait_self_unsealed(index);
+    }
+    let root = cluster.root(cluster.leader());
+    for step in 0..4 {
+        let path = format!("rolling/{step}");
+        wait_for(Duration::from_secs(20), "every write", || {
+            kv_read(&root, &path).map(|_| ())
+        });
+    }
+    // The old unseal keys are the recovery keys now.
+    let status = cluster.nodes[0].api(None).get("sys/seal-status").body;
+    assert_eq!(
+        (status["t"].clone(), status["n"].clone()),
+        (json!(2), json!(3))
+    );
+}
+
 /// Whether any file under `directory` holds `needle`.
 fn grep_bytes(directory: &Path, needle: &[u8]) -> bool {
     let Ok(entries) = std::fs::read_dir(directory) else {
