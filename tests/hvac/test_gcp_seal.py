@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+import requests
 
 from gcp_kms import FakeCloudKms
 
@@ -48,6 +49,9 @@ def test_a_gcpckms_seal_unseals_itself_and_waits_out_a_kms_that_is_down(kms, ser
   credentials = "{credentials}"
   endpoint    = "{kms.url}"
 }}
+telemetry {{
+  unauthenticated_metrics_access = true
+}}
 '''
     server = server_with_config(seal)
     client = server.client()
@@ -80,6 +84,10 @@ def test_a_gcpckms_seal_unseals_itself_and_waits_out_a_kms_that_is_down(kms, ser
     assert sealed(server)
     health = server.client().sys.read_health_status(method="GET")
     assert health.status_code == 503
+    # The metrics show the last KMS error while the node is sealed.
+    metrics = requests.get(server.address + "/v1/sys/metrics?format=prometheus", timeout=10).text
+    assert 'coffer_seal_kms_last_error{seal="gcpckms",error="gcpckms seal: getting a token' in metrics, metrics
+    assert "coffer_seal_kms_last_call_seconds" in metrics
     kms.start()
     wait(lambda: not sealed(server), "the node to unseal once the KMS is back", 60)
 
