@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod database;
 pub mod duration;
 pub mod engine;
+pub mod error_chain;
 pub mod hcl;
 pub mod kv;
 pub mod leases;

@@ -15,6 +15,8 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
+use crate::error_chain;
+
 /// The signature algorithms a token may use: Vault's list without HMAC.
 pub const SUPPORTED: &[Algorithm] = &[
     Algorithm::RS256,
@@ -354,27 +356,20 @@ pub fn http_client(ca_pem: Option<&str>) -> Result<reqwest::Client, String> {
             .ok_or("the CA PEM holds no certificate")?;
         builder = builder.tls_certs_only(certificates);
     }
-    builder.build().map_err(|error| describe(&error))
-}
-
-/// A reqwest error with its causes (reqwest's own text is often just "error
-/// sending request").
-pub fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    builder
+        .build()
+        .map_err(|error| error_chain::describe(&error))
 }
 
 /// The status and JSON body of an answer, read up to [`MAX_BODY`] bytes.
 pub async fn read_json(mut response: reqwest::Response) -> Result<(u16, Value), String> {
     let status = response.status().as_u16();
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| describe(&error))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| error_chain::describe(&error))?
+    {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(format!("the answer is larger than {MAX_BODY} bytes"));
         }
@@ -392,7 +387,7 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, Stri
         .header("Accept", "application/json")
         .send()
         .await
-        .map_err(|error| describe(&error))?;
+        .map_err(|error| error_chain::describe(&error))?;
     let (status, document) = read_json(response).await?;
     if !(200..300).contains(&status) {
         return Err(format!("{url} answered status {status}"));

@@ -512,7 +512,7 @@ impl KubernetesMethod {
             .json(&body)
             .send()
             .await
-            .map_err(|error| format!("TokenReview: {}", jws::describe(&error)))?;
+            .map_err(|error| format!("TokenReview: {}", crate::error_chain::describe(&error)))?;
         let (status, review) = jws::read_json(response)
             .await
             .map_err(|error| format!("TokenReview: {error}"))?;

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::{Error, WrappedKey, Wrapper};
 use crate::config::GcpCkms;
+use crate::error_chain;
 use crate::leases::BoxFuture;
 
 const KIND: &str = "gcpckms";
@@ -141,7 +142,7 @@ impl GcpKmsWrapper {
             .body(form)
             .send()
             .await
-            .map_err(|error| self.failed("getting a token", causes(&error)))?;
+            .map_err(|error| self.failed("getting a token", error_chain::describe(&error)))?;
         self.token_from(response, &token_uri).await
     }
 
@@ -153,7 +154,10 @@ impl GcpKmsWrapper {
             .send()
             .await
             .map_err(|error| {
-                self.failed("getting a token from the metadata server", causes(&error))
+                self.failed(
+                    "getting a token from the metadata server",
+                    error_chain::describe(&error),
+                )
             })?;
         self.token_from(response, METADATA_TOKEN_URL).await
     }
@@ -167,7 +171,7 @@ impl GcpKmsWrapper {
         let body = response
             .bytes()
             .await
-            .map_err(|error| self.failed("getting a token", causes(&error)))?;
+            .map_err(|error| self.failed("getting a token", error_chain::describe(&error)))?;
         if !status.is_success() {
             return Err(self.failed("getting a token", format!("{from} answered {status}")));
         }
@@ -190,12 +194,12 @@ impl GcpKmsWrapper {
             )
             .send()
             .await
-            .map_err(|error| self.failed(call, causes(&error)))?;
+            .map_err(|error| self.failed(call, error_chain::describe(&error)))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|error| self.failed(call, causes(&error)))?;
+            .map_err(|error| self.failed(call, error_chain::describe(&error)))?;
         let document: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
             if status == reqwest::StatusCode::UNAUTHORIZED {
@@ -220,18 +224,6 @@ impl GcpKmsWrapper {
             self.config.endpoint, self.config.key_name
         )
     }
-}
-
-/// An HTTP client error with its causes ("connection refused" is one).
-fn causes(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn base64_field(document: &Value, field: &str) -> Option<Vec<u8>> {

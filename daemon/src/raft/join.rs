@@ -29,6 +29,7 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::crypto;
+use crate::error_chain;
 use crate::seal::SealConfig;
 
 /// The label (associated data) the challenge is encrypted under.
@@ -270,7 +271,7 @@ impl LeaderClient {
             .await
             .map_err(|error| Error::Unreachable {
                 address: self.address.clone(),
-                reason: describe(&error),
+                reason: error_chain::describe(&error),
             })?;
         let status = response.status();
         let document = self.read_capped(response).await?;
@@ -327,19 +328,6 @@ impl LeaderClient {
         self.post("sys/storage/raft/bootstrap/answer", request)
             .await
     }
-}
-
-/// A reqwest error with its causes (reqwest's own text is often just "error
-/// sending request").
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
