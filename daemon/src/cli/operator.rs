@@ -86,17 +86,13 @@ pub(super) async fn operator(
                 output::json(&answer);
                 return Ok(0);
             }
+            let root_token = answer
+                .get("root_token")
+                .map(output::cell)
+                .unwrap_or_default();
             if recovery_seal {
                 output::shares_of(&answer, "recovery_keys_base64", "Recovery Key");
-                println!();
-                println!(
-                    "Initial Root Token: {}",
-                    answer
-                        .get("root_token")
-                        .map(output::cell)
-                        .unwrap_or_default()
-                );
-                println!();
+                println!("\nInitial Root Token: {root_token}\n");
                 println!(
                     "coffer initialized with its auto seal: it is unsealed, and unseals itself at start."
                 );
@@ -108,15 +104,7 @@ pub(super) async fn operator(
                 return Ok(0);
             }
             output::key_shares(&answer, "Unseal Key");
-            println!();
-            println!(
-                "Initial Root Token: {}",
-                answer
-                    .get("root_token")
-                    .map(output::cell)
-                    .unwrap_or_default()
-            );
-            println!();
+            println!("\nInitial Root Token: {root_token}\n");
             println!(
                 "coffer initialized with {key_shares} key shares and a key threshold of {key_threshold}."
             );
