@@ -67,6 +67,8 @@ impl Mounted {
             let _ = done.send(session.umount_and_join());
         });
         match finished.recv_timeout(UNMOUNT_WAIT) {
+            // Detached above: fuser's own umount(2) then finds no mount there.
+            Ok(Err(error)) if detached.is_ok() && error.kind() == io::ErrorKind::InvalidInput => {}
             Ok(result) => result?,
             Err(_) => tracing::warn!("FUSE threads still busy after unmount; not waiting longer"),
         }
@@ -97,10 +99,22 @@ fn fusermount_present() -> bool {
     })
 }
 
+/// Whether this process runs with `no_new_privs` (set by systemd's
+/// `NoNewPrivileges=` and by seccomp filters): setuid programs then run
+/// without their privileges.
+fn no_new_privileges() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.split_whitespace().eq(["NoNewPrivs:", "1"]))
+    })
+}
+
 /// Mounts the filesystem at `options.mount_point` (which `mount_point::prepare`
 /// has made ready): read-only, `nosuid`, `nodev`, `noexec`, open to every user
 /// (the core decides who reads what), and unmounted by `fusermount3` if this
-/// process dies. Blocking: call it off the async threads.
+/// process dies (unless `no_new_privs` voids fusermount3's setuid: then the
+/// next start, or the unit's `ExecStopPost`, detaches the dead mount). Blocking: call it off the async threads.
 pub fn mount<H: Handler>(
     handler: Arc<H>,
     runtime: tokio::runtime::Handle,
@@ -120,7 +134,12 @@ pub fn mount<H: Handler>(
         MountOption::NoExec,
         MountOption::NoAtime,
     ];
-    if fusermount_present() {
+    if no_new_privileges() {
+        // fusermount3 is setuid root, which no_new_privs (systemd's
+        // NoNewPrivileges=) voids: mount(2) directly with CAP_SYS_ADMIN, and
+        // leave a crash's dead mount to the next start or ExecStopPost.
+        tracing::debug!("no_new_privs: mounting without fusermount3's auto-unmount");
+    } else if fusermount_present() {
         config.mount_options.push(MountOption::AutoUnmount);
     } else {
         tracing::warn!(

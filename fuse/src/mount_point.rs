@@ -20,7 +20,7 @@ pub enum Error {
     #[error("another filesystem ({1}) is mounted at {0}: unmount it first")]
     Occupied(PathBuf, String),
     #[error("the FUSE mount point {0}: {1}")]
-    Io(PathBuf, #[source] io::Error),
+    Io(PathBuf, io::Error),
 }
 
 /// The absolute path of `path` without following its last component (which
@@ -61,7 +61,10 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The filesystem types mounted at `path`, innermost last.
+/// The filesystem types mounted at `path`, innermost last. A FUSE mount made
+/// with mount(2) directly (under `no_new_privs`, without fusermount3) carries
+/// no subtype: its type is `fuse` and coffer's name is its source; it is
+/// [`FS_TYPE`] all the same.
 fn mounted_at(mountinfo: &str, path: &Path) -> Vec<String> {
     mountinfo
         .lines()
@@ -69,8 +72,13 @@ fn mounted_at(mountinfo: &str, path: &Path) -> Vec<String> {
             let fields: Vec<&str> = line.split(' ').collect();
             let mount_point = unescape(fields.get(4)?);
             let separator = fields.iter().position(|field| *field == "-")?;
-            let fs_type = fields.get(separator + 1)?;
-            (Path::new(&mount_point) == path).then(|| (*fs_type).to_owned())
+            let fs_type = *fields.get(separator + 1)?;
+            let source = fields.get(separator + 2).copied().unwrap_or_default();
+            let fs_type = match (fs_type, source) {
+                ("fuse", "coffer") => FS_TYPE,
+                _ => fs_type,
+            };
+            (Path::new(&mount_point) == path).then(|| fs_type.to_owned())
         })
         .collect()
 }
@@ -107,6 +115,26 @@ pub fn prepare(path: &Path) -> Result<bool, Error> {
     Ok(detached)
 }
 
+/// Whether a coffer filesystem is mounted at `path` (as this process's mount
+/// namespace sees it) and its root answers a `stat`.
+pub fn answers(path: &Path) -> Result<(), Error> {
+    let path = absolute(path)?;
+    let io_error = |error| Error::Io(path.clone(), error);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(io_error)?;
+    match mounted_at(&mountinfo, &path).pop() {
+        Some(fs_type) if fs_type == FS_TYPE => {}
+        Some(fs_type) => return Err(Error::Occupied(path, fs_type)),
+        None => {
+            return Err(io_error(io::Error::new(
+                io::ErrorKind::NotFound,
+                "nothing is mounted there",
+            )));
+        }
+    }
+    std::fs::metadata(&path).map_err(io_error)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +144,9 @@ mod tests {
         let mountinfo = "\
 36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - fuse.coffer coffer rw\n\
 37 35 98:0 / /secrets rw,nosuid - fuse.coffer coffer ro,user_id=0\n\
-38 37 0:5 / /secrets rw - tmpfs tmpfs rw\n";
+38 37 0:5 / /secrets rw - tmpfs tmpfs rw\n\
+39 35 0:6 / /direct rw - fuse coffer ro,user_id=995\n\
+40 35 0:7 / /sshfs rw - fuse sshfs#host ro\n";
         assert_eq!(
             mounted_at(mountinfo, Path::new("/mnt/a b")),
             ["fuse.coffer"]
@@ -125,6 +155,8 @@ mod tests {
             mounted_at(mountinfo, Path::new("/secrets")),
             ["fuse.coffer", "tmpfs"]
         );
+        assert_eq!(mounted_at(mountinfo, Path::new("/direct")), [FS_TYPE]);
+        assert_eq!(mounted_at(mountinfo, Path::new("/sshfs")), ["fuse"]);
         assert!(mounted_at(mountinfo, Path::new("/other")).is_empty());
     }
 
