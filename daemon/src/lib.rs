@@ -36,5 +36,6 @@ pub mod seal;
 pub mod server;
 pub mod shamir;
 pub mod storage;
+pub mod service;
 pub mod token_roles;
 pub mod tokens;

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::{self, Config};
 use crate::core::{Core, Settings};
 use crate::raft::cluster::{self, Cluster};
+use crate::service;
 
 /// Prints a line to stdout, ignoring failures: a server must not stop because
 /// whoever started it closed its stdout.
@@ -84,6 +85,7 @@ fn dev_config(options: &Options, data_dir: PathBuf) -> anyhow::Result<Config> {
         default_lease_ttl: config::DEFAULT_LEASE_TTL,
         max_lease_ttl: config::DEFAULT_LEASE_TTL,
         log_level: None,
+        log_format: None,
         disable_mlock: true,
         unsafe_allow_api_audit_creation: options.dev_unsafe_allow_api_audit_creation,
         telemetry: config::Telemetry::default(),
@@ -399,15 +401,33 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     }
     let background = tokio::spawn(core.clone().run_background(TIDY_INTERVAL));
     let filesystem = Arc::new(std::sync::Mutex::new(None));
-    let mounter = config
-        .fuse
-        .clone()
-        .map(|fuse| tokio::spawn(mount_when_unsealed(core.clone(), fuse, filesystem.clone())));
+    let (mount_state, mount) = watch::channel(match config.fuse {
+        Some(_) => service::Mount::Waiting,
+        None => service::Mount::Unconfigured,
+    });
+    let mounter = config.fuse.clone().map(|fuse| {
+        tokio::spawn(mount_when_unsealed(
+            core.clone(),
+            fuse,
+            filesystem.clone(),
+            mount_state,
+        ))
+    });
+    let watcher = tokio::spawn(
+        service::Watch {
+            core: core.clone(),
+            cluster: cluster.clone(),
+            mount,
+        }
+        .run(),
+    );
     let joiner = (!config.storage.retry_join.is_empty())
         .then(|| tokio::spawn(retry_join(core.clone(), config.storage.retry_join.clone())));
     let auto_unsealer = tokio::spawn(core.clone().run_auto_unseal());
 
     wait_for_shutdown_signal(&core).await?;
+    service::stopping();
+    watcher.abort();
     tracing::info!("shutting down: draining in-flight requests");
     let _ = shutdown_sender.send(true);
     for server in servers {
@@ -456,11 +476,13 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
 const MOUNT_POLL: Duration = Duration::from_millis(200);
 
 /// Mounts the `/secrets` filesystem once the server is first unsealed; it stays
-/// mounted until shutdown (opens fail with EAGAIN while sealed again).
+/// mounted until shutdown (opens fail with EAGAIN while sealed again). `state`
+/// says when its root answers, or why it failed.
 async fn mount_when_unsealed(
     core: Arc<Core>,
     fuse: config::Fuse,
     slot: Arc<std::sync::Mutex<Option<coffer_fuse::Mounted>>>,
+    state: watch::Sender<service::Mount>,
 ) {
     let mut poll = tokio::time::interval(MOUNT_POLL);
     while core.is_sealed() {
@@ -476,20 +498,31 @@ async fn mount_when_unsealed(
         // Whatever was mounted meanwhile (nothing, normally) is detached first.
         coffer_fuse::mount_point::prepare(&options.mount_point)
             .map_err(|error| error.to_string())?;
-        coffer_fuse::mount(core, runtime, &options).map_err(|error| error.to_string())
-    })
-    .await;
-    match mounted {
-        Ok(Ok(mounted)) => {
-            say!("FUSE filesystem mounted at {}", fuse.mount_point.display());
-            *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(mounted);
+        let mounted =
+            coffer_fuse::mount(core, runtime, &options).map_err(|error| error.to_string())?;
+        // The root answers through the new mount (a `stat` served by it).
+        match coffer_fuse::mount_point::answers(&options.mount_point) {
+            Ok(()) => Ok(mounted),
+            Err(error) => Err(error.to_string()),
         }
-        Ok(Err(error)) => tracing::error!(
-            mount_point = %fuse.mount_point.display(),
-            %error,
-            "cannot mount the FUSE filesystem"
-        ),
-        Err(error) => tracing::error!(%error, "cannot mount the FUSE filesystem"),
+    })
+    .await
+    .unwrap_or_else(|error| Err(error.to_string()));
+    match mounted {
+        Ok(mounted) => {
+            say!("FUSE filesystem mounted at {}", fuse.mount_point.display());
+            tracing::info!(mount_point = %fuse.mount_point.display(), "mounted /secrets");
+            *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(mounted);
+            state.send_replace(service::Mount::Answering);
+        }
+        Err(error) => {
+            tracing::error!(
+                mount_point = %fuse.mount_point.display(),
+                %error,
+                "cannot mount the FUSE filesystem"
+            );
+            state.send_replace(service::Mount::Failed(error));
+        }
     }
 }
 
