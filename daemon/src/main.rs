@@ -4,20 +4,7 @@ mod cli;
 
 use clap::Parser;
 use cli::{ApiFailure, Cli, Command, normalize_args};
-use coffer_daemon::server;
-
-fn init_logging(level: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{},hyper=warn,rustls=warn",
-            level.unwrap_or("info")
-        ))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
+use coffer_daemon::{logging, server};
 
 fn main() {
     let cli = Cli::parse_from(normalize_args(std::env::args()));
@@ -46,7 +33,10 @@ fn main() {
             };
             match server::load(&options) {
                 Ok((config, temporary)) => {
-                    init_logging(args.log_level.as_deref().or(config.log_level.as_deref()));
+                    logging::init(
+                        args.log_level.as_deref().or(config.log_level.as_deref()),
+                        args.log_format.or(config.log_format).unwrap_or_default(),
+                    );
                     let result = runtime.block_on(server::run(options, config));
                     drop(temporary);
                     match result {

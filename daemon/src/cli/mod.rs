@@ -150,6 +150,14 @@ pub struct ServerArgs {
     /// trace, debug, info, warn or error (default: the config's log_level, or info).
     #[arg(long)]
     pub log_level: Option<String>,
+    /// standard or json (default: the config's log_format, or standard).
+    #[arg(long, value_parser = parse_log_format)]
+    pub log_format: Option<coffer_daemon::logging::Format>,
+}
+
+fn parse_log_format(text: &str) -> Result<coffer_daemon::logging::Format, String> {
+    coffer_daemon::logging::Format::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a log format: standard or json"))
 }
 
 /// Rewrites vault-style single-dash long flags (`-format=json`) to clap's

@@ -66,6 +66,9 @@ pub struct Config {
     pub max_lease_ttl: u64,
     /// `log_level`: trace, debug, info, warn or error (default info).
     pub log_level: Option<String>,
+    /// `log_format`: `standard` (text, or the journal's fields under systemd)
+    /// or `json` (one object per line with Vault's keys).
+    pub log_format: Option<crate::logging::Format>,
     /// `disable_mlock` (default false): do not lock the process's memory. By
     /// default the server locks it (`mlockall`, see `memory.rs`) so keys never
     /// reach swap, and refuses to start when it cannot (it needs root or
@@ -129,6 +132,7 @@ impl Config {
             default_lease_ttl: DEFAULT_LEASE_TTL,
             max_lease_ttl: DEFAULT_LEASE_TTL,
             log_level: None,
+            log_format: None,
             disable_mlock: false,
             unsafe_allow_api_audit_creation: false,
             telemetry: Telemetry::default(),
@@ -157,6 +161,16 @@ impl Config {
                         ));
                     }
                     config.log_level = Some(level);
+                }
+                "log_format" => {
+                    let format = string(value, "log_format")?;
+                    config.log_format =
+                        Some(crate::logging::Format::parse(&format).ok_or_else(|| {
+                            hcl::Error::new(
+                                value.line,
+                                format!("log_format must be standard or json, not {format:?}"),
+                            )
+                        })?);
                 }
                 "disable_mlock" => config.disable_mlock = boolean(value, "disable_mlock")?,
                 "unsafe_allow_api_audit_creation" => {
