@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod autoseal;
 pub mod barrier;
+pub mod build_info;
 pub mod cache;
 pub mod changes;
 pub mod clock;

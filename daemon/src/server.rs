@@ -362,7 +362,7 @@ pub async fn run(options: Options, config: Config) -> anyhow::Result<()> {
     say!("                 Node ID: {}", config.storage.node_id);
     say!(
         "                 Version: coffer v{}",
-        env!("CARGO_PKG_VERSION")
+        crate::build_info::version()
     );
     say!();
     if options.dev {

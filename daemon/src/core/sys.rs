@@ -15,8 +15,6 @@ use crate::policy_store;
 use crate::tokens::now_seconds;
 pub(super) use endpoint::{Access, Endpoint};
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
 mod audit;
 pub(super) mod endpoint;
 mod leases;
@@ -105,7 +103,7 @@ fn health(core: &Core, data: &Map<String, Value>) -> ApiResult<Routed> {
             "replication_performance_mode": "disabled",
             "replication_dr_mode": "disabled",
             "server_time_utc": now_seconds(),
-            "version": VERSION,
+            "version": crate::build_info::version(),
             "enterprise": false,
             "cluster_name": cluster.map(|cluster| cluster.name.as_str()).unwrap_or(""),
             "cluster_id": cluster.map(|cluster| cluster.id.as_str()).unwrap_or(""),
@@ -123,8 +121,8 @@ fn seal_status(core: &Core) -> Value {
         "n": status.shares,
         "progress": status.progress,
         "nonce": status.nonce,
-        "version": VERSION,
-        "build_date": "",
+        "version": crate::build_info::version(),
+        "build_date": crate::build_info::DATE,
         "migration": status.migration,
         "recovery_seal": status.recovery_seal,
         "storage_type": "raft",

@@ -9,10 +9,11 @@ use coffer_protocols::Operation;
 use serde_json::{Map, Value, json};
 
 use super::super::{Caller, Routed, Unsealed};
-use super::{VERSION, leases, system};
+use super::{leases, system};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::fields::Fields;
 use crate::api::reply::Reply;
+use crate::build_info::VERSION;
 use crate::mounts::{self, MountConfig, MountEntry, MountTable};
 
 /// A mount as `sys/mounts` and `sys/auth` list it.
