@@ -8,6 +8,12 @@ use coffer_daemon::{logging, server};
 
 fn main() {
     let cli = Cli::parse_from(normalize_args(std::env::args()));
+    if let Some(result) = cli::run_local(&cli.command) {
+        std::process::exit(result.unwrap_or_else(|error| {
+            eprintln!("Error: {error:#}");
+            1
+        }));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -82,10 +82,12 @@ pub enum Kv {
 
 #[derive(Debug, Subcommand)]
 pub enum KvMetadata {
+    /// Print a secret's metadata and the state of its versions.
     Get {
         #[command(flatten)]
         target: KvTarget,
     },
+    /// Set a secret's metadata (versions kept, check-and-set, custom fields).
     Put {
         #[command(flatten)]
         target: KvTarget,

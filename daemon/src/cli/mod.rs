@@ -40,7 +40,13 @@ use token::{Token, token};
 #[derive(Debug, Parser)]
 #[command(
     name = "coffer",
-    version,
+    version = coffer_daemon::build_info::VERSION,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("COFFER_BUILD_COMMIT"),
+        ")"
+    ),
     about = "coffer: a secrets appliance for Linux hosts"
 )]
 pub struct Cli {
@@ -112,6 +118,43 @@ pub enum Command {
         /// KEY=VALUE login fields (VALUE may be @file or - for stdin).
         pairs: Vec<String>,
     },
+    /// Print the version, the git commit and its date.
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
+    /// Write the man pages (coffer.1, coffer-server.1, ...) into a directory.
+    #[command(hide = true)]
+    Man { directory: PathBuf },
+}
+
+/// The commands that need no server; `None` for the others.
+pub fn run_local(command: &Command) -> Option<anyhow::Result<i32>> {
+    use clap::CommandFactory as _;
+    match command {
+        Command::Version => {
+            println!("{}", coffer_daemon::build_info::line());
+            Some(Ok(0))
+        }
+        Command::Completion { shell } => {
+            use std::io::Write as _;
+            // Into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "coffer", &mut script);
+            Some(
+                std::io::stdout()
+                    .write_all(&script)
+                    .context("cannot write the completion script")
+                    .map(|()| 0),
+            )
+        }
+        Command::Man { directory } => Some(
+            std::fs::create_dir_all(directory)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), directory))
+                .with_context(|| format!("cannot write man pages into {}", directory.display()))
+                .map(|()| 0),
+        ),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Args)]
@@ -200,7 +243,12 @@ pub async fn run_client(cli: Cli) -> anyhow::Result<i32> {
     let client = Client::new(cli.address.clone())?;
     let format = cli.format;
     match cli.command {
-        Command::Server(_) => bail!("`coffer server` is not a client command"),
+        Command::Server(_)
+        | Command::Version
+        | Command::Completion { .. }
+        | Command::Man { .. } => {
+            bail!("not a client command")
+        }
         Command::Status => status(&client, format).await,
         Command::Operator(command) => operator(&client, format, command).await,
         Command::Kv(command) => kv(&client, format, command).await,

@@ -12,17 +12,13 @@ use std::io::Read as _;
 #[derive(Debug, Subcommand)]
 pub enum Policy {
     /// Upload a policy from a file (or - for stdin).
-    Write {
-        name: String,
-        file: String,
-    },
-    Read {
-        name: String,
-    },
+    Write { name: String, file: String },
+    /// Print a policy's text.
+    Read { name: String },
+    /// List the policies.
     List,
-    Delete {
-        name: String,
-    },
+    /// Delete a policy.
+    Delete { name: String },
 }
 
 pub(super) async fn policy(

@@ -20,9 +20,9 @@ pub enum Secrets {
         #[arg(long)]
         version: Option<u8>,
     },
-    Disable {
-        path: String,
-    },
+    /// Disable the engine mounted at a path, deleting its data.
+    Disable { path: String },
+    /// List the mounted engines.
     List,
 }
 
