@@ -7,3 +7,6 @@ fi
 # One build directory outside the clone, reused by CI and later runs.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/coffer-target}"
 export COFFER_VENV="${COFFER_VENV:-/var/tmp/coffer-venv}"
+# Packaging tools (cargo-deb, cargo-generate-rpm), installed by scripts/package.
+export COFFER_TOOLS="${COFFER_TOOLS:-/var/tmp/coffer-tools}"
+case ":$PATH:" in *":$COFFER_TOOLS/bin:"*) ;; *) export PATH="$COFFER_TOOLS/bin:$PATH" ;; esac
