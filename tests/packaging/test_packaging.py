@@ -133,23 +133,6 @@ def test_the_syscall_filter_allows_what_the_server_needs():
     assert needed <= allowed - denied, needed - (allowed - denied)
 
 
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory):
-    out = tmp_path_factory.mktemp("packages")
-    for revision in ("1", "2"):
-        subprocess.run(
-            [str(ROOT / "scripts/package"), "--profile", "dev", "--revision", revision,
-             "--out", str(out)],
-            check=True,
-        )
-    debs = sorted(out.glob("coffer_*.deb"))
-    rpms = sorted(out.glob("coffer-*-1.*.rpm"))
-    assert len(debs) == 2 and len(rpms) == 1, list(out.iterdir())
-    for package in [*debs, *rpms]:
-        print(f"\n{package.name}: {package.stat().st_size / 2**20:.1f} MiB")
-    return {"deb": debs[0], "deb_upgrade": debs[1], "rpm": rpms[0]}
-
-
 def dpkg(*arguments):
     return subprocess.run(
         ["dpkg", *arguments], capture_output=True, text=True, check=False,
@@ -291,16 +274,6 @@ def coffer_mounts():
 
 
 @pytest.fixture
-def fuse_device_for_services():
-    """The kernel makes /dev/fuse 0666; this sandbox makes it 0600, which no
-    unprivileged service can open. Opened up for the test, then put back."""
-    mode = os.stat("/dev/fuse").st_mode & 0o777
-    os.chmod("/dev/fuse", mode | 0o666)
-    yield
-    os.chmod("/dev/fuse", mode)
-
-
-@pytest.fixture
 def clean_machine():
     """No coffer installed: a leftover of an interrupted run is purged; a
     real installation is refused, not destroyed."""
@@ -439,8 +412,32 @@ def test_install_start_upgrade_remove_and_purge(packages, clean_machine, fuse_de
         api("PUT", "sys/unseal", {"key": key})
         read = api("GET", "secret/data/app/db", token=token)
         assert read["data"]["data"] == {"password": "from-the-package"}
+        server.wait_for(lambda message: message.get("STATUS", "").endswith("/secrets mounted"))
+        # A crash leaves a dead mount; the restart (Restart=on-failure) clears it.
+        server.process.kill()
+        server.process.wait()
+        assert len(coffer_mounts()) == 1, "the dead mount stays"
+        with pytest.raises(OSError) as dead:
+            os.stat("/secrets/secret")
+        assert dead.value.errno == 107, dead.value  # ENOTCONN
+    finally:
+        server.kill()
+    server = Started(unit, tmp_path / "restarted")
+    try:
+        server.wait_for(lambda message: message.get("READY") == "1")
+        api("PUT", "sys/unseal", {"key": key})
+        server.wait_for(lambda message: message.get("STATUS", "").endswith("/secrets mounted"))
+        assert len(coffer_mounts()) == 1
+        read = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat",
+             "/secrets/secret/app/db/password"],
+            capture_output=True, text=True, check=False,
+        )
+        assert read.stdout == "from-the-package", read.stderr
+        assert "detached a coffer mount left by an earlier run" in server.log()
         code, _ = server.stop()
         assert code == 0, server.log()
+        assert coffer_mounts() == []
     finally:
         server.kill()
 
