@@ -117,7 +117,7 @@ def test_the_unit_under_systemd_serves_secrets_the_host_side_can_read(
         init_output = json.loads(inside("coffer", "operator", "init", "-key-shares=1",
                                         "-key-threshold=1", "-format=json"))
         token = init_output["root_token"]
-        inside("coffer", "operator", "unseal", stdin=init_output["keys_base64"][0] + "\n")
+        inside("coffer", "operator", "unseal", stdin=init_output["unseal_keys_b64"][0] + "\n")
         deadline = time.monotonic() + 30
         while not show("StatusText")["StatusText"].endswith("/secrets mounted"):
             assert time.monotonic() < deadline, show("StatusText")

@@ -326,6 +326,44 @@ fn token_policy_and_operator_commands() {
 }
 
 #[test]
+fn operator_init_json_has_the_vault_clis_keys() {
+    let server = Server::with_config(
+        "storage \"raft\" {\n  path = \"{data_dir}\"\n}\nlistener \"tcp\" {\n  address = \"127.0.0.1:0\"\n  tls_disable = true\n}\n",
+    );
+    let init: Value = serde_json::from_str(&ok(cli(
+        &server,
+        None,
+        &[
+            "operator",
+            "init",
+            "-key-shares=2",
+            "-key-threshold=2",
+            "-format=json",
+        ],
+    )))
+    .unwrap();
+    let keys = init["unseal_keys_b64"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{init}");
+    assert_eq!(init["unseal_keys_hex"].as_array().unwrap().len(), 2);
+    assert_eq!(init["unseal_shares"], 2);
+    assert_eq!(init["unseal_threshold"], 2);
+    assert_eq!(init["recovery_keys_b64"], Value::Null);
+    assert_eq!(init["recovery_keys_shares"], 0);
+    assert!(init["root_token"].as_str().unwrap().starts_with("hvs."));
+    let (code, _, _) = cli(
+        &server,
+        None,
+        &["operator", "unseal", keys[0].as_str().unwrap()],
+    );
+    assert_eq!(code, 2, "sealed after one key of two");
+    ok(cli(
+        &server,
+        None,
+        &["operator", "unseal", keys[1].as_str().unwrap()],
+    ));
+}
+
+#[test]
 fn operator_init_and_unseal_on_a_configured_server() {
     let server = Server::with_config(
         "storage \"raft\" {\n  path = \"{data_dir}\"\n}\nlistener \"tcp\" {\n  address = \"127.0.0.1:0\"\n  tls_disable = true\n}\n",

@@ -49,6 +49,28 @@ pub enum Operator {
     Rekey(Rekey),
 }
 
+/// `operator init -format=json` in the vault CLI's shape (scripts read
+/// `.unseal_keys_b64[]` and `.root_token`): OpenBao 2.7.2 prints these keys,
+/// `null` for an empty key list.
+fn init_json(answer: &Value, request: &Value) -> Value {
+    let keys = |field: &str| match answer.get(field) {
+        Some(Value::Array(keys)) if !keys.is_empty() => Value::Array(keys.clone()),
+        _ => Value::Null,
+    };
+    let count = |field: &str| request.get(field).cloned().unwrap_or(json!(0));
+    json!({
+        "unseal_keys_b64": keys("keys_base64"),
+        "unseal_keys_hex": keys("keys"),
+        "unseal_shares": count("secret_shares"),
+        "unseal_threshold": count("secret_threshold"),
+        "recovery_keys_b64": keys("recovery_keys_base64"),
+        "recovery_keys_hex": keys("recovery_keys"),
+        "recovery_keys_shares": count("recovery_shares"),
+        "recovery_keys_threshold": count("recovery_threshold"),
+        "root_token": answer.get("root_token").cloned().unwrap_or(Value::Null),
+    })
+}
+
 pub(super) async fn operator(
     client: &Client,
     format: Format,
@@ -83,7 +105,7 @@ pub(super) async fn operator(
                 .await?
                 .unwrap_or(Value::Null);
             if format == Format::Json {
-                output::json(&answer);
+                output::json(&init_json(&answer, &request));
                 return Ok(0);
             }
             let root_token = answer
