@@ -142,6 +142,8 @@ def test_the_unit_under_systemd_serves_secrets_the_host_side_can_read(
 
         inside("systemctl", "stop", "coffer")
         assert show("ActiveState")["ActiveState"] == "inactive"
+        stopped = inside("journalctl", "-u", "coffer", "-o", "cat")
+        assert "failed" not in stopped.lower(), stopped[-2000:]
         mountinfo = Path(f"/proc/{init}/mountinfo").read_text()
         assert " /secrets " not in mountinfo
     finally:
