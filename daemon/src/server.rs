@@ -511,7 +511,7 @@ async fn mount_when_unsealed(
     match mounted {
         Ok(mounted) => {
             say!("FUSE filesystem mounted at {}", fuse.mount_point.display());
-            tracing::info!(mount_point = %fuse.mount_point.display(), "mounted /secrets");
+            tracing::info!(mount_point = %fuse.mount_point.display(), "mounted the FUSE filesystem");
             *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(mounted);
             state.send_replace(service::Mount::Answering);
         }
