@@ -83,6 +83,10 @@ impl Client {
             let certificate = reqwest::Certificate::from_pem(&pem)
                 .with_context(|| format!("{path} is not a PEM certificate"))?;
             builder = builder.add_root_certificate(certificate);
+        } else if !base.starts_with("https://") {
+            // Plain HTTP or a socket needs no roots: a host without
+            // ca-certificates (a minimal image) must still reach its server.
+            builder = builder.tls_certs_only(Vec::new());
         }
         if env_setting("SKIP_VERIFY").is_some_and(|value| value == "1" || value == "true") {
             builder = builder.danger_accept_invalid_certs(true);
