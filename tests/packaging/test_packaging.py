@@ -651,7 +651,7 @@ def test_the_unit_under_systemd_serves_secrets_the_host_side_can_read(
         assert secret.read_text() == "under-systemd"
 
         journal = [json.loads(line) for line in
-                   inside("journalctl", "-u", "coffer", "-o", "json").splitlines()]
+                   inside("journalctl", "-b", "-u", "coffer", "-o", "json").splitlines()]
         mounted = [entry for entry in journal
                    if entry.get("MESSAGE") == "mounted the FUSE filesystem"]
         assert mounted and mounted[0]["COFFER_MOUNT_POINT"] == "/secrets", journal[-5:]
@@ -659,7 +659,7 @@ def test_the_unit_under_systemd_serves_secrets_the_host_side_can_read(
 
         inside("systemctl", "stop", "coffer")
         assert show("ActiveState")["ActiveState"] == "inactive"
-        stopped = inside("journalctl", "-u", "coffer", "-o", "cat")
+        stopped = inside("journalctl", "-b", "-u", "coffer", "-o", "cat")
         assert "failed" not in stopped.lower(), stopped[-2000:]
         mountinfo = Path(f"/proc/{init}/mountinfo").read_text()
         assert " /secrets " not in mountinfo
