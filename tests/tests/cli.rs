@@ -701,3 +701,34 @@ fn auth_methods_and_login() {
         "the method's tokens are revoked with it"
     );
 }
+
+/// A minimal host (no ca-certificates) has no system roots: the CLI still
+/// reaches a plain-HTTP server, and says why an https:// one cannot work.
+#[test]
+fn a_host_without_ca_certificates_reaches_a_plain_http_server() {
+    let server = Server::dev();
+    let without_roots = |address: &str| {
+        std::process::Command::new(coffer_tests::binary())
+            .args(["status", "-address", address])
+            .env("SSL_CERT_FILE", "/dev/null")
+            .env("SSL_CERT_DIR", "/nonexistent")
+            .env_remove("COFFER_CACERT")
+            .env_remove("VAULT_CACERT")
+            .output()
+            .expect("run coffer")
+    };
+    let plain = without_roots(&server.address);
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("Sealed"));
+    let tls = without_roots("https://127.0.0.1:1");
+    assert!(
+        String::from_utf8_lossy(&tls.stderr).contains("No CA certificates"),
+        "{}",
+        String::from_utf8_lossy(&tls.stderr)
+    );
+}
