@@ -36,7 +36,8 @@ cluster_addr = "http://127.0.0.1:0"
 
 
 class Server:
-    def __init__(self, dev, extra_config=""):
+    def __init__(self, dev, extra_config="", env=None):
+        self.env = None if env is None else {**os.environ, **env}
         self.workspace = tempfile.TemporaryDirectory(prefix="coffer-hvac-")
         data = os.path.join(self.workspace.name, "data")
         self.socket = os.path.join(self.workspace.name, "coffer.sock")
@@ -55,7 +56,8 @@ class Server:
 
     def _spawn(self):
         self.process = subprocess.Popen(
-            [BINARY, *self.args], stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True
+            [BINARY, *self.args], stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True,
+            env=self.env,
         )
         self.address = None
         self.unseal_key = None
@@ -119,8 +121,8 @@ def server_with_config():
     block); stops them at the end of the test."""
     servers = []
 
-    def start(extra_config):
-        server = Server(dev=False, extra_config=extra_config)
+    def start(extra_config, env=None):
+        server = Server(dev=False, extra_config=extra_config, env=env)
         servers.append(server)
         return server
 

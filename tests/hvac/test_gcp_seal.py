@@ -102,3 +102,27 @@ telemetry {{
     log = server.log_text()
     assert init["root_token"] not in log
     assert all(key not in log for key in init["recovery_keys_base64"])
+
+
+def test_a_host_without_ca_certificates_gets_an_error_not_a_panic(kms, server_with_config, tmp_path):
+    """No system CA roots (a minimal image; here SSL_CERT_FILE/SSL_CERT_DIR
+    point at nothing): the server starts, stays sealed and says why at each
+    attempt, instead of panicking while building its HTTP client."""
+    credentials = tmp_path / "sa.json"
+    credentials.write_text(json.dumps(kms.credentials()))
+    seal = f'''seal "gcpckms" {{
+  project     = "coffer-test"
+  region      = "global"
+  key_ring    = "coffer"
+  crypto_key  = "unseal"
+  credentials = "{credentials}"
+  endpoint    = "{kms.url}"
+}}
+'''
+    server = server_with_config(seal, env={"SSL_CERT_FILE": "/dev/null", "SSL_CERT_DIR": "/nonexistent"})
+    status = server.client().sys.read_seal_status()
+    assert (status["type"], status["sealed"]) == ("gcpckms", True)
+    wait(lambda: "No CA certificates were loaded" in server.log_text(), "the reason in the log")
+    assert "panicked" not in server.log_text()
+    assert server.process.poll() is None, "still serving"
+    assert kms.requests == [], "nothing reached the KMS"

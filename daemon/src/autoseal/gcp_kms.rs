@@ -29,7 +29,9 @@ const PERMISSIONS: [&str; 2] = [
 
 pub struct GcpKmsWrapper {
     config: GcpCkms,
-    http: reqwest::Client,
+    /// The client, or why it could not be built (no system CA roots): said
+    /// at every call, never a panic.
+    http: Result<reqwest::Client, String>,
     /// The access token and when to stop using it.
     token: tokio::sync::Mutex<Option<(Zeroizing<String>, Instant)>>,
 }
@@ -63,12 +65,23 @@ impl GcpKmsWrapper {
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(3))
             .build()
-            .unwrap_or_default();
+            .map_err(|error| {
+                format!(
+                    "cannot build the HTTP client: {}",
+                    error_chain::describe(&error)
+                )
+            });
         GcpKmsWrapper {
             config,
             http,
             token: tokio::sync::Mutex::new(None),
         }
+    }
+
+    fn http(&self, call: &str) -> Result<&reqwest::Client, Error> {
+        self.http
+            .as_ref()
+            .map_err(|reason| self.failed(call, reason))
     }
 
     fn failed(&self, call: &str, message: impl std::fmt::Display) -> Error {
@@ -136,7 +149,7 @@ impl GcpKmsWrapper {
             .append_pair("assertion", &assertion)
             .finish();
         let response = self
-            .http
+            .http("getting a token")?
             .post(&token_uri)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(form)
@@ -148,7 +161,7 @@ impl GcpKmsWrapper {
 
     async fn metadata_token(&self) -> Result<TokenResponse, Error> {
         let response = self
-            .http
+            .http("getting a token from the metadata server")?
             .get(METADATA_TOKEN_URL)
             .header("Metadata-Flavor", "Google")
             .send()
@@ -182,9 +195,10 @@ impl GcpKmsWrapper {
     /// One call to Cloud KMS: `GET` when `body` is `None`, else `POST`.
     async fn call(&self, call: &str, url: String, body: Option<Value>) -> Result<Value, Error> {
         let token = self.access_token().await?;
+        let http = self.http(call)?;
         let request = match body {
-            Some(body) => self.http.post(&url).json(&body),
-            None => self.http.get(&url),
+            Some(body) => http.post(&url).json(&body),
+            None => http.get(&url),
         };
         let response = request
             .bearer_auth(token.as_str())
