@@ -31,6 +31,21 @@ def sealed(server):
     return server.client().sys.read_seal_status()["sealed"]
 
 
+def seal_block(kms, tmp_path):
+    """A `seal "gcpckms"` block for the fake, with a service account key file."""
+    credentials = tmp_path / "sa.json"
+    credentials.write_text(json.dumps(kms.credentials()))
+    return f'''seal "gcpckms" {{
+  project     = "coffer-test"
+  region      = "global"
+  key_ring    = "coffer"
+  crypto_key  = "unseal"
+  credentials = "{credentials}"
+  endpoint    = "{kms.url}"
+}}
+'''
+
+
 @pytest.fixture
 def kms():
     fake = FakeCloudKms(KEY)
@@ -39,20 +54,10 @@ def kms():
 
 
 def test_a_gcpckms_seal_unseals_itself_and_waits_out_a_kms_that_is_down(kms, server_with_config, tmp_path):
-    credentials = tmp_path / "sa.json"
-    credentials.write_text(json.dumps(kms.credentials()))
-    seal = f'''seal "gcpckms" {{
-  project     = "coffer-test"
-  region      = "global"
-  key_ring    = "coffer"
-  crypto_key  = "unseal"
-  credentials = "{credentials}"
-  endpoint    = "{kms.url}"
-}}
-telemetry {{
+    seal = seal_block(kms, tmp_path) + """telemetry {
   unauthenticated_metrics_access = true
-}}
-'''
+}
+"""
     server = server_with_config(seal)
     client = server.client()
     status = client.sys.read_seal_status()
@@ -108,17 +113,7 @@ def test_a_host_without_ca_certificates_gets_an_error_not_a_panic(kms, server_wi
     """No system CA roots (a minimal image; here SSL_CERT_FILE/SSL_CERT_DIR
     point at nothing): the server starts, stays sealed and says why at each
     attempt, instead of panicking while building its HTTP client."""
-    credentials = tmp_path / "sa.json"
-    credentials.write_text(json.dumps(kms.credentials()))
-    seal = f'''seal "gcpckms" {{
-  project     = "coffer-test"
-  region      = "global"
-  key_ring    = "coffer"
-  crypto_key  = "unseal"
-  credentials = "{credentials}"
-  endpoint    = "{kms.url}"
-}}
-'''
+    seal = seal_block(kms, tmp_path)
     server = server_with_config(seal, env={"SSL_CERT_FILE": "/dev/null", "SSL_CERT_DIR": "/nonexistent"})
     status = server.client().sys.read_seal_status()
     assert (status["type"], status["sealed"]) == ("gcpckms", True)
